@@ -1,0 +1,49 @@
+// Counters for the data path: one writer, many readers.
+//
+// Each worker (in practice each shard's stage object) owns its counters and bumps them once
+// per batch; readers (stats export, tests) sum them off the hot path. The store is a relaxed
+// load + add + store, which compiles to a plain add: no lock prefix, no shared cache line
+// between workers. It is still an atomic, so a concurrent reader is defined behaviour (and
+// ThreadSanitizer-clean) and sees a value that was true at some recent moment.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace sluice {
+
+class Counter {
+ public:
+  void Add(uint64_t n = 1) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  uint64_t Load() const noexcept { return v_.load(std::memory_order_relaxed); }
+  void Reset() noexcept { v_.store(0, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+// A counter's documentation: every counter a stage declares has a name and a description.
+struct CounterInfo {
+  std::string_view name;
+  std::string_view description;
+};
+
+// A closed set of counters indexed by an enum whose table is `Table` (size N).
+template <typename Enum, std::size_t N>
+class CounterSet {
+ public:
+  void Add(Enum e, uint64_t n = 1) noexcept { c_[static_cast<std::size_t>(e)].Add(n); }
+  uint64_t Load(Enum e) const noexcept { return c_[static_cast<std::size_t>(e)].Load(); }
+  uint64_t LoadAt(std::size_t i) const noexcept { return c_[i].Load(); }
+  static constexpr std::size_t size() noexcept { return N; }
+
+ private:
+  std::array<Counter, N> c_;
+};
+
+}  // namespace sluice

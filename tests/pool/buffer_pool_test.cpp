@@ -1,0 +1,186 @@
+#include "engine/pool/buffer_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "tests/testing/alloc_counter.h"
+
+namespace sluice {
+namespace {
+
+std::unique_ptr<BufferPool> MakePool(uint32_t small, uint32_t large = 0) {
+  auto p = BufferPool::Create({.small_buffers = small, .large_buffers = large});
+  EXPECT_TRUE(p.ok()) << p.status().message();
+  return std::move(p).value();
+}
+
+TEST(BufferPool, HandsOutEveryBufferOnceThenRunsDry) {
+  auto pool = MakePool(64, 2);
+  std::vector<PacketBuffer*> got(80);
+  EXPECT_EQ(pool->GetBulk(SizeClass::kSmall, got.data(), 80), 64u);
+  std::set<PacketBuffer*> unique(got.begin(), got.begin() + 64);
+  EXPECT_EQ(unique.size(), 64u);
+  for (int i = 0; i < 64; ++i) EXPECT_TRUE(pool->Owns(got[i]));
+  EXPECT_EQ(pool->Stats().exhausted, 1u);
+  pool->PutBulk(got.data(), 64);
+  EXPECT_EQ(pool->Stats().free_central[0], 64u);
+  EXPECT_EQ(pool->Stats().free_central[1], 2u);
+}
+
+TEST(BufferPool, ExhaustionIsCountedAndAllocatesNothing) {
+  auto pool = MakePool(4);
+  PoolCache cache(*pool, 8);
+  PacketBuffer* bufs[8];
+  ASSERT_EQ(cache.GetBulk(SizeClass::kSmall, bufs, 4), 4u);
+  testing::AllocationScope allocs;
+  EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs + 4, 1), 0u);
+  EXPECT_EQ(cache.Get(SizeClass::kSmall), nullptr);
+  EXPECT_EQ(pool->GetBulk(SizeClass::kSmall, bufs + 4, 2), 0u);
+  EXPECT_EQ(allocs.count(), 0u) << "exhaustion must never fall back to the heap";
+  EXPECT_EQ(pool->Stats().exhausted, 3u);
+  cache.PutBulk(bufs, 4);
+  EXPECT_NE(cache.Get(SizeClass::kSmall), nullptr);
+}
+
+TEST(BufferPool, PartialGrantIsAllThatIsLeft) {
+  auto pool = MakePool(10);
+  PoolCache cache(*pool, 4);
+  PacketBuffer* bufs[16];
+  EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs, 3), 3u);
+  EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs + 3, 3), 3u);
+  EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs + 6, 3), 3u);
+  EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs + 9, 3), 1u);
+  cache.PutBulk(bufs, 10);
+}
+
+TEST(BufferPool, SizeClassesAreSeparate) {
+  auto pool = MakePool(2, 1);
+  PacketBuffer* big = nullptr;
+  ASSERT_EQ(pool->GetBulk(SizeClass::kLarge, &big, 1), 1u);
+  EXPECT_EQ(big->meta().size_class, static_cast<uint8_t>(SizeClass::kLarge));
+  EXPECT_EQ(big->tailroom(), kLargeDataCapacity);
+  PacketBuffer* more = nullptr;
+  EXPECT_EQ(pool->GetBulk(SizeClass::kLarge, &more, 1), 0u);
+  PacketBuffer* small[2];
+  EXPECT_EQ(pool->GetBulk(SizeClass::kSmall, small, 2), 2u);
+  PacketBuffer* all[3] = {small[0], big, small[1]};
+  pool->PutBulk(all, 3);  // mixed classes go home to their own stacks
+  EXPECT_EQ(pool->Stats().free_central[0], 2u);
+  EXPECT_EQ(pool->Stats().free_central[1], 1u);
+}
+
+TEST(PoolCache, IsLifoSoTheWarmestBufferComesBackFirst) {
+  auto pool = MakePool(64);
+  PoolCache cache(*pool, 16);
+  PacketBuffer* a = cache.Get(SizeClass::kSmall);
+  PacketBuffer* b = cache.Get(SizeClass::kSmall);
+  cache.Put(a);
+  cache.Put(b);
+  EXPECT_EQ(cache.Get(SizeClass::kSmall), b);
+  EXPECT_EQ(cache.Get(SizeClass::kSmall), a);
+  cache.Put(a);
+  cache.Put(b);
+}
+
+TEST(PoolCache, BuffersComeBackReset) {
+  auto pool = MakePool(4);
+  PoolCache cache(*pool, 4);
+  PacketBuffer* b = cache.Get(SizeClass::kSmall);
+  b->Append(100);
+  b->Prepend(10);
+  b->meta().flags = pkt_flag::kModified;
+  cache.Put(b);
+  PacketBuffer* again = cache.Get(SizeClass::kSmall);
+  EXPECT_EQ(again, b);
+  EXPECT_EQ(again->len(), 0u);
+  EXPECT_EQ(again->headroom(), kHeadroom);
+  EXPECT_EQ(again->meta().flags, 0);
+  cache.Put(again);
+}
+
+TEST(PoolCache, OverflowFlushesToThePoolInBulkAndFlushReturnsAll) {
+  auto pool = MakePool(100);
+  PoolCache a(*pool, 8);
+  std::vector<PacketBuffer*> bufs(100);
+  ASSERT_EQ(pool->GetBulk(SizeClass::kSmall, bufs.data(), 100), 100u);
+  a.PutBulk(bufs.data(), 100);
+  EXPECT_LE(a.cached(SizeClass::kSmall), 8u);
+  EXPECT_EQ(pool->Stats().free_central[0] + a.cached(SizeClass::kSmall), 100u);
+  a.Flush();
+  EXPECT_EQ(a.cached(SizeClass::kSmall), 0u);
+  EXPECT_EQ(pool->Stats().free_central[0], 100u);
+}
+
+// A source thread takes buffers through its cache; a sink thread returns them through its own.
+// Nothing is lost or handed out twice while they run concurrently.
+TEST(PoolCache, BulkGetAndPutAcrossTwoThreads) {
+  constexpr uint32_t kBuffers = 1024;
+  constexpr int kRounds = 2000;
+  auto pool = MakePool(kBuffers);
+  std::vector<PacketBuffer*> ring(kBuffers);
+  std::atomic<uint64_t> head{0}, tail{0};  // single-producer single-consumer ring of buffers
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> double_handout{0};
+
+  std::thread sink([&] {
+    PoolCache cache(*pool, 64);
+    std::vector<PacketBuffer*> batch;
+    while (!done.load() || tail.load() != head.load()) {
+      const uint64_t t = tail.load(std::memory_order_relaxed);
+      const uint64_t h = head.load(std::memory_order_acquire);
+      batch.clear();
+      for (uint64_t i = t; i < h; ++i) {
+        PacketBuffer* b = ring[i % kBuffers];
+        if (b->meta().io_token != 0xfeed) double_handout.fetch_add(1);
+        b->meta().io_token = 0;
+        batch.push_back(b);
+      }
+      cache.PutBulk(batch.data(), static_cast<uint32_t>(batch.size()));
+      tail.store(h, std::memory_order_release);
+    }
+  });
+
+  {
+    PoolCache cache(*pool, 64);
+    PacketBuffer* got[64];
+    for (int r = 0; r < kRounds; ++r) {
+      const uint32_t n = cache.GetBulk(SizeClass::kSmall, got, 64);
+      for (uint32_t i = 0; i < n; ++i) {
+        if (got[i]->meta().io_token != 0) double_handout.fetch_add(1);
+        got[i]->meta().io_token = 0xfeed;
+      }
+      uint64_t h = head.load(std::memory_order_relaxed);
+      while (h + n - tail.load(std::memory_order_acquire) > kBuffers) std::this_thread::yield();
+      for (uint32_t i = 0; i < n; ++i) ring[(h + i) % kBuffers] = got[i];
+      head.store(h + n, std::memory_order_release);
+      if (n == 0) std::this_thread::yield();  // exhausted: back-pressure until the sink frees
+    }
+  }
+  done.store(true);
+  sink.join();
+  EXPECT_EQ(double_handout.load(), 0u);
+  EXPECT_EQ(pool->Stats().free_central[0], kBuffers);  // both caches flushed on destruction
+}
+
+TEST(BufferPoolDeathTest, ReturningABufferTwiceIsCaught) {
+  auto pool = MakePool(4);
+  PacketBuffer* b = nullptr;
+  ASSERT_EQ(pool->GetBulk(SizeClass::kSmall, &b, 1), 1u);
+  pool->PutBulk(&b, 1);
+  EXPECT_DEATH(pool->PutBulk(&b, 1), "check failed");
+  PoolCache cache(*pool, 4);
+  EXPECT_DEATH(cache.Put(b), "check failed");
+}
+
+TEST(BufferPool, ZeroBuffersIsAValidEmptyPool) {
+  auto pool = MakePool(0, 0);
+  PacketBuffer* b = nullptr;
+  EXPECT_EQ(pool->GetBulk(SizeClass::kSmall, &b, 1), 0u);
+}
+
+}  // namespace
+}  // namespace sluice
