@@ -1,7 +1,9 @@
 #include "engine/rules/classifier.h"
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
+#include <emmintrin.h>
 #include <type_traits>
 
 #include "engine/core/assert.h"
@@ -13,92 +15,253 @@ inline constexpr uint32_t kLeafRef = 0x80000000u;
 inline constexpr uint32_t kCountBit = 0x80000000u;
 inline constexpr uint32_t kRuleMask = 0x7fffffffu;
 
-// The word a tree walk extracts bits from: 64 bits hold every IPv4 dimension.
-template <typename A>
-struct WordOf {
-  using type = uint64_t;
+// Key::flags: TCP flags (bits 0-7), kTcpFlagsValid (bit 8), direction (bits 9-10) and whether
+// the packet carries ports (bit 11), so that all four are one mask/value test in a leaf.
+inline constexpr uint32_t kDirShift = 9;
+inline constexpr uint16_t kHasPortsFlag = 1u << 11;
+
+// The leaf form of an IPv4 MatchRecord: one cache line, tested against the key with SSE2 in
+// about fourteen branch-free instructions. Each range is (lo, (hi - lo) ^ bias) so that
+// "v - lo <= hi - lo" (unsigned) becomes one signed compare against the biased span.
+//   a_lo/a_span   32-bit lanes: src, dst, in_if, out_if
+//   b_lo/b_span   16-bit lanes: sport, dport, length, proto, dscp; lane 5 holds the flags
+//                 mask (b_lo) and value (b_span); lanes 6-7 of b_lo hold the rule word
+struct alignas(64) Record4 {
+  uint32_t a_lo[4];
+  uint32_t a_span[4];
+  uint16_t b_lo[8];
+  uint16_t b_span[8];
+
+  uint32_t rule() const noexcept {
+    uint32_t r;
+    std::memcpy(&r, &b_lo[6], sizeof r);
+    return r;
+  }
 };
-template <>
-struct WordOf<U128> {
-  using type = U128;
+static_assert(sizeof(Record4) == 64);
+
+struct Key4 {
+  std::array<uint32_t, kNumDims> d;  // for the tree walk
+  __m128i a;                         // src, dst, in_if, out_if
+  __m128i b;                         // sport, dport, length, proto, dscp, flags, 0, 0
 };
 
-// A MatchRecord as a leaf stores it: each dimension as (lo, hi - lo), so a range test is one
-// subtraction and one unsigned compare. 72 bytes for IPv4, 120 for IPv6.
-template <typename A>
-struct Record {
-  A src_lo, src_span, dst_lo, dst_span;
+inline bool Matches(const Record4& r, const Key4& k) noexcept {
+  const auto* p = reinterpret_cast<const __m128i*>(&r);
+  const __m128i bias32 = _mm_set1_epi32(INT32_MIN);
+  const __m128i bias16 = _mm_set1_epi16(INT16_MIN);
+  const __m128i b_lo = _mm_load_si128(p + 2);
+  const __m128i b_span = _mm_load_si128(p + 3);
+  const __m128i fail_a = _mm_cmpgt_epi32(_mm_xor_si128(_mm_sub_epi32(k.a, _mm_load_si128(p)), bias32),
+                                         _mm_load_si128(p + 1));
+  const __m128i fail_b = _mm_cmpgt_epi16(_mm_xor_si128(_mm_sub_epi16(k.b, b_lo), bias16), b_span);
+  const __m128i flags_ok = _mm_cmpeq_epi16(_mm_and_si128(k.b, b_lo), b_span);
+  const __m128i ranges = _mm_set_epi16(0, 0, 0, -1, -1, -1, -1, -1);  // lanes 0-4
+  const __m128i flags = _mm_set_epi16(0, 0, -1, 0, 0, 0, 0, 0);       // lane 5
+  const __m128i fail = _mm_or_si128(_mm_or_si128(fail_a, _mm_and_si128(fail_b, ranges)),
+                                    _mm_andnot_si128(flags_ok, flags));
+  return _mm_movemask_epi8(fail) == 0;
+}
+
+inline uint16_t KeyFlags(const PacketFields& f) noexcept {
+  return static_cast<uint16_t>(f.tcp_flags | (static_cast<uint8_t>(f.direction) << kDirShift) |
+                               (f.has_ports ? kHasPortsFlag : 0));
+}
+
+// Each dimension's value as DimValue defines it (match_records.h), written out.
+template <typename Word>
+inline void FillDims(const PacketFields& f, std::array<Word, kNumDims>& d) noexcept {
+  d[kDimSrc] = static_cast<Word>(f.src);
+  d[kDimDst] = static_cast<Word>(f.dst);
+  d[kDimSport] = f.has_ports ? kPortPresent | f.sport : 0;
+  d[kDimDport] = f.has_ports ? kPortPresent | f.dport : 0;
+  d[kDimProto] = f.proto;
+  d[kDimDir] = static_cast<uint8_t>(f.direction);
+  d[kDimInIf] = f.in_if;
+  d[kDimOutIf] = f.out_if;
+  d[kDimDscp] = f.dscp;
+  d[kDimLen] = f.length < kMaxLengthKey ? f.length : kMaxLengthKey;
+}
+
+inline void MakeKey(const PacketFields& f, Key4* k) noexcept {
+  FillDims(f, k->d);
+  k->a = _mm_set_epi32(static_cast<int32_t>(f.out_if), static_cast<int32_t>(f.in_if),
+                       static_cast<int32_t>(k->d[kDimDst]), static_cast<int32_t>(k->d[kDimSrc]));
+  k->b = _mm_set_epi16(0, 0, static_cast<int16_t>(KeyFlags(f)), f.dscp, f.proto,
+                       static_cast<int16_t>(k->d[kDimLen]), static_cast<int16_t>(f.has_ports ? f.dport : 0),
+                       static_cast<int16_t>(f.has_ports ? f.sport : 0));
+}
+
+// The leaf form of an IPv6 MatchRecord: scalar, (lo, hi - lo) per dimension.
+struct Record6 {
+  U128 src_lo, src_span, dst_lo, dst_span;
   uint32_t sport_lo, sport_span, dport_lo, dport_span;
   uint32_t in_lo, in_span, out_lo, out_span;
-  uint32_t len_lo, len_span;
-  uint8_t proto_lo, proto_span, dir_lo, dir_span, dscp_lo, dscp_span;
+  uint16_t len_lo, len_span;
+  uint8_t proto_lo, proto_span, dscp_lo, dscp_span;
   uint16_t flags_mask, flags_value;
-  uint32_t rule;  // rule index | kCountBit for a count rule
+  uint32_t rule_word;
+  uint32_t rule() const noexcept { return rule_word; }
 };
 
-template <typename A>
-struct Key {
-  std::array<typename WordOf<A>::type, kNumDims> d;
+struct Key6 {
+  std::array<U128, kNumDims> d;
   uint16_t flags;
 };
 
-template <typename A>
-inline void MakeKey(const PacketFields& f, Key<A>* k) noexcept {
-  using W = typename WordOf<A>::type;
-  k->d[kDimSrc] = static_cast<W>(f.src);
-  k->d[kDimDst] = static_cast<W>(f.dst);
-  k->d[kDimSport] = f.has_ports ? kPortPresent | f.sport : 0;
-  k->d[kDimDport] = f.has_ports ? kPortPresent | f.dport : 0;
-  k->d[kDimProto] = f.proto;
-  k->d[kDimDir] = static_cast<uint8_t>(f.direction);
-  k->d[kDimInIf] = f.in_if;
-  k->d[kDimOutIf] = f.out_if;
-  k->d[kDimDscp] = f.dscp;
-  k->d[kDimLen] = f.length < kMaxLengthKey ? f.length : kMaxLengthKey;
-  k->flags = f.tcp_flags;
-}
+inline bool In32(uint32_t v, uint32_t lo, uint32_t span) noexcept { return v - lo <= span; }
 
-inline bool In32(uint64_t v, uint32_t lo, uint32_t span) noexcept {
-  return static_cast<uint32_t>(static_cast<uint32_t>(v) - lo) <= span;
-}
-
-template <typename A>
-inline bool Matches(const Record<A>& r, const Key<A>& k) noexcept {
-  if (static_cast<A>(static_cast<A>(k.d[kDimSrc]) - r.src_lo) > r.src_span ||
-      static_cast<A>(static_cast<A>(k.d[kDimDst]) - r.dst_lo) > r.dst_span) {
-    return false;
-  }
-  // The rest without branches: a leaf scan mostly fails on addresses or on one of these.
-  unsigned ok = In32(static_cast<uint64_t>(k.d[kDimDport]), r.dport_lo, r.dport_span);
-  ok &= In32(static_cast<uint64_t>(k.d[kDimProto]), r.proto_lo, r.proto_span);
-  ok &= In32(static_cast<uint64_t>(k.d[kDimSport]), r.sport_lo, r.sport_span);
-  ok &= In32(static_cast<uint64_t>(k.d[kDimDir]), r.dir_lo, r.dir_span);
-  ok &= In32(static_cast<uint64_t>(k.d[kDimDscp]), r.dscp_lo, r.dscp_span);
-  ok &= In32(static_cast<uint64_t>(k.d[kDimLen]), r.len_lo, r.len_span);
-  ok &= In32(static_cast<uint64_t>(k.d[kDimInIf]), r.in_lo, r.in_span);
-  ok &= In32(static_cast<uint64_t>(k.d[kDimOutIf]), r.out_lo, r.out_span);
+inline bool Matches(const Record6& r, const Key6& k) noexcept {
+  if (k.d[kDimSrc] - r.src_lo > r.src_span || k.d[kDimDst] - r.dst_lo > r.dst_span) return false;
+  unsigned ok = In32(static_cast<uint32_t>(k.d[kDimDport]), r.dport_lo, r.dport_span);
+  ok &= In32(static_cast<uint32_t>(k.d[kDimSport]), r.sport_lo, r.sport_span);
+  ok &= In32(static_cast<uint32_t>(k.d[kDimProto]), r.proto_lo, r.proto_span);
+  ok &= In32(static_cast<uint32_t>(k.d[kDimDscp]), r.dscp_lo, r.dscp_span);
+  ok &= In32(static_cast<uint32_t>(k.d[kDimLen]), r.len_lo, r.len_span);
+  ok &= In32(static_cast<uint32_t>(k.d[kDimInIf]), r.in_lo, r.in_span);
+  ok &= In32(static_cast<uint32_t>(k.d[kDimOutIf]), r.out_lo, r.out_span);
   ok &= (k.flags & r.flags_mask) == r.flags_value;
   return ok != 0;
 }
 
+inline void MakeKey(const PacketFields& f, Key6* k) noexcept {
+  FillDims(f, k->d);
+  k->flags = static_cast<uint16_t>(f.tcp_flags | (static_cast<uint8_t>(f.direction) << kDirShift));
+}
+
+// The direction folded into the flags test when the record fixes it.
+inline void FlagsOf(const MatchRecord& m, uint16_t* mask, uint16_t* value) {
+  *mask = m.flags_mask;
+  *value = m.flags_value;
+  if (m.lo[kDimDir] == m.hi[kDimDir]) {
+    *mask |= 3u << kDirShift;
+    *value |= static_cast<uint16_t>(m.lo[kDimDir] << kDirShift);
+  }
+}
+
+inline uint32_t RuleWord(const MatchRecord& m) { return m.rule | (m.terminal ? 0 : kCountBit); }
+
+inline Record4 Compact4(const MatchRecord& m) {
+  Record4 r{};
+  const Dim a[4] = {kDimSrc, kDimDst, kDimInIf, kDimOutIf};
+  for (int i = 0; i < 4; ++i) {
+    r.a_lo[i] = static_cast<uint32_t>(m.lo[a[i]]);
+    r.a_span[i] = static_cast<uint32_t>(m.hi[a[i]] - m.lo[a[i]]) ^ 0x80000000u;
+  }
+  const Dim b[5] = {kDimSport, kDimDport, kDimLen, kDimProto, kDimDscp};
+  for (int i = 0; i < 5; ++i) {
+    // Ports: the 17th bit (ports present) moves into the flags test.
+    r.b_lo[i] = static_cast<uint16_t>(m.lo[b[i]]);
+    r.b_span[i] = static_cast<uint16_t>((m.hi[b[i]] - m.lo[b[i]]) & 0xffff) ^ 0x8000u;
+  }
+  FlagsOf(m, &r.b_lo[5], &r.b_span[5]);
+  if (m.lo[kDimSport] >= kPortPresent || m.lo[kDimDport] >= kPortPresent) {
+    r.b_lo[5] |= kHasPortsFlag;
+    r.b_span[5] |= kHasPortsFlag;
+  }
+  const uint32_t rule = RuleWord(m);
+  std::memcpy(&r.b_lo[6], &rule, sizeof rule);
+  return r;
+}
+
+inline Record6 Compact6(const MatchRecord& m) {
+  Record6 r{};
+  r.src_lo = m.lo[kDimSrc];
+  r.src_span = m.hi[kDimSrc] - m.lo[kDimSrc];
+  r.dst_lo = m.lo[kDimDst];
+  r.dst_span = m.hi[kDimDst] - m.lo[kDimDst];
+  auto set32 = [&](Dim d, uint32_t& lo, uint32_t& span) {
+    lo = static_cast<uint32_t>(m.lo[d]);
+    span = static_cast<uint32_t>(m.hi[d] - m.lo[d]);
+  };
+  set32(kDimSport, r.sport_lo, r.sport_span);
+  set32(kDimDport, r.dport_lo, r.dport_span);
+  set32(kDimInIf, r.in_lo, r.in_span);
+  set32(kDimOutIf, r.out_lo, r.out_span);
+  r.len_lo = static_cast<uint16_t>(m.lo[kDimLen]);
+  r.len_span = static_cast<uint16_t>(m.hi[kDimLen] - m.lo[kDimLen]);
+  r.proto_lo = static_cast<uint8_t>(m.lo[kDimProto]);
+  r.proto_span = static_cast<uint8_t>(m.hi[kDimProto] - m.lo[kDimProto]);
+  r.dscp_lo = static_cast<uint8_t>(m.lo[kDimDscp]);
+  r.dscp_span = static_cast<uint8_t>(m.hi[kDimDscp] - m.lo[kDimDscp]);
+  FlagsOf(m, &r.flags_mask, &r.flags_value);
+  r.rule_word = RuleWord(m);
+  return r;
+}
+
+// Per family: the address word, its leaf record and key.
+template <typename A>
+struct Family;
+template <>
+struct Family<uint32_t> {
+  using RecordT = Record4;
+  using KeyT = Key4;
+  static Record4 Compact(const MatchRecord& m) { return Compact4(m); }
+  static void Sentinel(Record4* r) {
+    const uint32_t rule = kRuleMask;
+    std::memcpy(&r->b_lo[6], &rule, sizeof rule);
+  }
+};
+template <>
+struct Family<U128> {
+  using RecordT = Record6;
+  using KeyT = Key6;
+  static Record6 Compact(const MatchRecord& m) { return Compact6(m); }
+  static void Sentinel(Record6* r) { r->rule_word = kRuleMask; }
+};
+
 // A node splits one dimension at up to kMaxThresholds points: child c holds the values v with
-// thr[c-1] < v <= thr[c]. Unused thresholds are all-ones, so the child index is simply the
-// number of thresholds below v: a fixed-length, branch-free count.
+// thr[c-1] < v <= thr[c]. Unused thresholds are the largest value, so the child index is the
+// number of thresholds below v: a fixed-length, branch-free count (four SSE2 compares for
+// IPv4). Children are stored in the node itself: a step is one node (two adjacent cache lines
+// for IPv4) and no side table. A child is a node index, or kLeafRef | the offset of its leaf's
+// first record in leaf_records; a leaf ends at a sentinel record whose rule is kRuleMask.
 inline constexpr uint32_t kMaxThresholds = 14;
 
 template <typename A>
+struct Node;
+
+template <>
+struct alignas(64) Node<uint32_t> {
+  int32_t thr[16];                 // threshold ^ 0x80000000 (signed compare = unsigned order); 14, 15 unused
+  uint32_t child[kMaxThresholds + 1];
+  uint32_t dim;
+
+  void SetThreshold(uint32_t i, U128 v) { thr[i] = static_cast<int32_t>(static_cast<uint32_t>(v) ^ 0x80000000u); }
+  void Pad(uint32_t i) { thr[i] = INT32_MAX; }
+  uint32_t ChildIndex(uint64_t value) const noexcept {
+    const __m128i v = _mm_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(value) ^ 0x80000000u));
+    const auto* t = reinterpret_cast<const __m128i*>(thr);
+    __m128i acc = _mm_add_epi32(_mm_cmpgt_epi32(v, _mm_load_si128(t)), _mm_cmpgt_epi32(v, _mm_load_si128(t + 1)));
+    acc = _mm_add_epi32(acc, _mm_add_epi32(_mm_cmpgt_epi32(v, _mm_load_si128(t + 2)),
+                                           _mm_cmpgt_epi32(v, _mm_load_si128(t + 3))));
+    acc = _mm_add_epi32(acc, _mm_shuffle_epi32(acc, 0x4e));
+    acc = _mm_add_epi32(acc, _mm_shuffle_epi32(acc, 0xb1));
+    return static_cast<uint32_t>(-_mm_cvtsi128_si32(acc));  // each true compare added -1
+  }
+};
+
+// IPv6: 128-bit compares are dearer, so a branch-free binary search over 16 sorted slots
+// (four compares) replaces the count.
+template <>
+struct Node<U128> {
+  U128 thr[16];
+  uint32_t child[kMaxThresholds + 1];
+  uint32_t dim;
+
+  void SetThreshold(uint32_t i, U128 v) { thr[i] = v; }
+  void Pad(uint32_t i) { thr[i] = ~static_cast<U128>(0); }
+  uint32_t ChildIndex(U128 value) const noexcept {
+    uint32_t idx = 0;  // thresholds below value, found as the first slot not below it
+    for (uint32_t step = 8; step != 0; step >>= 1) idx += value > thr[idx + step - 1] ? step : 0;
+    return idx;
+  }
+};
+
+template <typename A>
 struct Tree {
-  using W = typename WordOf<A>::type;
-  using T = std::conditional_t<std::is_same_v<A, U128>, U128, uint32_t>;  // every IPv4 dimension fits 32 bits
-  struct Node {
-    T thr[kMaxThresholds];
-    uint8_t dim;
-    uint32_t first_child;
-  };
-  std::vector<Node> nodes;
-  std::vector<uint32_t> children;       // a node index, or kLeafRef | leaf index
-  std::vector<uint64_t> leaves;         // first record << 32 | record count
-  std::vector<Record<A>> leaf_records;  // each leaf's records, contiguous, in rule order
+  std::vector<Node<A>> nodes;
+  std::vector<typename Family<A>::RecordT> leaf_records;  // each leaf's records in rule order, then a sentinel
   uint32_t root = kLeafRef;
   uint32_t min_rule = kNoMatch;
 };
@@ -108,42 +271,12 @@ struct Tables {
   std::vector<Tree<A>> trees;  // sorted by min_rule
 };
 
-template <typename A>
-Record<A> Compact(const MatchRecord& m) {
-  Record<A> r{};
-  r.src_lo = static_cast<A>(m.lo[kDimSrc]);
-  r.src_span = static_cast<A>(m.hi[kDimSrc] - m.lo[kDimSrc]);
-  r.dst_lo = static_cast<A>(m.lo[kDimDst]);
-  r.dst_span = static_cast<A>(m.hi[kDimDst] - m.lo[kDimDst]);
-  auto set32 = [&](Dim d, uint32_t& lo, uint32_t& span) {
-    lo = static_cast<uint32_t>(m.lo[d]);
-    span = static_cast<uint32_t>(m.hi[d] - m.lo[d]);
-  };
-  auto set8 = [&](Dim d, uint8_t& lo, uint8_t& span) {
-    lo = static_cast<uint8_t>(m.lo[d]);
-    span = static_cast<uint8_t>(m.hi[d] - m.lo[d]);
-  };
-  set32(kDimSport, r.sport_lo, r.sport_span);
-  set32(kDimDport, r.dport_lo, r.dport_span);
-  set32(kDimInIf, r.in_lo, r.in_span);
-  set32(kDimOutIf, r.out_lo, r.out_span);
-  set32(kDimLen, r.len_lo, r.len_span);
-  set8(kDimProto, r.proto_lo, r.proto_span);
-  set8(kDimDir, r.dir_lo, r.dir_span);
-  set8(kDimDscp, r.dscp_lo, r.dscp_span);
-  r.flags_mask = m.flags_mask;
-  r.flags_value = m.flags_value;
-  r.rule = m.rule | (m.terminal ? 0 : kCountBit);
-  return r;
-}
-
 // Builds one tree breadth first, so that when the replication budget runs out it is the
 // deepest levels that stay unsplit, not whole late subtrees.
 template <typename A>
 class TreeBuilder {
  public:
   using TreeT = Tree<A>;
-  using T = typename TreeT::T;
 
   TreeBuilder(const std::vector<MatchRecord>& recs, L3Type family, const ClassifierOptions& o, TreeT* tree,
               ClassifierStats* stats)
@@ -166,13 +299,16 @@ class TreeBuilder {
       queue_.pop_front();
       const uint32_t ref = MakeNode(w);
       if (w.slot == kRootSlot) tree_.root = ref;
-      else tree_.children[w.slot] = ref;
+      else tree_.nodes[w.slot / kSlots].child[w.slot % kSlots] = ref;
     }
-    for (const auto& [slot, same_as] : aliases_) tree_.children[slot] = tree_.children[same_as];
+    for (const auto& [slot, same_as] : aliases_) {
+      tree_.nodes[slot / kSlots].child[slot % kSlots] = tree_.nodes[same_as / kSlots].child[same_as % kSlots];
+    }
   }
 
  private:
   static constexpr uint32_t kRootSlot = 0xffffffff;
+  static constexpr uint32_t kSlots = kMaxThresholds + 1;  // a child slot is node * kSlots + child
   struct Region {
     std::array<U128, kNumDims> lo, hi;
   };
@@ -310,13 +446,16 @@ class TreeBuilder {
 
   uint32_t MakeLeaf(const std::vector<uint32_t>& items) {
     if (items.empty() && empty_leaf_ != 0) return empty_leaf_;
-    const auto index = static_cast<uint32_t>(tree_.leaves.size());
-    tree_.leaves.push_back((static_cast<uint64_t>(tree_.leaf_records.size()) << 32) | items.size());
-    for (uint32_t i : items) tree_.leaf_records.push_back(Compact<A>(recs_[i]));
+    const auto offset = static_cast<uint32_t>(tree_.leaf_records.size());
+    SLUICE_CHECK(offset < kLeafRef);
+    for (uint32_t i : items) tree_.leaf_records.push_back(Family<A>::Compact(recs_[i]));
+    typename Family<A>::RecordT sentinel{};
+    Family<A>::Sentinel(&sentinel);
+    tree_.leaf_records.push_back(sentinel);
     stats_.leaves++;
     stats_.leaf_records += items.size();
     stats_.max_leaf = std::max<uint32_t>(stats_.max_leaf, static_cast<uint32_t>(items.size()));
-    const uint32_t ref = kLeafRef | index;
+    const uint32_t ref = kLeafRef | offset;
     if (items.empty()) empty_leaf_ = ref;
     return ref;
   }
@@ -354,15 +493,14 @@ class TreeBuilder {
     }
 
     const auto node = static_cast<uint32_t>(tree_.nodes.size());
-    const auto first = static_cast<uint32_t>(tree_.children.size());
-    typename TreeT::Node n{};
-    for (uint32_t t = 0; t < kMaxThresholds; ++t) {
-      n.thr[t] = t < split.thr.size() ? static_cast<T>(split.thr[t]) : static_cast<T>(~static_cast<T>(0));
+    const uint32_t first = node * kSlots;
+    Node<A> n{};
+    for (uint32_t t = 0; t < sizeof(n.thr) / sizeof(n.thr[0]); ++t) {
+      if (t < split.thr.size()) n.SetThreshold(t, split.thr[t]);
+      else n.Pad(t);
     }
-    n.dim = static_cast<uint8_t>(d);
-    n.first_child = first;
+    n.dim = static_cast<uint32_t>(d);
     tree_.nodes.push_back(n);
-    tree_.children.resize(first + nchild, kLeafRef);
     stats_.nodes++;
 
     auto child_lo = [&](uint32_t c) { return c == 0 ? g.lo[d] : split.thr[c - 1] + 1; };
@@ -406,70 +544,37 @@ class TreeBuilder {
   uint32_t empty_leaf_ = 0;
 };
 
-template <typename A>
-void BuildFamily(std::span<const RuleMatchInput> rules, L3Type family, const ClassifierOptions& o, Tables<A>* out,
-                 std::vector<MatchRecord>* count_records, ClassifierStats* stats) {
-  std::vector<MatchRecord> recs;
-  for (uint32_t i = 0; i < rules.size(); ++i) ExpandRecords(rules[i], i, family, &recs);
-  stats->records += static_cast<uint32_t>(recs.size());
-  for (const MatchRecord& r : recs) {
-    if (!r.terminal) count_records->push_back(r);
-  }
-  if (recs.empty()) return;
+// What a lookup did, for the build's choice between layouts (never on the data path).
+struct LookupCost {
+  uint64_t trees = 0;
+  uint64_t nodes = 0;
+  uint64_t records = 0;
+  // Weights from callgrind on bench/rules/classifier_bench.cpp workloads: instructions plus
+  // L1 misses (a node spans two lines, a record one).
+  uint64_t Total() const { return 15 * trees + 40 * nodes + 30 * records; }
+};
 
-  // Group by address specificity: 0 = specific source, 1 = specific destination, 2 = neither.
-  const uint32_t width = DimWidth(kDimSrc, family);
-  const U128 specific = static_cast<U128>(1) << (width - (family == L3Type::kIpv6 ? 32 : 16));
-  std::array<std::vector<uint32_t>, 3> groups;
-  for (uint32_t i = 0; i < recs.size(); ++i) {
-    int g = 2;
-    if (o.partition) {
-      if (recs[i].hi[kDimSrc] - recs[i].lo[kDimSrc] < specific) g = 0;
-      else if (recs[i].hi[kDimDst] - recs[i].lo[kDimDst] < specific) g = 1;
-    }
-    groups[g].push_back(i);
-  }
-  // A group too small to be worth a tree walk joins the catch-all group.
-  for (int g = 0; g < 2; ++g) {
-    if (!groups[g].empty() && groups[g].size() <= 4 * uint64_t{o.leaf_size}) {
-      groups[2].insert(groups[2].end(), groups[g].begin(), groups[g].end());
-      groups[g].clear();
-    }
-  }
-  std::sort(groups[2].begin(), groups[2].end());
-  for (auto& items : groups) {
-    if (items.empty()) continue;
-    Tree<A>& tree = out->trees.emplace_back();
-    TreeBuilder<A>(recs, family, o, &tree, stats).Build(std::move(items));
-    stats->trees++;
-    stats->bytes += tree.nodes.size() * sizeof(typename Tree<A>::Node) + tree.children.size() * 4 +
-                    tree.leaves.size() * 8 + tree.leaf_records.size() * sizeof(Record<A>);
-  }
-  std::sort(out->trees.begin(), out->trees.end(),
-            [](const Tree<A>& a, const Tree<A>& b) { return a.min_rule < b.min_rule; });
-}
-
-template <typename A>
-uint32_t LookupIn(const Tables<A>& t, const Key<A>& k, CountMatches* counts) noexcept {
-  uint32_t best = kNoMatch;
+template <typename A, typename Cost = std::nullptr_t>
+uint32_t LookupIn(const Tables<A>& t, const typename Family<A>::KeyT& k, CountMatches* counts,
+                  Cost cost = nullptr) noexcept {
+  constexpr bool kMeasure = !std::is_same_v<Cost, std::nullptr_t>;
+  uint32_t best = kRuleMask;  // no match yet; the leaf sentinel's rule, so it ends every scan
   for (const Tree<A>& tree : t.trees) {
     if (tree.min_rule >= best) break;
+    if constexpr (kMeasure) cost->trees++;
     uint32_t ref = tree.root;
     while ((ref & kLeafRef) == 0) {
-      const typename Tree<A>::Node& n = tree.nodes[ref];
-      const auto v = static_cast<typename Tree<A>::T>(k.d[n.dim]);
-      uint32_t idx = 0;
-      for (uint32_t t = 0; t < kMaxThresholds; ++t) idx += v > n.thr[t];
-      ref = tree.children[n.first_child + idx];
+      const Node<A>& n = tree.nodes[ref];
+      ref = n.child[n.ChildIndex(k.d[n.dim])];
+      if constexpr (kMeasure) cost->nodes++;
     }
-    const uint64_t leaf = tree.leaves[ref & ~kLeafRef];
-    const Record<A>* r = tree.leaf_records.data() + (leaf >> 32);
-    const Record<A>* const end = r + static_cast<uint32_t>(leaf);
-    for (; r != end; ++r) {
-      const uint32_t rule = r->rule & kRuleMask;
+    for (const auto* r = tree.leaf_records.data() + (ref & ~kLeafRef);; ++r) {
+      if constexpr (kMeasure) cost->records++;
+      const uint32_t word = r->rule();
+      const uint32_t rule = word & kRuleMask;
       if (rule >= best) break;
       if (!Matches(*r, k)) continue;
-      if ((r->rule & kCountBit) == 0) {
+      if ((word & kCountBit) == 0) {
         best = rule;
         break;
       }
@@ -490,12 +595,115 @@ uint32_t LookupIn(const Tables<A>& t, const Key<A>& k, CountMatches* counts) noe
   if (counts != nullptr) {
     while (counts->n > 0 && counts->rule[counts->n - 1] >= best) --counts->n;
   }
-  return best;
+  return best == kRuleMask ? kNoMatch : best;
+}
+
+// Builds the trees of one family: one tree over every record, or (partition) up to three.
+template <typename A>
+void BuildTrees(const std::vector<MatchRecord>& recs, L3Type family, const ClassifierOptions& o, bool partition,
+                Tables<A>* out, ClassifierStats* stats) {
+  // Group by address specificity: 0 = specific source, 1 = specific destination, 2 = neither.
+  const uint32_t width = DimWidth(kDimSrc, family);
+  const U128 specific = static_cast<U128>(1) << (width - (family == L3Type::kIpv6 ? 32 : 16));
+  std::array<std::vector<uint32_t>, 3> groups;
+  for (uint32_t i = 0; i < recs.size(); ++i) {
+    int g = 2;
+    if (partition) {
+      if (recs[i].hi[kDimSrc] - recs[i].lo[kDimSrc] < specific) g = 0;
+      else if (recs[i].hi[kDimDst] - recs[i].lo[kDimDst] < specific) g = 1;
+    }
+    groups[g].push_back(i);
+  }
+  // A group too small to be worth a tree walk joins the catch-all group.
+  for (int g = 0; g < 2; ++g) {
+    if (!groups[g].empty() && groups[g].size() <= 4 * uint64_t{o.leaf_size}) {
+      groups[2].insert(groups[2].end(), groups[g].begin(), groups[g].end());
+      groups[g].clear();
+    }
+  }
+  std::sort(groups[2].begin(), groups[2].end());
+  for (auto& items : groups) {
+    if (items.empty()) continue;
+    Tree<A>& tree = out->trees.emplace_back();
+    TreeBuilder<A>(recs, family, o, &tree, stats).Build(std::move(items));
+    stats->trees++;
+    stats->bytes += tree.nodes.size() * sizeof(Node<A>) + tree.leaf_records.size() * sizeof(typename Family<A>::RecordT);
+  }
+  std::sort(out->trees.begin(), out->trees.end(),
+            [](const Tree<A>& a, const Tree<A>& b) { return a.min_rule < b.min_rule; });
+}
+
+// A point inside each of up to 1024 records spread over the list: the traffic the layouts are
+// compared on. Deterministic: the same rules always compile to the same trees.
+inline std::vector<PacketFields> SamplePoints(const std::vector<MatchRecord>& recs, L3Type family) {
+  std::vector<PacketFields> pts;
+  const std::size_t step = std::max<std::size_t>(1, recs.size() / 1024);
+  for (std::size_t i = 0; i < recs.size(); i += step) {
+    const MatchRecord& r = recs[i];
+    auto mid = [&](Dim d) { return r.lo[d] + (r.hi[d] - r.lo[d]) / 2; };
+    PacketFields f;
+    f.family = family;
+    f.src = mid(kDimSrc);
+    f.dst = mid(kDimDst);
+    f.has_ports = mid(kDimSport) >= kPortPresent && mid(kDimDport) >= kPortPresent;
+    f.sport = static_cast<uint16_t>(mid(kDimSport));
+    f.dport = static_cast<uint16_t>(mid(kDimDport));
+    f.proto = static_cast<uint8_t>(mid(kDimProto));
+    f.direction = static_cast<Direction>(static_cast<uint8_t>(std::min<U128>(mid(kDimDir), 2)));
+    f.in_if = static_cast<uint32_t>(mid(kDimInIf));
+    f.out_if = static_cast<uint32_t>(mid(kDimOutIf));
+    f.dscp = static_cast<uint8_t>(mid(kDimDscp));
+    f.length = static_cast<uint32_t>(mid(kDimLen));
+    f.tcp_flags = r.flags_value;
+    pts.push_back(f);
+  }
+  return pts;
+}
+
+template <typename A>
+uint64_t EstimateCost(const Tables<A>& t, const std::vector<PacketFields>& pts) {
+  LookupCost cost;
+  for (const PacketFields& f : pts) {
+    typename Family<A>::KeyT k;
+    MakeKey(f, &k);
+    LookupIn(t, k, nullptr, &cost);
+  }
+  return cost.Total();
+}
+
+template <typename A>
+void BuildFamily(std::span<const RuleMatchInput> rules, L3Type family, const ClassifierOptions& o, Tables<A>* out,
+                 std::vector<MatchRecord>* count_records, ClassifierStats* stats) {
+  std::vector<MatchRecord> recs;
+  for (uint32_t i = 0; i < rules.size(); ++i) ExpandRecords(rules[i], i, family, &recs);
+  stats->records += static_cast<uint32_t>(recs.size());
+  for (const MatchRecord& r : recs) {
+    if (!r.terminal) count_records->push_back(r);
+  }
+  if (recs.empty()) return;
+  if (o.partition != ClassifierOptions::Partition::kAuto) {
+    BuildTrees(recs, family, o, o.partition == ClassifierOptions::Partition::kAlways, out, stats);
+    return;
+  }
+  ClassifierStats single_stats, split_stats;
+  Tables<A> single, split;
+  BuildTrees(recs, family, o, false, &single, &single_stats);
+  BuildTrees(recs, family, o, true, &split, &split_stats);
+  const std::vector<PacketFields> pts = SamplePoints(recs, family);
+  const bool use_split = split_stats.trees < single_stats.trees + 1 ? false : EstimateCost(split, pts) < EstimateCost(single, pts);
+  *out = std::move(use_split ? split : single);
+  const ClassifierStats& s = use_split ? split_stats : single_stats;
+  stats->trees += s.trees;
+  stats->nodes += s.nodes;
+  stats->leaves += s.leaves;
+  stats->leaf_records += s.leaf_records;
+  stats->max_leaf = std::max(stats->max_leaf, s.max_leaf);
+  stats->max_depth = std::max(stats->max_depth, s.max_depth);
+  stats->bytes += s.bytes;
 }
 
 }  // namespace classifier_detail
 
-using classifier_detail::Key;
 using classifier_detail::Tables;
 
 Classifier::Classifier() = default;
@@ -520,12 +728,12 @@ uint32_t Classifier::Lookup(const PacketFields& f, CountMatches* counts) const n
     counts->overflow = false;
   }
   if (f.family == L3Type::kIpv4) {
-    Key<uint32_t> k;
+    classifier_detail::Key4 k;
     classifier_detail::MakeKey(f, &k);
     return classifier_detail::LookupIn(*v4_, k, counts);
   }
   if (f.family == L3Type::kIpv6) {
-    Key<U128> k;
+    classifier_detail::Key6 k;
     classifier_detail::MakeKey(f, &k);
     return classifier_detail::LookupIn(*v6_, k, counts);
   }

@@ -560,7 +560,7 @@ void ReadMatch(Loader& l, const toml::table& t, const std::string& path, MatchSp
   }
   if (const toml::node* n = r.Find("length")) {
     std::string why;
-    if (auto range = ParseRange<uint32_t>(*n, 20, 65535 + 40, &why)) {
+    if (auto range = ParseRange<uint32_t>(*n, 20, 65535, &why)) {
       m.length = LengthRange{range->first, range->second};
     } else {
       r.Error(*n, "length", "IP length: " + why);

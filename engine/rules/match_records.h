@@ -16,7 +16,7 @@
 //   kDimDir             2        Direction (0 unknown, 1 in, 2 out)
 //   kDimInIf/OutIf     32        interface id (0 = none)
 //   kDimDscp            6
-//   kDimLen            17        IP length, saturated at 0x1ffff
+//   kDimLen            16        IP length, saturated at 0xffff (IPv6 jumbograms)
 #pragma once
 
 #include <array>
@@ -35,8 +35,8 @@ constexpr uint32_t DimWidth(Dim d, L3Type family) noexcept {
     case kDimSrc:
     case kDimDst: return family == L3Type::kIpv6 ? 128 : 32;
     case kDimSport:
-    case kDimDport:
-    case kDimLen: return 17;
+    case kDimDport: return 17;
+    case kDimLen: return 16;
     case kDimProto: return 8;
     case kDimDir: return 2;
     case kDimInIf:
@@ -47,7 +47,7 @@ constexpr uint32_t DimWidth(Dim d, L3Type family) noexcept {
 }
 
 inline constexpr uint32_t kPortPresent = 0x10000;
-inline constexpr uint32_t kMaxLengthKey = 0x1ffff;
+inline constexpr uint32_t kMaxLengthKey = 0xffff;
 // An interface name the resolver did not know: no packet carries this id.
 inline constexpr uint32_t kUnresolvedInterface = 0xffffffff;
 // A rule whose lists expand into more records than this is rejected by the loader.
