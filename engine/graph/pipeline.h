@@ -1,0 +1,97 @@
+// OfflinePipeline: a pcap file (or generated or in-memory traffic) through parse → classify →
+// rewrite on a oneTBB flow graph, out to a sink in input order. The wiring is all in
+// pipeline.cpp, node by node, edge by edge.
+//
+//   source ─► tokens ─► parse ─► dispatch ─┬─► classify[0] ─► rewrite[0] ─┬─► collect ─► sink
+//   (burst)   (limit)   (one)   (by flow   ├─► classify[1] ─► rewrite[1] ─┤   (in input
+//      ▲                         hash)     └─► …            (one per shard)┘    order)
+//      └──────────────── a token back per retired burst ◄────────────────────────┘
+//
+// Contracts
+// - The message is a Batch. The source reads a burst of up to batch_size × shards (≤ 256)
+//   packets; dispatch splits it by the symmetric flow hash parse computed, so both directions
+//   of a flow meet the same shard's stages (and its flow table); collect reassembles each
+//   burst in input order and hands it to the sink. Output is therefore identical whatever the
+//   number of threads or shards.
+// - Every node is serial; per shard, batches pass in arrival order, so per-flow order holds.
+// - Back-pressure: at most `bursts_in_flight` bursts are between source and sink; the
+//   source is not asked for more until collect retires one. Buffers are sized from that.
+// - Drain: when the source ends or Stop() is called, every packet already read reaches the
+//   sink with its verdict before Run() returns.
+// - `threads` is the whole arena: the thread calling Run() plus threads-1 workers.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "engine/graph/endpoints.h"
+#include "engine/graph/stage.h"
+#include "engine/pool/buffer_pool.h"
+#include "engine/stats/stage_stats.h"
+
+namespace sluice {
+
+struct PipelineOptions {
+  uint32_t shards = 1;
+  uint32_t threads = 1;
+  uint32_t batch_size = kDefaultBatch;  // packets per shard batch
+  uint32_t bursts_in_flight = 0;        // 0: 4 per thread, and at least 2 per shard
+};
+
+// The stages one shard owns (they may hold per-shard state such as a flow table).
+struct ShardStages {
+  StageRef classify;
+  StageRef rewrite;
+};
+
+class OfflinePipeline {
+ public:
+  // `parse` serves every shard (it runs before dispatch); `shards` has options.shards entries.
+  // The stages must outlive the pipeline.
+  OfflinePipeline(const PipelineOptions& options, BufferPool& pool, StageRef parse,
+                  std::span<const ShardStages> shards);
+  ~OfflinePipeline();
+
+  // Checks the options against the pool before any packet moves.
+  static Status Validate(const PipelineOptions& options, const BufferPool& pool);
+
+  // Runs until the source is exhausted or Stop(); returns the source's, then the sink's error.
+  Status Run(PacketSource& source, PacketSink& sink);
+
+  // From any thread: the source reads no further burst; what is in flight drains.
+  void Stop() noexcept { stop_.store(true, std::memory_order_relaxed); }
+
+  // Readable while Run() is going (relaxed snapshots) and after it.
+  const RunStats& run_stats() const noexcept { return *run_; }
+  const StageStats& parse_stats() const noexcept { return parse_stats_; }
+  const StageStats& classify_stats(uint32_t shard) const noexcept { return shard_stats_[shard].classify; }
+  const StageStats& rewrite_stats(uint32_t shard) const noexcept { return shard_stats_[shard].rewrite; }
+  const PipelineOptions& options() const noexcept { return options_; }
+  uint32_t burst_size() const noexcept { return burst_; }
+
+ private:
+  struct ShardStats {
+    StageStats classify;
+    StageStats rewrite;
+  };
+
+  PipelineOptions options_;
+  BufferPool& pool_;
+  StageRef parse_;
+  std::vector<ShardStages> shards_;
+  uint32_t burst_;
+  StageStats parse_stats_;
+  std::unique_ptr<ShardStats[]> shard_stats_;
+  std::unique_ptr<RunStats> run_;
+  std::atomic<bool> stop_{false};
+};
+
+// Runs one stage over a batch and accounts it in `stats` (calls, packets, cycles, and the
+// packets it ended by reason). What every graph node does around its stage.
+void RunStage(StageRef stage, StageStats& stats, Batch& batch) noexcept;
+
+}  // namespace sluice
