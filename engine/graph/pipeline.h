@@ -62,6 +62,10 @@ class OfflinePipeline {
   // Runs until the source is exhausted or Stop(); returns the source's, then the sink's error.
   Status Run(PacketSource& source, PacketSink& sink);
 
+  // The same work as Run() on the calling thread alone, with no graph: the baseline the
+  // graph's cost is measured against. Output and statistics are identical to Run()'s.
+  Status RunInline(PacketSource& source, PacketSink& sink);
+
   // From any thread: the source reads no further burst; what is in flight drains.
   void Stop() noexcept { stop_.store(true, std::memory_order_relaxed); }
 
@@ -74,6 +78,9 @@ class OfflinePipeline {
   uint32_t burst_size() const noexcept { return burst_; }
 
  private:
+  class RunContext;
+  static Status Finish(PacketSource& source, PacketSink& sink);
+
   struct ShardStats {
     StageStats classify;
     StageStats rewrite;

@@ -2,7 +2,7 @@
 // goes next and why it was dropped or skipped (VPP's vector of buffers with a next index each).
 //
 //   slot i:  ref_[i] (owns the buffer)   next_[i] (Next)   reason_[i] (DropReason)   plan_[i]
-//   whole:   seq (the source burst it came from), shard, parts (batches that burst became)
+//   whole:   seq (the source burst it came from), shard, shard_seq, parts (batches that burst became)
 //
 // Contracts
 // - Next's zero is kDrop: a slot nobody set drops safely, it never slips through.
@@ -59,6 +59,10 @@ class Batch {
   void set_seq(uint64_t seq) noexcept { seq_ = seq; }
   uint32_t shard() const noexcept { return shard_; }
   void set_shard(uint32_t shard) noexcept { shard_ = shard; }
+  // Position of this batch among its shard's batches (0, 1, 2, …): what keeps each shard's
+  // stages seeing batches in order (the graph's sequencers key on it).
+  uint64_t shard_seq() const noexcept { return shard_seq_; }
+  void set_shard_seq(uint64_t seq) noexcept { shard_seq_ = seq; }
   // How many batches the source's burst `seq` was split into across shards; the sink
   // reassembles the burst, in input order, once it has seen them all.
   uint32_t parts() const noexcept { return parts_; }
@@ -90,6 +94,7 @@ class Batch {
   PacketRef& ref(uint32_t i) noexcept { return ref_[i]; }
 
   Next next(uint32_t i) const noexcept { return next_[i]; }
+  const Next* nexts() const noexcept { return next_.data(); }
   void set_next(uint32_t i, Next n) noexcept { next_[i] = n; }
   DropReason reason(uint32_t i) const noexcept { return reason_[i]; }
   void Drop(uint32_t i, DropReason r) noexcept {
@@ -149,6 +154,7 @@ class Batch {
   uint64_t seq_ = 0;
   uint32_t shard_ = 0;
   uint32_t parts_ = 1;
+  uint64_t shard_seq_ = 0;
   std::array<Next, kMaxBatch> next_{};
   std::array<DropReason, kMaxBatch> reason_{};
   std::array<const RewritePlan*, kMaxBatch> plan_{};
