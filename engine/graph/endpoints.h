@@ -2,6 +2,7 @@
 // Implementations live under engine/io (pcap files, generated traffic, memory, null).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 
@@ -36,6 +37,32 @@ class PacketSink {
 
   // Flushes and closes; Ok or the first error seen (for example a full disk).
   virtual Status Finish() { return Status::Ok(); }
+};
+
+}  // namespace sluice
+
+namespace sluice {
+
+// One shard's kernel queue (an NFQUEUE queue, a divert socket): where its packets come from
+// and where their verdicts go. Receive runs on the shard's I/O thread; Send runs in the graph,
+// serially per shard, batches in the order Receive filled them.
+class InlineEndpoint : public PacketOwner {
+ public:
+  virtual ~InlineEndpoint() = default;
+
+  // Appends up to `max` packets to `batch`, with buffers from `cache` (raw L3: link_type
+  // kRaw; io_token and the IoContext carry what Send needs to return each; rx_ns stamped).
+  // Waits at most `wait` for the first packet and returns as soon as the socket has no more
+  // ready (so a batch closes on size or when the queue is drained). Returns how many it added.
+  // Errors are counted by the endpoint, never thrown; 0 is a normal answer.
+  virtual uint32_t Receive(PoolCache& cache, Batch& batch, uint32_t max, std::chrono::microseconds wait) noexcept = 0;
+
+  // Acts on every packet's recorded verdict (Batch::RecordVerdicts has run): accept with the
+  // new bytes and mark where flagged, or drop. The buffers stay the caller's.
+  virtual void Send(Batch& batch) noexcept = 0;
+
+ protected:
+  InlineEndpoint() = default;
 };
 
 }  // namespace sluice

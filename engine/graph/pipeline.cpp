@@ -9,6 +9,10 @@
 
 #include <algorithm>
 #include <array>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <tuple>
 
@@ -48,6 +52,42 @@ uint32_t CountEnded(const Next* next, uint32_t n) noexcept {
   return ended;
 }
 }  // namespace
+
+// Records every packet's verdict in its metadata and counts it in `run`, with its latency
+// from receive to `now`. The accounting shared by both graphs' last node.
+void RecordAndAccount(Batch& b, RunStats& run, uint64_t now) noexcept {
+  b.RecordVerdicts();
+  uint64_t accepted = 0, rewritten = 0, bytes_out = 0;
+  // Packets received together share a receive time: one histogram bump per run of them.
+  uint64_t run_rx = 0, run_len = 0;
+  for (uint32_t i = 0; i < b.size(); ++i) {
+    const PacketMeta& m = b.packet(i).meta();
+    if (m.rx_ns != run_rx) {
+      if (run_len != 0) run.latency_ns.RecordMany(now - run_rx, run_len);
+      run_rx = m.rx_ns;
+      run_len = 0;
+    }
+    ++run_len;
+    switch (b.next(i)) {
+      case Next::kAccept:
+        ++accepted;
+        rewritten += (m.flags & (pkt_flag::kModified | pkt_flag::kMarkSet)) != 0;
+        bytes_out += m.len;
+        break;
+      case Next::kSkip:
+        run.skipped[static_cast<std::size_t>(b.reason(i))].Add();
+        bytes_out += m.len;
+        break;
+      default:  // RecordVerdicts leaves only terminal values
+        run.dropped[static_cast<std::size_t>(b.reason(i))].Add();
+        break;
+    }
+  }
+  if (run_len != 0) run.latency_ns.RecordMany(now - run_rx, run_len);
+  run.accepted.Add(accepted - rewritten);
+  run.rewritten.Add(rewritten);
+  run.bytes_out.Add(bytes_out);
+}
 
 void RunStage(StageRef stage, StageStats& stats, Batch& b) noexcept {
   const uint32_t n = b.size();
@@ -183,41 +223,8 @@ class OfflinePipeline::RunContext {
   // (each part is in input order already: merge on the ordinal ReadBurst stamped), then
   // returns the buffers and the batches.
   void Emit(std::span<Batch* const> parts) noexcept {
-    RunStats& run = *p_.run_;
     const uint64_t now = NowNs();
-    uint64_t accepted = 0, rewritten = 0, bytes_out = 0;
-    for (Batch* b : parts) {
-      b->RecordVerdicts();
-      // Packets of one source burst share a receive time: one histogram bump per run of them.
-      uint64_t run_rx = 0, run_len = 0;
-      for (uint32_t i = 0; i < b->size(); ++i) {
-        const PacketMeta& m = b->packet(i).meta();
-        if (m.rx_ns != run_rx) {
-          if (run_len != 0) run.latency_ns.RecordMany(now - run_rx, run_len);
-          run_rx = m.rx_ns;
-          run_len = 0;
-        }
-        ++run_len;
-        switch (b->next(i)) {
-          case Next::kAccept:
-            rewritten += (m.flags & (pkt_flag::kModified | pkt_flag::kMarkSet)) != 0;
-            bytes_out += m.len;
-            break;
-          case Next::kSkip:
-            run.skipped[static_cast<std::size_t>(b->reason(i))].Add();
-            bytes_out += m.len;
-            break;
-          default:  // RecordVerdicts leaves only terminal values
-            run.dropped[static_cast<std::size_t>(b->reason(i))].Add();
-            break;
-        }
-        accepted += b->next(i) == Next::kAccept;
-      }
-      if (run_len != 0) run.latency_ns.RecordMany(now - run_rx, run_len);
-    }
-    run.accepted.Add(accepted - rewritten);
-    run.rewritten.Add(rewritten);
-    run.bytes_out.Add(bytes_out);
+    for (Batch* b : parts) RecordAndAccount(*b, *p_.run_, now);
 
     std::array<PacketBuffer*, kMaxBatch> ordered;
     uint32_t n = 0;
@@ -378,6 +385,142 @@ Status OfflinePipeline::RunInline(PacketSource& source, PacketSink& sink) {
   SLUICE_CHECK(ctx.batches_in_flight() == 0);
   return Finish(source, sink);
 }
+
+// ---- InlinePipeline ------------------------------------------------------------------------
+
+struct InlinePipeline::Shard {
+  Shard(const InlineShard& s, BufferPool& pool, const InlineOptions& o)
+      : stages(s), batches(o.batches_per_shard, o.batch_size), io_cache(pool), retire_cache(pool) {}
+  InlineShard stages;
+  BatchPool batches;       // this shard's tokens
+  PoolCache io_cache;      // the I/O thread's
+  PoolCache retire_cache;  // the shard node's
+  uint64_t next_shard_seq = 0;
+  std::function<void(Batch*)> submit;  // puts a received batch to the shard's node
+  RunStats run;
+  StageStats parse, classify, rewrite;
+  std::thread io;
+};
+
+// The thread that owns the arena: it builds the graph, then helps run it until Stop().
+struct InlinePipeline::Host {
+  std::thread thread;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ready = false;
+  flow::graph* graph = nullptr;
+  std::vector<flow::function_node<Batch*, flow::continue_msg>*> shard_nodes;
+};
+
+InlinePipeline::InlinePipeline(const InlineOptions& options, BufferPool& pool, std::span<const InlineShard> shards)
+    : options_(options), pool_(pool) {
+  SLUICE_CHECK(Validate(options, static_cast<uint32_t>(shards.size()), pool).ok());
+  for (const InlineShard& s : shards) shards_.push_back(std::make_unique<Shard>(s, pool, options));
+}
+
+InlinePipeline::~InlinePipeline() { Stop(); }
+
+Status InlinePipeline::Validate(const InlineOptions& o, uint32_t shards, const BufferPool& pool) {
+  if (shards < 1 || shards > kMaxShards) {
+    return InvalidArgument("shards (queues) must be 1.." + std::to_string(kMaxShards) + ", got " + std::to_string(shards));
+  }
+  if (o.threads < 1 || o.threads > 256) return InvalidArgument("threads must be 1..256, got " + std::to_string(o.threads));
+  if (o.batch_size < 1 || o.batch_size > kMaxBatch) {
+    return InvalidArgument("batch size must be 1.." + std::to_string(kMaxBatch) + ", got " + std::to_string(o.batch_size));
+  }
+  if (o.batches_per_shard < 1) return InvalidArgument("batches per shard must be at least 1");
+  // Every token may hold a full batch; each shard has two caches.
+  const uint64_t need = uint64_t{shards} * (uint64_t{o.batches_per_shard} * o.batch_size + 2 * PoolCache::kDefaultSize);
+  if (pool.Capacity(SizeClass::kSmall) < need) {
+    return InvalidArgument("pool too small: " + std::to_string(pool.Capacity(SizeClass::kSmall)) +
+                           " small buffers for " + std::to_string(shards) + " shards; need " + std::to_string(need));
+  }
+  return Status::Ok();
+}
+
+void InlinePipeline::Start() {
+  SLUICE_CHECK(host_ == nullptr);
+  stop_.store(false);
+  host_ = std::make_unique<Host>();
+  Host& host = *host_;
+  host.thread = std::thread([this, &host] {
+    tbb::task_arena arena(static_cast<int>(options_.threads));
+    arena.execute([&] {
+      flow::graph g;
+      // One node per shard: a shard's batches are processed and sent one at a time, in order.
+      using ShardNode = flow::function_node<Batch*, flow::continue_msg>;
+      std::vector<std::unique_ptr<ShardNode>> nodes;
+      for (auto& shard_ptr : shards_) {
+        Shard& shard = *shard_ptr;
+        nodes.push_back(std::make_unique<ShardNode>(g, flow::serial, [&shard](Batch* b) noexcept {
+          RunStage(shard.stages.parse, shard.parse, *b);
+          RunStage(shard.stages.classify, shard.classify, *b);
+          RunStage(shard.stages.rewrite, shard.rewrite, *b);
+          RecordAndAccount(*b, shard.run, NowNs());
+          shard.stages.endpoint->Send(*b);
+          std::array<PacketBuffer*, kMaxBatch> bufs;
+          shard.retire_cache.PutBulk(bufs.data(), b->TakeBuffers(bufs.data()));
+          shard.batches.Put(b);
+          return flow::continue_msg();
+        }));
+      }
+      g.reserve_wait();  // wait_for_all returns only after Stop() has joined the I/O threads
+      {
+        std::lock_guard lock(host.mu);
+        host.graph = &g;
+        for (auto& n : nodes) host.shard_nodes.push_back(n.get());
+        host.ready = true;
+      }
+      host.cv.notify_all();
+      g.wait_for_all();  // this thread runs stages too while it waits
+    });
+  });
+  {
+    std::unique_lock lock(host.mu);
+    host.cv.wait(lock, [&] { return host.ready; });
+  }
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    Shard* s = shards_[i].get();
+    s->submit = [node = host.shard_nodes[i]](Batch* b) { node->try_put(b); };
+    s->io = std::thread([this, s] { IoLoop(*s); });
+  }
+}
+
+void InlinePipeline::IoLoop(Shard& shard) noexcept {
+  while (!stop_.load(std::memory_order_relaxed)) {
+    Batch* b = shard.batches.Get(options_.receive_wait);
+    if (b == nullptr) continue;  // every token in flight: stop reading until one returns
+    b->set_limit(options_.batch_size);
+    const uint32_t n = shard.stages.endpoint->Receive(shard.io_cache, *b, options_.batch_size, options_.receive_wait);
+    if (n == 0) {
+      b->Clear();
+      shard.batches.Put(b);
+      continue;
+    }
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < b->size(); ++i) bytes += b->packet(i).len();
+    shard.run.packets_in.Add(b->size());
+    shard.run.bytes_in.Add(bytes);
+    b->set_shard_seq(shard.next_shard_seq++);
+    shard.submit(b);
+  }
+}
+
+void InlinePipeline::Stop() {
+  if (host_ == nullptr) return;
+  stop_.store(true);
+  for (auto& shard : shards_) {
+    if (shard->io.joinable()) shard->io.join();
+  }
+  host_->graph->release_wait();  // in-flight batches finish; then the host's wait returns
+  host_->thread.join();
+  host_.reset();
+}
+
+const RunStats& InlinePipeline::run_stats(uint32_t s) const noexcept { return shards_[s]->run; }
+const StageStats& InlinePipeline::parse_stats(uint32_t s) const noexcept { return shards_[s]->parse; }
+const StageStats& InlinePipeline::classify_stats(uint32_t s) const noexcept { return shards_[s]->classify; }
+const StageStats& InlinePipeline::rewrite_stats(uint32_t s) const noexcept { return shards_[s]->rewrite; }
 
 Status OfflinePipeline::Finish(PacketSource& source, PacketSink& sink) {
   Status s = source.status();

@@ -1,3 +1,6 @@
+// The two graphs: OfflinePipeline (files and generated traffic, in input order) and
+// InlinePipeline (kernel queues, verdicts back per queue).
+//
 // OfflinePipeline: a pcap file (or generated or in-memory traffic) through parse → classify →
 // rewrite on a oneTBB flow graph, out to a sink in input order. The wiring is all in
 // pipeline.cpp, node by node, edge by edge.
@@ -22,6 +25,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -94,6 +98,65 @@ class OfflinePipeline {
   StageStats parse_stats_;
   std::unique_ptr<ShardStats[]> shard_stats_;
   std::unique_ptr<RunStats> run_;
+  std::atomic<bool> stop_{false};
+};
+
+// InlinePipeline: packets from kernel queues (NFQUEUE, divert), one shard per queue, back to
+// the kernel with their verdicts. Wired in pipeline.cpp next to the offline graph.
+//
+//   I/O thread i ── Receive ──► shard[i]: parse → classify → rewrite → verdicts → Send
+//        ▲                                                              │
+//        └──────────── a batch token back when the batch retires ◄──────┘
+//
+// Contracts
+// - One I/O thread per shard blocks in the endpoint's Receive; the stages run on the arena's
+//   `threads` threads. A shard's batches are processed and sent in the order they were
+//   received: verdicts for a queue never overtake each other (NFQUEUE's batch verdict
+//   accepts every id up to N, so an overtaking verdict would accept unprocessed packets).
+// - Back-pressure: `batches_per_shard` tokens per shard; with none free the I/O thread stops
+//   reading and the kernel queue absorbs (then drops or, fail-open, bypasses) the excess.
+// - Stop(): the I/O threads stop receiving; every batch already received is processed and
+//   its verdicts sent before Stop() returns. The endpoints stay open (their owner closes them).
+struct InlineOptions {
+  uint32_t threads = 1;
+  uint32_t batch_size = kDefaultBatch;
+  uint32_t batches_per_shard = 8;
+  std::chrono::microseconds receive_wait{20000};  // an idle I/O thread looks at Stop() this often
+};
+
+struct InlineShard {
+  InlineEndpoint* endpoint;
+  StageRef parse;
+  StageRef classify;
+  StageRef rewrite;
+};
+
+class InlinePipeline {
+ public:
+  InlinePipeline(const InlineOptions& options, BufferPool& pool, std::span<const InlineShard> shards);
+  ~InlinePipeline();  // Stop()s if running
+
+  static Status Validate(const InlineOptions& options, uint32_t shards, const BufferPool& pool);
+
+  void Start();
+  void Stop();
+
+  uint32_t shards() const noexcept { return static_cast<uint32_t>(shards_.size()); }
+  // Readable at any time (relaxed snapshots).
+  const RunStats& run_stats(uint32_t shard) const noexcept;
+  const StageStats& parse_stats(uint32_t shard) const noexcept;
+  const StageStats& classify_stats(uint32_t shard) const noexcept;
+  const StageStats& rewrite_stats(uint32_t shard) const noexcept;
+
+ private:
+  struct Shard;
+  struct Host;
+  void IoLoop(Shard& shard) noexcept;
+
+  InlineOptions options_;
+  BufferPool& pool_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::unique_ptr<Host> host_;
   std::atomic<bool> stop_{false};
 };
 

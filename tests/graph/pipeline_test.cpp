@@ -1,8 +1,6 @@
 // The offline graph: every packet accounted once, per-flow order kept, output independent of
-// threads and shards, drain on stop, nothing allocated per packet.
-//
-// The stages here are stand-ins that read a tiny test header, so the graph is tested on its
-// own: bytes [0,4) flow id, [4,8) sequence number within the flow, [8] what to do with it.
+// threads and shards, drain on stop, nothing allocated per packet. The stages are stand-ins
+// (tests/testing/fake_stages.h) so the graph is tested on its own.
 #include "engine/graph/pipeline.h"
 
 #include <gtest/gtest.h>
@@ -17,62 +15,12 @@
 #include "engine/io/memory/memory_source.h"
 #include "engine/io/null/null_sink.h"
 #include "tests/testing/alloc_counter.h"
+#include "tests/testing/fake_stages.h"
 
 namespace sluice {
 namespace {
 
-enum Action : uint8_t { kAcceptIt = 0, kRewriteIt = 1, kDropIt = 2, kSkipIt = 3 };
-
-struct FakeParse {
-  void Process(Batch& b) noexcept {
-    for (uint32_t i = 0; i < b.size(); ++i) {
-      if (b.next(i) != Next::kParse) continue;
-      PacketBuffer& p = b.packet(i);
-      const uint32_t flow = LoadBe32(p.data());
-      p.meta().flow_hash = flow * 2654435761u;  // any well-spread function of the flow
-      if (p.data()[8] == kSkipIt) {
-        b.Skip(i, DropReason::kNotIp);
-      } else {
-        b.set_next(i, Next::kClassify);
-      }
-    }
-  }
-};
-
-struct FakeClassify {
-  void Process(Batch& b) noexcept {
-    for (uint32_t i = 0; i < b.size(); ++i) {
-      if (b.next(i) != Next::kClassify) continue;
-      switch (b.packet(i).data()[8]) {
-        case kDropIt: b.Drop(i, DropReason::kUnsupportedLinkType); break;
-        case kRewriteIt: b.set_next(i, Next::kRewrite); break;
-        default: b.set_next(i, Next::kAccept); break;
-      }
-    }
-  }
-};
-
-// Rewrites byte 9 and checks that each flow's packets arrive in sequence.
-struct FakeRewrite {
-  void Process(Batch& b) noexcept {
-    for (uint32_t i = 0; i < b.size(); ++i) {
-      PacketBuffer& p = b.packet(i);
-      const uint32_t flow = LoadBe32(p.data());
-      const uint32_t seq = LoadBe32(p.data() + 4);
-      if (!IsTerminal(b.next(i)) || b.next(i) == Next::kAccept || b.next(i) == Next::kDrop) {
-        auto it = last_seq.find(flow);
-        if (it != last_seq.end() && seq <= it->second) ++order_violations;
-        last_seq[flow] = seq;  // allocation on first sight of a flow only
-      }
-      if (b.next(i) != Next::kRewrite) continue;
-      p.data()[9] ^= 0xff;
-      p.meta().flags |= pkt_flag::kModified;
-      b.set_next(i, Next::kAccept);
-    }
-  }
-  std::map<uint32_t, uint32_t> last_seq;
-  uint64_t order_violations = 0;
-};
+using namespace sluice::testing;  // NOLINT(google-build-using-namespace): test stand-ins
 
 // Keeps every accepted packet's bytes, in the order the pipeline delivered them.
 class CaptureSink final : public PacketSink {
@@ -86,25 +34,6 @@ class CaptureSink final : public PacketSink {
   std::vector<std::vector<uint8_t>> out;
   uint64_t seen = 0;
 };
-
-// `flows` flows, `per_flow` packets each, interleaved at random (seeded); a mix of actions.
-std::vector<std::vector<uint8_t>> MakeTraffic(uint32_t flows, uint32_t per_flow, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint32_t> next_seq(flows, 0);
-  std::vector<uint32_t> order;
-  for (uint32_t f = 0; f < flows; ++f) order.insert(order.end(), per_flow, f);
-  std::shuffle(order.begin(), order.end(), rng);
-  std::vector<std::vector<uint8_t>> packets;
-  for (uint32_t f : order) {
-    std::vector<uint8_t> p(60 + rng() % 200);
-    StoreBe32(p.data(), f);
-    StoreBe32(p.data() + 4, next_seq[f]++);
-    p[8] = static_cast<uint8_t>(rng() % 4);
-    for (std::size_t k = 9; k < p.size(); ++k) p[k] = static_cast<uint8_t>(rng());
-    packets.push_back(std::move(p));
-  }
-  return packets;
-}
 
 struct Harness {
   explicit Harness(PipelineOptions o) : options(o), rewrites(o.shards), classifies(o.shards) {
