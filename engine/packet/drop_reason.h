@@ -25,7 +25,15 @@ namespace sluice {
   X(kTooBig, "too_big", "larger than the largest pool buffer")                                    \
   /* sources */                                                                                   \
   X(kUnsupportedLinkType, "unsupported_link_type", "link layer the parser does not decode")       \
-  X(kNotIp, "not_ip", "link-layer frame that does not carry IPv4 or IPv6")
+  X(kNotIp, "not_ip", "link-layer frame that does not carry IPv4 or IPv6")                       \
+  /* rules */                                                                                     \
+  X(kRuleDrop, "rule_drop", "a rule with action drop matched")                                    \
+  X(kNoRuleMatch, "no_rule_match", "no rule matched and classify.default_action is drop")         \
+  X(kNatExhausted, "nat_exhausted",                                                               \
+    "translate-source-port: no free port in this shard's share of the rule's range")              \
+  X(kNatTableFull, "nat_table_full", "translate-source-port: flow table full, nat.on_full = drop-new") \
+  X(kNatUntranslatable, "nat_untranslatable",                                                     \
+    "translate-source-port matched a packet without TCP/UDP ports that is no ICMP echo request")
 
 enum class DropReason : uint16_t {
 #define SLUICE_X(e, name, desc) e,

@@ -163,14 +163,14 @@ struct MarkSpec {
   friend bool operator==(const MarkSpec&, const MarkSpec&) = default;
 };
 
-struct AddrRewrite {
+struct AddressEdit {
   enum class Kind : uint8_t { kNone = 0, kSet, kPrefixMap } kind = Kind::kNone;
   IpAddr addr;  // kSet: the new address
   Cidr from;    // kPrefixMap: addresses in `from` keep their host bits under `to`
   Cidr to;      //   (same family and length as `from`)
 };
 
-struct PortRewrite {
+struct PortEdit {
   enum class Kind : uint8_t { kNone = 0, kSet, kMap, kShift } kind = Kind::kNone;
   uint16_t port = 0;                                 // kSet: the new port
   std::vector<std::pair<uint16_t, uint16_t>> map;    // kMap: from -> to, sorted by from; others kept
@@ -181,14 +181,14 @@ struct PortRewrite {
 // The edits of a `rewrite` rule. It maps one to one onto the rewrite stage's RewritePlan
 // (engine/stages/rewrite/rewrite_plan.h); see BuildRewritePlan in engine/rules/rewrite_plans.h.
 struct RewriteSpec {
-  AddrRewrite src_addr;
-  AddrRewrite dst_addr;
-  PortRewrite src_port;
-  PortRewrite dst_port;
-  std::optional<uint8_t> ttl;          // set, 1..255
-  bool ttl_decrement = false;          // decrement by one (a packet at TTL 1 keeps 1: never 0)
+  AddressEdit src_addr;
+  AddressEdit dst_addr;
+  PortEdit src_port;
+  PortEdit dst_port;
+  std::optional<uint8_t> ttl;          // lower TTL / hop limit to this, 1..255 (never raised)
+  bool ttl_decrement = false;          // subtract one; a packet at TTL 1 is dropped (ttl_expired)
   std::optional<uint8_t> dscp;         // set, 0..63 (ECN bits kept)
-  std::optional<uint16_t> mss_clamp;   // clamp the SYN's MSS option to at most this, 536..65495
+  std::optional<uint16_t> mss_clamp;   // lower a SYN's MSS option to this, 88..65495 (RewritePlan's minimum)
   std::optional<MarkSpec> mark;
   bool full_checksum = false;          // recompute checksums in full instead of incrementally
 };

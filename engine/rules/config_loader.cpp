@@ -601,16 +601,16 @@ void ReadMatch(Loader& l, const toml::table& t, const std::string& path, MatchSp
   }
 }
 
-void ReadPortRewrite(TableReader& r, const std::string& side, PortRewrite& out) {
+void ReadPortRewrite(TableReader& r, const std::string& side, PortEdit& out) {
   const std::string set_key = side + "_port", map_key = side + "_port_map", shift_key = side + "_port_shift";
   int given = 0;
   if (r.Integer(set_key, 1, 65535, &out.port)) {
-    out.kind = PortRewrite::Kind::kSet;
+    out.kind = PortEdit::Kind::kSet;
     ++given;
   }
   if (const toml::table* map = r.Table(map_key)) {
     ++given;
-    out.kind = PortRewrite::Kind::kMap;
+    out.kind = PortEdit::Kind::kMap;
     for (auto&& [k, v] : *map) {
       uint64_t from = 0;
       const auto* to = v.as_integer();
@@ -634,7 +634,7 @@ void ReadPortRewrite(TableReader& r, const std::string& side, PortRewrite& out) 
   }
   if (const toml::table* shift = r.Table(shift_key)) {
     ++given;
-    out.kind = PortRewrite::Kind::kShift;
+    out.kind = PortEdit::Kind::kShift;
     TableReader sr(r.loader(), *shift, r.Path(shift_key));
     std::string why;
     const toml::node* from = sr.Find("from");
@@ -658,7 +658,7 @@ void ReadPortRewrite(TableReader& r, const std::string& side, PortRewrite& out) 
   }
 }
 
-void ReadAddrRewrite(TableReader& r, const std::string& side, L3Type family, AddrRewrite& out) {
+void ReadAddrRewrite(TableReader& r, const std::string& side, L3Type family, AddressEdit& out) {
   const std::string set_key = side + "_addr", map_key = side + "_prefix_map";
   auto check_family = [&](const toml::node& at, std::string_view key, L3Type f) {
     if (family != f) {
@@ -670,7 +670,7 @@ void ReadAddrRewrite(TableReader& r, const std::string& side, L3Type family, Add
   std::string text;
   if (r.String(set_key, &text)) {
     if (auto a = ParseIpAddr(text)) {
-      out.kind = AddrRewrite::Kind::kSet;
+      out.kind = AddressEdit::Kind::kSet;
       out.addr = *a;
       check_family(*r.Find(set_key), set_key, a->family);
     } else {
@@ -678,7 +678,7 @@ void ReadAddrRewrite(TableReader& r, const std::string& side, L3Type family, Add
     }
   }
   if (const toml::table* map = r.Table(map_key)) {
-    if (out.kind != AddrRewrite::Kind::kNone) {
+    if (out.kind != AddressEdit::Kind::kNone) {
       r.Error(*r.Find(map_key), map_key, "give only one of " + set_key + " and " + map_key);
     }
     TableReader mr(r.loader(), *map, r.Path(map_key));
@@ -697,7 +697,7 @@ void ReadAddrRewrite(TableReader& r, const std::string& side, L3Type family, Add
         mr.Error(*mr.Find("to"), "to",
                  ToString(*to) + " must have the family and prefix length of from = " + ToString(*from));
       } else {
-        out.kind = AddrRewrite::Kind::kPrefixMap;
+        out.kind = AddressEdit::Kind::kPrefixMap;
         out.from = *from;
         out.to = *to;
         check_family(*r.Find(map_key), map_key, from->addr.family);
@@ -761,7 +761,7 @@ void ReadRewrite(Loader& l, const toml::table& t, const std::string& path, const
     else r.Error(*n, "dscp", why);
   }
   uint16_t mss = 0;
-  if (r.Integer("mss_clamp", 536, 65495, &mss)) {
+  if (r.Integer("mss_clamp", 88, 65495, &mss)) {
     w.mss_clamp = mss;
     if (rule.match.protos != std::vector<uint8_t>{kProtoTcp}) {
       r.Error(*r.Find("mss_clamp"), "mss_clamp", "mss_clamp needs match.proto = \"tcp\"");
@@ -776,8 +776,8 @@ void ReadRewrite(Loader& l, const toml::table& t, const std::string& path, const
     r.Find("mark_mask");
   }
   r.Boolean("full_checksum", &w.full_checksum);
-  const bool any_edit = w.src_addr.kind != AddrRewrite::Kind::kNone || w.dst_addr.kind != AddrRewrite::Kind::kNone ||
-                        w.src_port.kind != PortRewrite::Kind::kNone || w.dst_port.kind != PortRewrite::Kind::kNone ||
+  const bool any_edit = w.src_addr.kind != AddressEdit::Kind::kNone || w.dst_addr.kind != AddressEdit::Kind::kNone ||
+                        w.src_port.kind != PortEdit::Kind::kNone || w.dst_port.kind != PortEdit::Kind::kNone ||
                         w.ttl || w.ttl_decrement || w.dscp || w.mss_clamp || w.mark;
   if (!any_edit && t.empty()) {
     r.ErrorAtTable("", "a rewrite needs at least one edit (addresses, ports, ttl, dscp, mss_clamp, mark)");
