@@ -811,11 +811,14 @@ void ReadTranslate(Loader& l, const toml::table& t, const std::string& path, con
         r.Error(*r.Find("address"), "address",
                 std::string(FamilyName(a->family)) +
                     " translation address needs a rule that matches only that family (set match.family)");
-      } else if (cfg.io.backend == Backend::kNfqueue && cfg.io.nfqueue.queue_count > 1) {
+      } else if (cfg.pipeline.shards > 1) {
+        // Replies come back addressed to `address`, not to the inside host: kernel queues
+        // (NFQUEUE balances by address, divert shards by inside host) and the graph's flow-hash
+        // dispatch would all hand them to another shard than the one holding the translation.
         r.Error(*r.Find("address"), "address",
                 "translating the source address needs every reply on the shard that made the translation, "
-                "but with io.nfqueue.queue_count > 1 the kernel spreads replies by address; use one queue or "
-                "translate ports only");
+                "which no backend's steering guarantees with pipeline.shards > 1; use one shard or "
+                "translate ports only (omit address)");
       }
     } else {
       r.Error(*r.Find("address"), "address", "expected an IPv4 or IPv6 address, got \"" + text + "\"");

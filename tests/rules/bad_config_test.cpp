@@ -460,7 +460,7 @@ action = "translate-source-port"
 match = { proto = "tcp", dst = "198.19.0.0/16" }
 translate.ports = "29000-39999"
 )", 12, 19, "rule[1].translate.ports", "overlap rule[0] (number 1)'s 20000-29999"},
-    {"translate address with several kernel queues", R"([io]
+    {"translate address with several shards", R"([io]
 backend = "nfqueue"
 [io.nfqueue]
 queue_count = 2
@@ -472,7 +472,7 @@ name = "a"
 action = "translate-source-port"
 match = { proto = "tcp", family = "ipv4" }
 translate = { ports = "20000-29999", address = "198.18.0.1" }
-)", 12, 48, "rule[0].translate.address", "the kernel spreads replies by address"},
+)", 12, 48, "rule[0].translate.address", "use one shard or translate ports only"},
     {"translate table on an accept rule", R"([[rule]]
 number = 1
 name = "a"
