@@ -57,7 +57,8 @@ std::vector<uint8_t> PadOptions(std::vector<uint8_t> opts) {
 }
 
 // Walks the IPv6 chain of a whole datagram: upper-layer offset, protocol, pseudo destination.
-// Returns false for a fragment or a malformed chain.
+// Returns false for a fragment, a malformed chain, or a routing header whose final
+// destination it cannot tell.
 bool RefWalk6(const uint8_t* ip, std::size_t ip_len, std::size_t* l4, uint8_t* proto,
               const uint8_t** pdst) {
   uint8_t nh = ip[6];
@@ -75,8 +76,13 @@ bool RefWalk6(const uint8_t* ip, std::size_t ip_len, std::size_t* l4, uint8_t* p
     if (off + len > ip_len) return false;
     if (nh == kRouting && h[3] != 0) {
       const std::size_t n = h[1] / 2;
-      if (h[2] == 0) *pdst = h + 8 + (n - 1) * 16;
-      if (h[2] == 4) *pdst = h + 8;
+      if (h[2] == 0 && n != 0) {
+        *pdst = h + 8 + (n - 1) * 16;
+      } else if ((h[2] == 2 || h[2] == 4) && n != 0) {
+        *pdst = h + 8;
+      } else {
+        return false;  // final destination unknown
+      }
     }
     nh = h[0];
     off += len;
