@@ -2,42 +2,12 @@
 
 #include <cstring>
 
-#include "engine/core/byte_order.h"
-#include "engine/proto/checksum.h"
-#include "engine/proto/icmp.h"
-#include "engine/proto/ipv4.h"
-#include "engine/proto/ipv6.h"
-#include "engine/proto/tcp.h"
-#include "engine/proto/udp.h"
 
 namespace sluice {
 namespace {
 
-// The L4 checksum field of a parsed packet, and what covers it.
-struct L4Csum {
-  uint8_t* field = nullptr;  // nullptr: no L4 checksum maintained here
-  CsumZero zero = CsumZero::kPlain;
-  bool pseudo = false;       // covers the IP pseudo-header
-};
-
-L4Csum FindL4Csum(PacketBuffer& buf) noexcept {
-  const PacketMeta& m = buf.meta();
-  if ((m.flags & pkt_flag::kL4Valid) == 0) return {};
-  uint8_t* l4 = buf.data() + m.l4_off;
-  const bool v4 = m.l3 == L3Type::kIpv4;
-  switch (m.l4_proto) {
-    case ipproto::kTcp:
-      return {l4 + tcp::kOffChecksum, CsumZero::kPlain, true};
-    case ipproto::kUdp:
-      return {l4 + udp::kOffChecksum, v4 ? CsumZero::kUdpIpv4 : CsumZero::kUdpIpv6, true};
-    case ipproto::kIcmp:
-      return {l4 + icmp::kOffChecksum, CsumZero::kPlain, false};
-    case ipproto::kIcmpv6:
-      return {l4 + icmp::kOffChecksum, CsumZero::kPlain, true};
-    default:
-      return {};
-  }
-}
+using rewrite_detail::FindL4Csum;
+using rewrite_detail::L4Csum;
 
 uint8_t* Ip(PacketBuffer& buf) noexcept { return buf.data() + buf.meta().l3_off; }
 
@@ -58,32 +28,7 @@ const uint8_t* Ipv6PseudoDst(PacketBuffer& buf) noexcept {
   return ipv6::PseudoHeaderDst(ip, IpLen(buf));
 }
 
-void ApplyToL4(PacketBuffer& buf, const CsumDelta& d, bool needs_pseudo) noexcept {
-  const L4Csum c = FindL4Csum(buf);
-  if (c.field != nullptr && (c.pseudo || !needs_pseudo)) d.ApplyTo(c.field, c.zero);
-}
-
 }  // namespace
-
-bool HasPorts(const PacketMeta& m) noexcept {
-  return (m.flags & pkt_flag::kL4Valid) != 0 &&
-         (m.l4_proto == ipproto::kTcp || m.l4_proto == ipproto::kUdp);
-}
-
-bool SetIpv4Address(PacketBuffer& buf, Side side, uint32_t addr) noexcept {
-  if (buf.meta().l3 != L3Type::kIpv4) return false;
-  uint8_t* ip = Ip(buf);
-  uint8_t* field = ip + (side == Side::kSrc ? ipv4::kOffSrc : ipv4::kOffDst);
-  const uint32_t old_v = LoadHost32(field);
-  const uint32_t new_v = MemBe32(addr);
-  if (old_v == new_v) return false;
-  StoreHost32(field, new_v);
-  CsumDelta d;
-  d.Replace32(old_v, new_v);
-  d.ApplyTo(ip + ipv4::kOffChecksum);
-  ApplyToL4(buf, d, /*needs_pseudo=*/true);
-  return true;
-}
 
 bool SetIpv6Address(PacketBuffer& buf, Side side, const uint8_t* addr) noexcept {
   if (buf.meta().l3 != L3Type::kIpv6) return false;
@@ -98,21 +43,6 @@ bool SetIpv6Address(PacketBuffer& buf, Side side, const uint8_t* addr) noexcept 
   d.Replace128(field, addr);
   std::memcpy(field, addr, ipv6::kAddrLen);
   if (covered) d.ApplyTo(c.field, c.zero);
-  return true;
-}
-
-bool SetL4Port(PacketBuffer& buf, Side side, uint16_t port) noexcept {
-  if (!HasPorts(buf.meta())) return false;
-  // TCP and UDP put the ports at the same offsets.
-  uint8_t* field = buf.data() + buf.meta().l4_off +
-                   (side == Side::kSrc ? tcp::kOffSrcPort : tcp::kOffDstPort);
-  const uint16_t old_v = LoadHost16(field);
-  const uint16_t new_v = MemBe16(port);
-  if (old_v == new_v) return false;
-  StoreHost16(field, new_v);
-  CsumDelta d;
-  d.Replace16(old_v, new_v);
-  ApplyToL4(buf, d, /*needs_pseudo=*/false);
   return true;
 }
 
@@ -137,11 +67,6 @@ bool SetL4Field16(PacketBuffer& buf, uint32_t offset, uint16_t value) noexcept {
     d.ApplyTo(c.field, c.zero);
   }
   return true;
-}
-
-uint8_t Ttl(const PacketBuffer& buf) noexcept {
-  const uint8_t* ip = buf.data() + buf.meta().l3_off;
-  return buf.meta().l3 == L3Type::kIpv4 ? ipv4::Ttl(ip) : ipv6::HopLimit(ip);
 }
 
 bool SetTtl(PacketBuffer& buf, uint8_t ttl) noexcept {
@@ -250,7 +175,8 @@ L4Recompute RecomputeL4Checksum(PacketBuffer& buf) noexcept {
   return v == old_v ? L4Recompute::kUnchanged : L4Recompute::kChanged;
 }
 
-ChecksumFinish FinishChecksums(PacketBuffer& buf, bool modified, bool full) noexcept {
+ChecksumFinish rewrite_detail::FinishChecksumsSlow(PacketBuffer& buf, bool modified,
+                                                   bool full) noexcept {
   ChecksumFinish f;
   const uint16_t flags = buf.meta().flags;
   if (full || (modified && (flags & pkt_flag::kL4CsumNotReady) != 0)) {

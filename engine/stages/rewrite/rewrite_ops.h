@@ -28,7 +28,14 @@
 
 #include <cstdint>
 
+#include "engine/core/byte_order.h"
 #include "engine/packet/packet_buffer.h"
+#include "engine/proto/checksum.h"
+#include "engine/proto/icmp.h"
+#include "engine/proto/ipv4.h"
+#include "engine/proto/ipv6.h"
+#include "engine/proto/tcp.h"
+#include "engine/proto/udp.h"
 
 namespace sluice {
 
@@ -36,15 +43,15 @@ enum class Side : uint8_t { kSrc = 0, kDst = 1 };
 
 // True when the packet has a TCP or UDP header whose ports may be rewritten: validated by
 // parse (kL4Valid), which excludes non-first fragments.
-bool HasPorts(const PacketMeta& m) noexcept;
+inline bool HasPorts(const PacketMeta& m) noexcept;
 
 // IPv4 address, host order (0xc6120001 is 198.18.0.1). Does not apply unless l3 is IPv4.
-bool SetIpv4Address(PacketBuffer& buf, Side side, uint32_t addr) noexcept;
+inline bool SetIpv4Address(PacketBuffer& buf, Side side, uint32_t addr) noexcept;
 // IPv6 address, 16 bytes in wire order. Does not apply unless l3 is IPv6. The destination
 // enters the L4 pseudo-header only when no routing header has segments left (RFC 8200 §8.1).
 bool SetIpv6Address(PacketBuffer& buf, Side side, const uint8_t* addr) noexcept;
 // TCP or UDP port, host order. Does not apply without HasPorts().
-bool SetL4Port(PacketBuffer& buf, Side side, uint16_t port) noexcept;
+inline bool SetL4Port(PacketBuffer& buf, Side side, uint16_t port) noexcept;
 // Any 16-bit big-endian field `offset` bytes into a validated L4 header (kL4Valid), with the
 // L4 checksum fixed; the field may sit at an odd offset. For NAPT's ICMP echo identifier:
 // SetL4Field16(buf, icmp::kOffEchoId, id). Does not apply when the field is not inside the
@@ -52,7 +59,7 @@ bool SetL4Port(PacketBuffer& buf, Side side, uint16_t port) noexcept;
 bool SetL4Field16(PacketBuffer& buf, uint32_t offset, uint16_t value) noexcept;
 
 // TTL (IPv4) or hop limit (IPv6).
-uint8_t Ttl(const PacketBuffer& buf) noexcept;
+inline uint8_t Ttl(const PacketBuffer& buf) noexcept;
 bool SetTtl(PacketBuffer& buf, uint8_t ttl) noexcept;
 // DSCP (0..63) into the top six bits of TOS / traffic class; the ECN bits are kept.
 bool SetDscp(PacketBuffer& buf, uint8_t dscp) noexcept;
@@ -81,6 +88,93 @@ struct ChecksumFinish {
 // when `modified` and pkt_flag::kL4CsumNotReady (an unmodified packet goes back without its
 // payload, and the kernel finishes its checksum); recomputes the IPv4 header checksum when
 // `full` or pkt_flag::kIpCsumUntrusted.
-ChecksumFinish FinishChecksums(PacketBuffer& buf, bool modified, bool full) noexcept;
+inline ChecksumFinish FinishChecksums(PacketBuffer& buf, bool modified, bool full) noexcept;
+
+// ---- Inline definitions: the primitives a port or IPv4 rewrite calls per packet, kept in
+// ---- the header so RewriteStage (and NAPT) pay no call for them.
+
+namespace rewrite_detail {
+
+// The L4 checksum field of a parsed packet, and what covers it.
+struct L4Csum {
+  uint8_t* field = nullptr;  // nullptr: no L4 checksum maintained here
+  CsumZero zero = CsumZero::kPlain;
+  bool pseudo = false;       // covers the IP pseudo-header
+};
+
+inline L4Csum FindL4Csum(PacketBuffer& buf) noexcept {
+  const PacketMeta& m = buf.meta();
+  if ((m.flags & pkt_flag::kL4Valid) == 0) return {};
+  uint8_t* l4 = buf.data() + m.l4_off;
+  switch (m.l4_proto) {
+    case ipproto::kTcp:
+      return {l4 + tcp::kOffChecksum, CsumZero::kPlain, true};
+    case ipproto::kUdp:
+      return {l4 + udp::kOffChecksum,
+              m.l3 == L3Type::kIpv4 ? CsumZero::kUdpIpv4 : CsumZero::kUdpIpv6, true};
+    case ipproto::kIcmp:
+      return {l4 + icmp::kOffChecksum, CsumZero::kPlain, false};
+    case ipproto::kIcmpv6:
+      return {l4 + icmp::kOffChecksum, CsumZero::kPlain, true};
+    default:
+      return {};
+  }
+}
+
+ChecksumFinish FinishChecksumsSlow(PacketBuffer& buf, bool modified, bool full) noexcept;
+
+}  // namespace rewrite_detail
+
+inline bool HasPorts(const PacketMeta& m) noexcept {
+  return (m.flags & pkt_flag::kL4Valid) != 0 &&
+         (m.l4_proto == ipproto::kTcp || m.l4_proto == ipproto::kUdp);
+}
+
+inline uint8_t Ttl(const PacketBuffer& buf) noexcept {
+  const uint8_t* ip = buf.data() + buf.meta().l3_off;
+  return buf.meta().l3 == L3Type::kIpv4 ? ipv4::Ttl(ip) : ipv6::HopLimit(ip);
+}
+
+inline bool SetIpv4Address(PacketBuffer& buf, Side side, uint32_t addr) noexcept {
+  if (buf.meta().l3 != L3Type::kIpv4) return false;
+  uint8_t* ip = buf.data() + buf.meta().l3_off;
+  uint8_t* field = ip + (side == Side::kSrc ? ipv4::kOffSrc : ipv4::kOffDst);
+  const uint32_t old_v = LoadHost32(field);
+  const uint32_t new_v = MemBe32(addr);
+  if (old_v == new_v) return false;
+  StoreHost32(field, new_v);
+  CsumDelta d;
+  d.Replace32(old_v, new_v);
+  d.ApplyTo(ip + ipv4::kOffChecksum);
+  const rewrite_detail::L4Csum c = rewrite_detail::FindL4Csum(buf);
+  if (c.field != nullptr && c.pseudo) d.ApplyTo(c.field, c.zero);  // ICMPv4 has none
+  return true;
+}
+
+inline bool SetL4Port(PacketBuffer& buf, Side side, uint16_t port) noexcept {
+  if (!HasPorts(buf.meta())) return false;
+  // TCP and UDP put the ports at the same offsets.
+  uint8_t* l4 = buf.data() + buf.meta().l4_off;
+  uint8_t* field = l4 + (side == Side::kSrc ? tcp::kOffSrcPort : tcp::kOffDstPort);
+  const uint16_t old_v = LoadHost16(field);
+  const uint16_t new_v = MemBe16(port);
+  if (old_v == new_v) return false;
+  StoreHost16(field, new_v);
+  CsumDelta d;
+  d.Replace16(old_v, new_v);
+  if (buf.meta().l4_proto == ipproto::kTcp) {
+    d.ApplyTo(l4 + tcp::kOffChecksum);
+  } else {
+    d.ApplyTo(l4 + udp::kOffChecksum,
+              buf.meta().l3 == L3Type::kIpv4 ? CsumZero::kUdpIpv4 : CsumZero::kUdpIpv6);
+  }
+  return true;
+}
+
+inline ChecksumFinish FinishChecksums(PacketBuffer& buf, bool modified, bool full) noexcept {
+  constexpr uint16_t kFlags = pkt_flag::kL4CsumNotReady | pkt_flag::kIpCsumUntrusted;
+  if (!full && (buf.meta().flags & kFlags) == 0) return {};
+  return rewrite_detail::FinishChecksumsSlow(buf, modified, full);
+}
 
 }  // namespace sluice

@@ -136,23 +136,12 @@ bool MapAddress(const AddrRewrite& r, const uint8_t* addr, uint8_t* out) noexcep
   return true;
 }
 
-uint16_t MapPort(const PortRewrite& r, uint16_t port) noexcept {
-  switch (r.kind) {
-    case PortRewrite::Kind::kNone:
-      return port;
-    case PortRewrite::Kind::kSet:
-      return r.value;
-    case PortRewrite::Kind::kMap:
-      break;
-  }
+uint16_t rewrite_detail::MapPortSearch(const PortRewrite& r, uint16_t port) noexcept {
   // The last entry whose first <= port; it covers port if port <= its last.
   const auto it = std::upper_bound(r.map.begin(), r.map.end(), port,
                                    [](uint16_t p, const PortMapEntry& e) { return p < e.first; });
-  if (it == r.map.begin()) return port;
-  const PortMapEntry& e = *(it - 1);
-  if (port > e.last) return port;
-  return e.mode == PortMapEntry::Mode::kShift ? static_cast<uint16_t>(e.to + (port - e.first))
-                                              : e.to;
+  if (it == r.map.begin() || port > (it - 1)->last) return port;
+  return Apply(*(it - 1), port);
 }
 
 }  // namespace sluice

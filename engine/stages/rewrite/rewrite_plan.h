@@ -21,6 +21,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -127,6 +128,28 @@ Status Validate(const RewritePlan& plan);
 bool MapAddress(const AddrRewrite& r, const uint8_t* addr, uint8_t* out) noexcept;
 
 // The port `port` becomes under r, or `port` when r leaves it alone. r must be valid.
-uint16_t MapPort(const PortRewrite& r, uint16_t port) noexcept;
+// Cost: a linear scan up to kPortMapLinear entries, a binary search above.
+inline uint16_t MapPort(const PortRewrite& r, uint16_t port) noexcept;
+
+inline constexpr std::size_t kPortMapLinear = 8;
+
+namespace rewrite_detail {
+uint16_t MapPortSearch(const PortRewrite& r, uint16_t port) noexcept;
+inline uint16_t Apply(const PortMapEntry& e, uint16_t port) noexcept {
+  return e.mode == PortMapEntry::Mode::kShift ? static_cast<uint16_t>(e.to + (port - e.first))
+                                              : e.to;
+}
+}  // namespace rewrite_detail
+
+inline uint16_t MapPort(const PortRewrite& r, uint16_t port) noexcept {
+  if (r.kind == PortRewrite::Kind::kSet) return r.value;
+  if (r.kind == PortRewrite::Kind::kNone) return port;
+  if (r.map.size() > kPortMapLinear) return rewrite_detail::MapPortSearch(r, port);
+  for (const PortMapEntry& e : r.map) {
+    if (port < e.first) break;  // sorted: no later entry covers it
+    if (port <= e.last) return rewrite_detail::Apply(e, port);
+  }
+  return port;
+}
 
 }  // namespace sluice

@@ -54,7 +54,7 @@ bool ApplyPort(PacketBuffer& buf, Side side, const PortRewrite& p, Counts& c) no
 DropReason ApplyPlan(PacketBuffer& buf, const RewritePlan& plan, Counts& c) noexcept {
   PacketMeta& m = buf.meta();
   SLUICE_DCHECK(m.l3 != L3Type::kNone);
-  const uint8_t ttl = Ttl(buf);
+  const uint8_t ttl = plan.ttl.kind == TtlRewrite::Kind::kNone ? 0 : Ttl(buf);
   if (plan.ttl.kind == TtlRewrite::Kind::kDecrement && ttl <= plan.ttl.value) {
     return DropReason::kTtlExpired;  // before any byte changes
   }
