@@ -127,10 +127,15 @@ TEST(RewriteStage, FullChecksumRepairsBadInput) {
   RewritePlan plan;
   plan.full_checksum = true;
   RewriteStage stage;
-  for (TestPacket p : {PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Tcp(1, 2).Payload(5).Build(),
-                       PacketBuilder().Ipv6("2001:2::1", "2001:2::2").Icmp(128, 0).Payload(5).Build()}) {
-    p.bytes[p.l4_off + 2 + (p.l3_off == 0 && p.bytes[0] >> 4 == 4 ? 14 : 0)] ^= 0x55;
-    if (p.bytes[0] >> 4 == 4) p.bytes[10] ^= 0x11;
+  struct Broken {
+    TestPacket p;
+    uint32_t l4_csum;  // offset of the L4 checksum within the L4 header
+  };
+  for (Broken b : {Broken{PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Tcp(1, 2).Payload(5).Build(), 16},
+                   Broken{PacketBuilder().Ipv6("2001:2::1", "2001:2::2").Icmp(128, 0).Payload(5).Build(), 2}}) {
+    TestPacket& p = b.p;
+    p.bytes[p.l4_off + b.l4_csum] ^= 0x55;
+    if (p.bytes[0] >> 4 == 4) p.bytes[10] ^= 0x11;  // and the IPv4 header checksum
     Parsed x(p);
     ASSERT_FALSE(x.IpOk() && x.L4Ok());
     RewriteOne(stage, x, &plan);
