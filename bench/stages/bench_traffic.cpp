@@ -71,27 +71,50 @@ TestPacket Adversarial(std::mt19937& rng, int kind) {
       return b.Tcp(Port(rng), 80).Build();
     }
     case 2: {  // total length past the capture
-      TestPacket p = PacketBuilder().Ethernet().Ipv4(V4(rng), V4(rng)).Tcp(1, 2).Payload(40).Build();
+      TestPacket p =
+          PacketBuilder().Ethernet().Ipv4(V4(rng), V4(rng)).Tcp(1, 2).Payload(40).Build();
       p.bytes.resize(p.bytes.size() - 10);
       return p;
     }
     case 3: {  // bad TCP option deep in a full option space
-      TestPacket p = PacketBuilder().Ethernet().Ipv4(V4(rng), V4(rng)).Tcp(1, 2)
-                         .TcpOptions(std::vector<uint8_t>(36, 1)).TcpOptions({8, 0, 0, 0}).Build();
+      TestPacket p = PacketBuilder()
+                         .Ethernet()
+                         .Ipv4(V4(rng), V4(rng))
+                         .Tcp(1, 2)
+                         .TcpOptions(std::vector<uint8_t>(36, 1))
+                         .TcpOptions({8, 0, 0, 0})
+                         .Build();
       return p;
     }
     case 4:  // tiny first fragment
-      return PacketBuilder().Ethernet().Ipv4(V4(rng), V4(rng)).Fragment(0, true).L4Proto(6).Payload(8).PadTo(60).Build();
+      return PacketBuilder()
+          .Ethernet()
+          .Ipv4(V4(rng), V4(rng))
+          .Fragment(0, true)
+          .L4Proto(6)
+          .Payload(8)
+          .PadTo(60)
+          .Build();
     case 5: {  // GSO super-packet header
-      TestPacket p = PacketBuilder().Ethernet().Ipv4(V4(rng), V4(rng)).Tcp(1, 2).Payload(200).Build();
+      TestPacket p =
+          PacketBuilder().Ethernet().Ipv4(V4(rng), V4(rng)).Tcp(1, 2).Payload(200).Build();
       p.bytes[16] = p.bytes[17] = 0;
       return p;
     }
     case 6:  // four VLAN tags, then IPv4 options
-      return PacketBuilder().Ethernet().Vlan(1, 0x88a8).Vlan(2).Vlan(3).Vlan(4)
-          .Ipv4(V4(rng), V4(rng)).Ipv4Options(std::vector<uint8_t>(40, 1)).Udp(1, 2).Build();
+      return PacketBuilder()
+          .Ethernet()
+          .Vlan(1, 0x88a8)
+          .Vlan(2)
+          .Vlan(3)
+          .Vlan(4)
+          .Ipv4(V4(rng), V4(rng))
+          .Ipv4Options(std::vector<uint8_t>(40, 1))
+          .Udp(1, 2)
+          .Build();
     default: {  // IPv6 option TLVs running past their header
-      TestPacket p = PacketBuilder().Ethernet().Ipv6(V6(rng), V6(rng)).HopByHop({0x1e, 200}).Tcp(1, 2).Build();
+      TestPacket p =
+          PacketBuilder().Ethernet().Ipv6(V6(rng), V6(rng)).HopByHop({0x1e, 200}).Tcp(1, 2).Build();
       return p;
     }
   }
@@ -99,12 +122,22 @@ TestPacket Adversarial(std::mt19937& rng, int kind) {
 
 }  // namespace
 
+BufferPool& Pool() {
+  static auto pool =
+      std::move(BufferPool::Create({.small_buffers = 2048, .large_buffers = 0})).value();
+  return *pool;
+}
+
 const char* MixName(int mix) {
   switch (mix) {
-    case kIpv4Tcp64: return "ipv4_tcp_64B";
-    case kIpv6Ext: return "ipv6_ext_headers";
-    case kImix: return "imix";
-    default: return "adversarial";
+    case kIpv4Tcp64:
+      return "ipv4_tcp_64B";
+    case kIpv6Ext:
+      return "ipv6_ext_headers";
+    case kImix:
+      return "imix";
+    default:
+      return "adversarial";
   }
 }
 
@@ -114,10 +147,18 @@ std::vector<TestPacket> MixPackets(int mix, std::size_t n) {
   const std::size_t imix[12] = {60, 60, 590, 60, 60, 1514, 60, 590, 60, 590, 60, 590};
   for (std::size_t i = 0; i < n; ++i) {
     switch (mix) {
-      case kIpv4Tcp64: out.push_back(Tcp64(rng)); break;
-      case kIpv6Ext: out.push_back(Ipv6Ext(rng)); break;
-      case kImix: out.push_back(Imix(rng, imix[i % 12])); break;
-      default: out.push_back(Adversarial(rng, static_cast<int>(i))); break;
+      case kIpv4Tcp64:
+        out.push_back(Tcp64(rng));
+        break;
+      case kIpv6Ext:
+        out.push_back(Ipv6Ext(rng));
+        break;
+      case kImix:
+        out.push_back(Imix(rng, imix[i % 12]));
+        break;
+      default:
+        out.push_back(Adversarial(rng, static_cast<int>(i)));
+        break;
     }
   }
   return out;

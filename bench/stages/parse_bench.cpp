@@ -13,17 +13,12 @@
 namespace sluice {
 namespace {
 
-BufferPool& Pool() {
-  static auto pool = std::move(BufferPool::Create({.small_buffers = 1024, .large_buffers = 0})).value();
-  return *pool;
-}
-
 // Parse a batch of one mix: args are the mix (bench::Mix) and the batch size.
 void BM_Parse(benchmark::State& state) {
   const int mix = static_cast<int>(state.range(0));
   const auto n = static_cast<uint32_t>(state.range(1));
   const auto packets = bench::MixPackets(mix, n);
-  PoolCache cache(Pool());
+  PoolCache cache(bench::Pool());
   Batch batch;
   batch.set_limit(kMaxBatch);
   std::vector<uint32_t> len(n);
@@ -47,17 +42,17 @@ void BM_Parse(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
-  state.counters["parsed_pct"] =
-      100.0 * static_cast<double>(stage.counters().Load(ParseCounter::kParsed)) /
-      static_cast<double>(state.iterations() * n);
+  state.counters["parsed_pct"] = 100.0 *
+                                 static_cast<double>(stage.counters().Load(ParseCounter::kParsed)) /
+                                 static_cast<double>(state.iterations() * n);
   state.SetLabel(bench::MixName(mix));
   for (uint32_t i = 0; i < n; ++i) batch.set_next(i, Next::kAccept);
   batch.RecordVerdicts();
   PacketBuffer* out[kMaxBatch];
   cache.PutBulk(out, batch.TakeBuffers(out));
 }
-BENCHMARK(BM_Parse)->ArgsProduct({{bench::kIpv4Tcp64, bench::kIpv6Ext, bench::kImix, bench::kAdversarial},
-                                  {64, 256}});
+BENCHMARK(BM_Parse)->ArgsProduct(
+    {{bench::kIpv4Tcp64, bench::kIpv6Ext, bench::kImix, bench::kAdversarial}, {64, 256}});
 
 }  // namespace
 }  // namespace sluice

@@ -14,41 +14,68 @@
 namespace sluice {
 namespace {
 
-BufferPool& Pool() {
-  static auto pool = std::move(BufferPool::Create({.small_buffers = 2048, .large_buffers = 0})).value();
-  return *pool;
-}
-
 enum Op : int {
-  kNoop, kPortSet, kPortMap, kAddr4Set, kAddr4Map, kAddr6Set, kTtlDecrement, kDscp, kMssClamp,
-  kFullChecksum, kMark, kEverything, kNumOps
+  kNoop,
+  kPortSet,
+  kPortMap,
+  kAddr4Set,
+  kAddr4Map,
+  kAddr6Set,
+  kTtlDecrement,
+  kDscp,
+  kMssClamp,
+  kFullChecksum,
+  kMark,
+  kEverything,
+  kNumOps
 };
 const char* OpName(int op) {
-  static const char* const kNames[] = {"noop (restore only)", "port_set", "port_map",
-                                       "addr4_set", "addr4_map", "addr6_set", "ttl_decrement",
-                                       "dscp", "mss_clamp", "full_checksum", "mark", "everything"};
+  static const char* const kNames[] = {
+      "noop (restore only)", "port_set", "port_map",  "addr4_set",     "addr4_map", "addr6_set",
+      "ttl_decrement",       "dscp",     "mss_clamp", "full_checksum", "mark",      "everything"};
   return kNames[op];
 }
 
 RewritePlan PlanFor(int op) {
   RewritePlan p;
-  const PortRewrite map = PortRewrite::Map({{.first = 80, .last = 80, .to = 8080},
-                                            {.first = 443, .last = 443, .to = 8443},
-                                            {.first = 1024, .last = 65535, .to = 1024,
-                                             .mode = PortMapEntry::Mode::kShift}});
+  const PortRewrite map = PortRewrite::Map(
+      {{.first = 80, .last = 80, .to = 8080},
+       {.first = 443, .last = 443, .to = 8443},
+       {.first = 1024, .last = 65535, .to = 1024, .mode = PortMapEntry::Mode::kShift}});
   std::array<uint8_t, 16> v6{0xfd, 0, 0, 2};
   v6[15] = 1;
   switch (op) {
-    case kPortSet: p.dst_port = PortRewrite::Set(8080); break;
-    case kPortMap: p.src_port = map; p.dst_port = map; break;
-    case kAddr4Set: p.src_addr = AddrRewrite::SetIpv4(0x0a000001); break;
-    case kAddr4Map: p.dst_addr = AddrRewrite::MapIpv4(0xc6120000, 0x0a000000, 15); break;
-    case kAddr6Set: p.src_addr = AddrRewrite::SetIpv6(v6); break;
-    case kTtlDecrement: p.ttl = {.kind = TtlRewrite::Kind::kDecrement, .value = 1}; break;
-    case kDscp: p.dscp = 46; break;
-    case kMssClamp: p.mss_clamp = 1200; break;
-    case kFullChecksum: p.full_checksum = true; break;
-    case kMark: p.mark = 0x5a; break;
+    case kPortSet:
+      p.dst_port = PortRewrite::Set(8080);
+      break;
+    case kPortMap:
+      p.src_port = map;
+      p.dst_port = map;
+      break;
+    case kAddr4Set:
+      p.src_addr = AddrRewrite::SetIpv4(0x0a000001);
+      break;
+    case kAddr4Map:
+      p.dst_addr = AddrRewrite::MapIpv4(0xc6120000, 0x0a000000, 15);
+      break;
+    case kAddr6Set:
+      p.src_addr = AddrRewrite::SetIpv6(v6);
+      break;
+    case kTtlDecrement:
+      p.ttl = {.kind = TtlRewrite::Kind::kDecrement, .value = 1};
+      break;
+    case kDscp:
+      p.dscp = 46;
+      break;
+    case kMssClamp:
+      p.mss_clamp = 1200;
+      break;
+    case kFullChecksum:
+      p.full_checksum = true;
+      break;
+    case kMark:
+      p.mark = 0x5a;
+      break;
     case kEverything:
       p.src_addr = AddrRewrite::MapIpv4(0xc6120000, 0x0a000000, 15);
       p.dst_addr = AddrRewrite::SetIpv4(0xc0000201);
@@ -59,7 +86,8 @@ RewritePlan PlanFor(int op) {
       p.mss_clamp = 1200;
       p.mark = 1;
       break;
-    default: break;
+    default:
+      break;
   }
   return p;
 }
@@ -79,9 +107,10 @@ void BM_RewriteOp(benchmark::State& state) {
     } else {
       b.Ipv4("198.18.0.1", "198.19.0." + std::to_string(i + 2));
     }
-    packets.push_back(b.Tcp(static_cast<uint16_t>(40000 + i), 80).TcpFlags(0x02).Mss(1460).PadTo(60).Build());
+    packets.push_back(
+        b.Tcp(static_cast<uint16_t>(40000 + i), 80).TcpFlags(0x02).Mss(1460).PadTo(60).Build());
   }
-  PoolCache cache(Pool());
+  PoolCache cache(bench::Pool());
   Batch batch;
   batch.set_limit(kMaxBatch);
   ParseStage parse({});
@@ -126,7 +155,7 @@ void BM_ParseRewritePort64B(benchmark::State& state) {
   const auto packets = bench::MixPackets(bench::kIpv4Tcp64, n);
   RewritePlan plan;
   plan.dst_port = PortRewrite::Map({{.first = 80, .last = 80, .to = 8080}});
-  PoolCache cache(Pool());
+  PoolCache cache(bench::Pool());
   ParseStage parse({});
   RewriteStage rewrite;
   Batch batch;

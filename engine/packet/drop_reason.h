@@ -28,7 +28,8 @@ namespace sluice {
   X(kNotIp, "not_ip", "link-layer frame that does not carry IPv4 or IPv6")                       \
   /* parse: every malformation has its own reason; the parse policy passes or drops them */      \
   X(kLinkTruncated, "link_truncated", "frame shorter than its link-layer header (or empty)")      \
-  X(kTooManyVlanTags, "too_many_vlan_tags", "more stacked 802.1Q/802.1ad tags than the parser walks") \
+  X(kTooManyVlanTags, "too_many_vlan_tags",                                                      \
+    "more stacked 802.1Q/802.1ad tags than the parser walks")                                     \
   X(kBadIpVersion, "bad_ip_version",                                                              \
     "IP version nibble is not 4 or 6, or not the version the link layer announced")               \
   X(kIpv4HeaderTruncated, "ipv4_header_truncated",                                                \

@@ -86,9 +86,9 @@ inline uint64_t Ipv6PseudoHeaderSum(const uint8_t* src, const uint8_t* dst, uint
 
 // How a checksum field treats the value 0.
 enum class CsumZero : uint8_t {
-  kPlain,     // TCP, ICMP, ICMPv6, the IPv4 header: 0 is an ordinary value
-  kUdpIpv4,   // 0 means "no checksum" and stays 0; a computed 0 is sent as 0xFFFF (RFC 768)
-  kUdpIpv6,   // never 0 on the wire: a computed 0 is sent as 0xFFFF (RFC 8200 §8.1)
+  kPlain,    // TCP, ICMP, ICMPv6, the IPv4 header: 0 is an ordinary value
+  kUdpIpv4,  // 0 means "no checksum" and stays 0; a computed 0 is sent as 0xFFFF (RFC 768)
+  kUdpIpv6,  // never 0 on the wire: a computed 0 is sent as 0xFFFF (RFC 8200 §8.1)
 };
 
 // The checksum of an L4 header whose sum (pseudo-header included) folds to `folded`, with the
@@ -133,6 +133,25 @@ class CsumDelta {
       new_v = static_cast<uint16_t>((new_v >> 8) | (new_v << 8));
     }
     Replace16(old_v, new_v);
+  }
+
+  // Writes a 16- or 32-bit field (new value in memory order) and collects the replacement;
+  // false, with nothing written or collected, when the field already holds the value.
+  bool Write16(uint8_t* field, uint16_t new_v, bool odd = false) noexcept {
+    uint16_t old_v;
+    std::memcpy(&old_v, field, 2);
+    if (old_v == new_v) return false;
+    StoreHost16(field, new_v);
+    Replace16At(odd, old_v, new_v);
+    return true;
+  }
+  bool Write32(uint8_t* field, uint32_t new_v) noexcept {
+    uint32_t old_v;
+    std::memcpy(&old_v, field, 4);
+    if (old_v == new_v) return false;
+    StoreHost32(field, new_v);
+    Replace32(old_v, new_v);
+    return true;
   }
 
   bool empty() const noexcept { return acc_ == 0; }

@@ -77,8 +77,8 @@ inline uint32_t FlowHashIpv6(uint64_t seed, const uint8_t* a, const uint8_t* b, 
     pa = pb;
     pb = p;
   }
-  const uint64_t h = Word(a0, seed, 0) ^ Rotl(Word(a1, seed, 1), 17) ^
-                     Rotl(Word(b0, seed, 2), 31) ^ Rotl(Word(b1, seed, 3), 47) ^
+  const uint64_t h = Word(a0, seed, 0) ^ Rotl(Word(a1, seed, 1), 17) ^ Rotl(Word(b0, seed, 2), 31) ^
+                     Rotl(Word(b1, seed, 3), 47) ^
                      Word((uint64_t{proto} << 32) | (uint64_t{pa} << 16) | pb, seed, 4);
   return Finish(h);
 }

@@ -5,7 +5,7 @@
 
 namespace sluice::ipproto {
 
-inline constexpr uint8_t kHopByHop = 0;   // IPv6 hop-by-hop options
+inline constexpr uint8_t kHopByHop = 0;  // IPv6 hop-by-hop options
 inline constexpr uint8_t kIcmp = 1;
 inline constexpr uint8_t kTcp = 6;
 inline constexpr uint8_t kUdp = 17;

@@ -60,9 +60,9 @@ inline uint32_t Dst(const uint8_t* ip) noexcept { return LoadBe32(ip + kOffDst);
 
 // What Validate learned; meaningful only when it returned kNone.
 struct Info {
-  uint32_t header_len;  // IHL * 4
-  uint32_t total_len;   // total length field
-  uint32_t frag_offset; // bytes
+  uint32_t header_len;   // IHL * 4
+  uint32_t total_len;    // total length field
+  uint32_t frag_offset;  // bytes
   bool more_fragments;
   uint8_t proto;
 };

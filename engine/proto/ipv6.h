@@ -60,24 +60,23 @@ struct Limits {
 
 // What WalkChain learned; meaningful only when it returned kNone.
 struct Chain {
-  uint32_t l4_off;        // from the IPv6 header to the upper-layer header; 0 when none follows
-                          // (next header 59, or a non-first fragment)
-  uint8_t l4_proto;       // upper-layer protocol (for a non-first fragment: the fragment
-                          // header's next header; 59 when nothing follows)
-  uint8_t headers;        // extension headers walked
-  bool fragment;          // a fragment header with offset != 0 or M = 1 (not an atomic one)
-  bool later_fragment;    // offset != 0: no upper-layer header in this packet
+  uint32_t l4_off;      // from the IPv6 header to the upper-layer header; 0 when none follows
+                        // (next header 59, or a non-first fragment)
+  uint8_t l4_proto;     // upper-layer protocol (for a non-first fragment: the fragment
+                        // header's next header; 59 when nothing follows)
+  uint8_t headers;      // extension headers walked
+  bool fragment;        // a fragment header with offset != 0 or M = 1 (not an atomic one)
+  bool later_fragment;  // offset != 0: no upper-layer header in this packet
   bool more_fragments;
-  uint32_t frag_offset;   // bytes
-  uint32_t routing_off;   // offset of a routing header with segments left > 0; 0 when none
+  uint32_t frag_offset;  // bytes
+  uint32_t routing_off;  // offset of a routing header with segments left > 0; 0 when none
 };
 
 // Walks the extension headers of the IPv6 packet at ip, whose length (40 + payload length,
 // all captured) is ip_len. Checks: hop-by-hop only first, at most one fragment header, every
 // header inside ip_len, option TLVs inside their header, the caps, and the fragment fields.
 // A jumbo payload option returns kIpv6Jumbogram. Reads nothing at or past ip + ip_len.
-DropReason WalkChain(const uint8_t* ip, uint32_t ip_len, const Limits& limits,
-                     Chain* out) noexcept;
+DropReason WalkChain(const uint8_t* ip, uint32_t ip_len, const Limits& limits, Chain* out) noexcept;
 
 // The address the upper-layer pseudo-header uses as destination (RFC 8200 §8.1): the
 // destination address, or, while a routing header still has segments left, the final one it

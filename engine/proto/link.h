@@ -46,7 +46,7 @@ inline constexpr uint32_t kAfInet6Darwin = 30;
 
 struct Decoded {
   uint32_t l3_off;
-  L3Type l3;           // the family the link layer announced (kRaw: the version nibble's)
+  L3Type l3;  // the family the link layer announced (kRaw: the version nibble's)
   uint8_t vlan_tags;
 };
 

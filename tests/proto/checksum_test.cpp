@@ -89,8 +89,8 @@ TEST(Checksum, PseudoHeadersMatchReference) {
 }
 
 // Replaces `width` bytes at `at` with random ones, updating the checksum incrementally.
-uint16_t RandomIncrementalEdit(std::vector<uint8_t>& data, std::size_t at, int width,
-                               uint16_t hc, std::mt19937& rng) {
+uint16_t RandomIncrementalEdit(std::vector<uint8_t>& data, std::size_t at, int width, uint16_t hc,
+                               std::mt19937& rng) {
   std::vector<uint8_t> repl(width);
   for (auto& b : repl) b = static_cast<uint8_t>(rng());
   uint16_t out;

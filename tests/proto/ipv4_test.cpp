@@ -34,14 +34,29 @@ TEST(Ipv4, ValidHeaderWithOptions) {
 
 TEST(Ipv4, FragmentFields) {
   ipv4::Info info{};
-  TestPacket p = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").Fragment(1480, true).L4Proto(17).Payload(800).Build();
+  TestPacket p = PacketBuilder()
+                     .Ipv4("198.18.0.1", "198.18.0.2")
+                     .Fragment(1480, true)
+                     .L4Proto(17)
+                     .Payload(800)
+                     .Build();
   ASSERT_EQ(Check(p, &info), DropReason::kNone);
   EXPECT_EQ(info.frag_offset, 1480u);
   EXPECT_TRUE(info.more_fragments);
   // The largest offset whose end still fits 65535 bytes.
-  p = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").Fragment(65504, false).L4Proto(17).Payload(8).Build();
+  p = PacketBuilder()
+          .Ipv4("198.18.0.1", "198.18.0.2")
+          .Fragment(65504, false)
+          .L4Proto(17)
+          .Payload(8)
+          .Build();
   EXPECT_EQ(Check(p, &info), DropReason::kNone);
-  p = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").Fragment(65512, false).L4Proto(17).Payload(8).Build();
+  p = PacketBuilder()
+          .Ipv4("198.18.0.1", "198.18.0.2")
+          .Fragment(65512, false)
+          .L4Proto(17)
+          .Payload(8)
+          .Build();
   EXPECT_EQ(Check(p, &info), DropReason::kIpv4BadFragment);
 }
 

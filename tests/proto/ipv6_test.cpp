@@ -44,8 +44,12 @@ TEST(Ipv6Chain, FragmentHeaderFirstLaterAndAtomic) {
   EXPECT_EQ(c.l4_proto, 17);
   EXPECT_EQ(c.l4_off, 48u);
 
-  const TestPacket later =
-      PacketBuilder().Ipv6("2001:2::1", "2001:2::2").Fragment(1480, false).L4Proto(6).Payload(100).Build();
+  const TestPacket later = PacketBuilder()
+                               .Ipv6("2001:2::1", "2001:2::2")
+                               .Fragment(1480, false)
+                               .L4Proto(6)
+                               .Payload(100)
+                               .Build();
   c = Walk(later);
   EXPECT_TRUE(c.fragment);
   EXPECT_TRUE(c.later_fragment);
@@ -112,11 +116,8 @@ TEST(Ipv6Chain, PseudoHeaderDestinationFollowsTheRoutingHeader) {
   ASSERT_NE(d, nullptr);
   EXPECT_EQ(std::vector<uint8_t>(d, d + 16), testing::Addr("2001:2::7"));
 
-  const TestPacket rpl = PacketBuilder()
-                             .Ipv6("2001:2::1", "2001:2::2")
-                             .Routing(3, 1, {"2001:2::7"})
-                             .Udp(1, 2)
-                             .Build();
+  const TestPacket rpl =
+      PacketBuilder().Ipv6("2001:2::1", "2001:2::2").Routing(3, 1, {"2001:2::7"}).Udp(1, 2).Build();
   EXPECT_EQ(ipv6::PseudoHeaderDst(rpl.bytes.data(), rpl.ip_len), nullptr);
 }
 

@@ -9,7 +9,9 @@
 namespace sluice {
 namespace {
 
-bool Valid(std::vector<uint8_t> o) { return ValidKlvOptions(o.data(), static_cast<uint32_t>(o.size())); }
+bool Valid(std::vector<uint8_t> o) {
+  return ValidKlvOptions(o.data(), static_cast<uint32_t>(o.size()));
+}
 
 TEST(KlvOptions, WellFormedLists) {
   EXPECT_TRUE(Valid({}));
@@ -21,10 +23,10 @@ TEST(KlvOptions, WellFormedLists) {
 }
 
 TEST(KlvOptions, MalformedLists) {
-  EXPECT_FALSE(Valid({2}));              // length byte missing
-  EXPECT_FALSE(Valid({2, 0, 0, 0}));     // length 0 would loop
-  EXPECT_FALSE(Valid({2, 1, 0, 0}));     // length 1 is shorter than kind + length
-  EXPECT_FALSE(Valid({2, 5, 0, 0}));     // past the end
+  EXPECT_FALSE(Valid({2}));           // length byte missing
+  EXPECT_FALSE(Valid({2, 0, 0, 0}));  // length 0 would loop
+  EXPECT_FALSE(Valid({2, 1, 0, 0}));  // length 1 is shorter than kind + length
+  EXPECT_FALSE(Valid({2, 5, 0, 0}));  // past the end
   EXPECT_FALSE(Valid({1, 1, 8, 10, 0}));
 }
 
@@ -44,8 +46,8 @@ TEST(KlvOptions, FindMssAtAnyOffsetAndNeverPastTheEnd) {
   t[22] = 3;
   EXPECT_EQ(tcp::FindMss(t.data(), 28), -1);
   // After a malformed option the walk stops.
-  std::vector<uint8_t> u = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8 << 4, 0, 0, 0, 0, 0, 0, 0,
-                            3, 0, 2, 4, 1, 2, 0, 0, 0, 0, 0, 0};
+  std::vector<uint8_t> u = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8 << 4, 0, 0, 0,
+                            0, 0, 0, 0, 3, 0, 2, 4, 1, 2, 0, 0, 0,      0, 0, 0};
   EXPECT_EQ(tcp::FindMss(u.data(), 32), -1);
 }
 

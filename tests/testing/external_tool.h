@@ -10,8 +10,8 @@ namespace sluice::testing {
 bool HaveTool(const std::string& name);
 
 struct ToolRun {
-  int exit_code = -1;   // the command's exit status; -1 when it could not be run
-  std::string output;   // its standard output (standard error goes to `errors`)
+  int exit_code = -1;  // the command's exit status; -1 when it could not be run
+  std::string output;  // its standard output (standard error goes to `errors`)
   std::string errors;
 };
 

@@ -40,9 +40,4 @@ PacketBuffer& GuardedPacket::Load(const uint8_t* bytes, uint32_t n, LinkType lin
   return *buf_;
 }
 
-void ReleaseAll(Batch& batch) {
-  for (uint32_t i = 0; i < batch.size(); ++i) (void)batch.ref(i).Release();
-  batch.Clear();
-}
-
 }  // namespace sluice::testing

@@ -3,15 +3,15 @@
 // builds too, where ASan is absent, and in the buffer's tailroom, where ASan would see
 // nothing because pool buffers are larger than their packets.
 //
-// Not from a pool: give it back with Batch::TakeBuffers before a batch holding it dies.
+// Not from a pool: take it back out of a batch (ReleaseAll) before the batch dies.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
-#include "engine/packet/batch.h"
 #include "engine/packet/packet_buffer.h"
+#include "tests/testing/test_batch.h"
 
 namespace sluice::testing {
 
@@ -36,9 +36,5 @@ class GuardedPacket {
   uint32_t max_len_;
   PacketBuffer* buf_ = nullptr;
 };
-
-// Moves every buffer out of a batch whose buffers are not pool-owned (GuardedPacket, or
-// buffers the test frees itself), so the batch's destructor returns nothing to a pool.
-void ReleaseAll(Batch& batch);
 
 }  // namespace sluice::testing

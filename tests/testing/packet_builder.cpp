@@ -34,8 +34,7 @@ uint16_t Fold(uint32_t sum) {
   return static_cast<uint16_t>(sum);
 }
 
-uint32_t PseudoSum(bool v6, const uint8_t* src, const uint8_t* dst, uint8_t proto,
-                   uint32_t len) {
+uint32_t PseudoSum(bool v6, const uint8_t* src, const uint8_t* dst, uint8_t proto, uint32_t len) {
   const std::size_t alen = v6 ? 16 : 4;
   uint32_t s = Sum16(src, alen, 0);
   s = Sum16(dst, alen, s);
@@ -64,8 +63,7 @@ bool RefWalk6(const uint8_t* ip, std::size_t ip_len, std::size_t* l4, uint8_t* p
   uint8_t nh = ip[6];
   std::size_t off = 40;
   *pdst = ip + 24;
-  while (nh == kHopByHop || nh == kRouting || nh == kDestOpts || nh == kAh ||
-         nh == kFragmentHdr) {
+  while (nh == kHopByHop || nh == kRouting || nh == kDestOpts || nh == kAh || nh == kFragmentHdr) {
     if (off + 8 > ip_len) return false;
     const uint8_t* h = ip + off;
     std::size_t len = nh == kAh ? (h[1] + 2u) * 4u : (h[1] + 1u) * 8u;
@@ -462,9 +460,13 @@ std::vector<TestPacket> FragmentPacket(const TestPacket& whole, uint32_t chunk, 
     if (v6) {
       f.bytes[nh_at] = kFragmentHdr;
       const auto field = static_cast<uint16_t>(frag_off | (more ? 1 : 0));
-      const uint8_t fh[8] = {first_nh, 0, static_cast<uint8_t>(field >> 8),
-                             static_cast<uint8_t>(field), static_cast<uint8_t>(id >> 24),
-                             static_cast<uint8_t>(id >> 16), static_cast<uint8_t>(id >> 8),
+      const uint8_t fh[8] = {first_nh,
+                             0,
+                             static_cast<uint8_t>(field >> 8),
+                             static_cast<uint8_t>(field),
+                             static_cast<uint8_t>(id >> 24),
+                             static_cast<uint8_t>(id >> 16),
+                             static_cast<uint8_t>(id >> 8),
                              static_cast<uint8_t>(id)};
       f.bytes.insert(f.bytes.end(), fh, fh + 8);
     }
@@ -475,8 +477,8 @@ std::vector<TestPacket> FragmentPacket(const TestPacket& whole, uint32_t chunk, 
     } else {
       Put16(f.bytes, 2, static_cast<uint16_t>(f.bytes.size()));
       Put16(f.bytes, 4, static_cast<uint16_t>(id));
-      Put16(f.bytes, 6, static_cast<uint16_t>((Get16(ip + 6) & 0x4000) | (more ? 0x2000 : 0) |
-                                              (frag_off / 8)));
+      Put16(f.bytes, 6,
+            static_cast<uint16_t>((Get16(ip + 6) & 0x4000) | (more ? 0x2000 : 0) | (frag_off / 8)));
       Put16(f.bytes, 10, 0);
       Put16(f.bytes, 10, RefChecksum(f.bytes.data(), hdr));
     }

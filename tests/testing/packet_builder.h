@@ -24,9 +24,9 @@ namespace sluice::testing {
 struct TestPacket {
   LinkType link = LinkType::kRaw;
   std::vector<uint8_t> bytes;
-  uint32_t l3_off = 0;   // where the IP header starts
-  uint32_t l4_off = 0;   // where the transport header starts; 0 when there is none
-  uint32_t ip_len = 0;   // bytes of the IP packet (header + payload), without L2 trailer
+  uint32_t l3_off = 0;  // where the IP header starts
+  uint32_t l4_off = 0;  // where the transport header starts; 0 when there is none
+  uint32_t ip_len = 0;  // bytes of the IP packet (header + payload), without L2 trailer
 };
 
 class PacketBuilder {
@@ -38,16 +38,16 @@ class PacketBuilder {
   PacketBuilder& LinuxSll2();
   // BSD loopback: DLT_LOOP writes the family in network order, DLT_NULL in host order.
   PacketBuilder& Loopback(uint32_t af, bool network_order);
-  PacketBuilder& LinkIpv4();  // DLT_IPV4
-  PacketBuilder& LinkIpv6();  // DLT_IPV6
+  PacketBuilder& LinkIpv4();                    // DLT_IPV4
+  PacketBuilder& LinkIpv6();                    // DLT_IPV6
   PacketBuilder& PadTo(std::size_t frame_len);  // zero bytes after the IP packet up to this
   PacketBuilder& Trailer(std::size_t n);        // n bytes (0xee) after the IP packet
 
   // IP.
   PacketBuilder& Ipv4(std::string_view src, std::string_view dst);
   PacketBuilder& Ipv6(std::string_view src, std::string_view dst);
-  PacketBuilder& Ttl(uint8_t ttl);   // or hop limit
-  PacketBuilder& Tos(uint8_t tos);   // or traffic class
+  PacketBuilder& Ttl(uint8_t ttl);  // or hop limit
+  PacketBuilder& Tos(uint8_t tos);  // or traffic class
   PacketBuilder& FlowLabel(uint32_t label);
   PacketBuilder& Id(uint16_t id);
   PacketBuilder& Df();
@@ -58,17 +58,16 @@ class PacketBuilder {
   PacketBuilder& DestOpts(std::vector<uint8_t> options = {});
   // Type 0 lists addresses, the last being the final destination; type 4 (SRH) lists
   // segment list[0] (the final destination) first.
-  PacketBuilder& Routing(uint8_t type, uint8_t segments_left,
-                         std::vector<std::string> addresses);
+  PacketBuilder& Routing(uint8_t type, uint8_t segments_left, std::vector<std::string> addresses);
   PacketBuilder& Ah(uint32_t icv_len = 12);
 
   // Transport.
   PacketBuilder& Tcp(uint16_t sport, uint16_t dport);
   PacketBuilder& TcpFlags(uint8_t flags);
   PacketBuilder& TcpOptions(std::vector<uint8_t> options);  // appended; padded with End to 4n
-  PacketBuilder& Mss(uint16_t mss);                          // appends kind 2, length 4
+  PacketBuilder& Mss(uint16_t mss);                         // appends kind 2, length 4
   PacketBuilder& Udp(uint16_t sport, uint16_t dport);
-  PacketBuilder& UdpNoChecksum();                            // IPv4: checksum field 0
+  PacketBuilder& UdpNoChecksum();  // IPv4: checksum field 0
   PacketBuilder& Icmp(uint8_t type, uint8_t code, uint16_t id = 0, uint16_t seq = 0);
   PacketBuilder& L4Proto(uint8_t proto);  // a protocol the builder knows nothing about
   PacketBuilder& Payload(std::size_t n);  // n pattern bytes
@@ -86,7 +85,7 @@ class PacketBuilder {
   LinkType link_ = LinkType::kRaw;
   std::vector<uint8_t> l2_;
   std::vector<std::size_t> type_pos_;  // link type fields: the base one, then one per tag
-  std::vector<uint16_t> tpids_;         // the TPID announcing each VLAN tag
+  std::vector<uint16_t> tpids_;        // the TPID announcing each VLAN tag
   std::size_t pad_to_ = 0;
   std::size_t trailer_ = 0;
   bool v6_ = false;

@@ -16,10 +16,10 @@ struct PcapRecord {
 };
 
 struct PcapContents {
-  int dlt = -1;                 // pcap_datalink() of the file
+  int dlt = -1;  // pcap_datalink() of the file
   LinkType link = LinkType::kUnsupported;
   std::vector<PcapRecord> records;
-  std::string error;            // non-empty when the file could not be opened or read whole
+  std::string error;  // non-empty when the file could not be opened or read whole
 };
 
 // DLT_* (as pcap_datalink returns it) to the parser's link type.

@@ -27,10 +27,17 @@ void RandomTraffic::Fill(std::vector<uint8_t>& bytes) {
 TestPacket RandomTraffic::Packet(const TrafficOptions& o) {
   PacketBuilder b;
   switch (o.link_variety ? U(4) : 1) {
-    case 0: break;
-    case 1: b.Ethernet(); break;
-    case 2: b.Ethernet().Vlan(static_cast<uint16_t>(U(4096))); break;
-    default: b.LinuxSll(); break;
+    case 0:
+      break;
+    case 1:
+      b.Ethernet();
+      break;
+    case 2:
+      b.Ethernet().Vlan(static_cast<uint16_t>(U(4096)));
+      break;
+    default:
+      b.LinuxSll();
+      break;
   }
   const bool v6 = Coin();
   if (v6) {
@@ -42,7 +49,8 @@ TestPacket RandomTraffic::Packet(const TrafficOptions& o) {
   } else {
     b.Ipv4(Ipv4Text(), Ipv4Text()).Id(static_cast<uint16_t>(U(65536)));
     if (Coin(5)) {
-      b.Ipv4Options(Coin() ? std::vector<uint8_t>{1, 0x94, 4, 0, 0} : std::vector<uint8_t>{1, 1, 1, 1});
+      b.Ipv4Options(Coin() ? std::vector<uint8_t>{1, 0x94, 4, 0, 0}
+                           : std::vector<uint8_t>{1, 1, 1, 1});
     }
     if (Coin(3)) b.Df();
   }
@@ -64,8 +72,8 @@ TestPacket RandomTraffic::Packet(const TrafficOptions& o) {
     case 4:
       if (o.icmp_echo_only) {
         const bool request = Coin();
-        b.Icmp(v6 ? (request ? 128 : 129) : (request ? 8 : 0), 0,
-               static_cast<uint16_t>(U(65536)), static_cast<uint16_t>(U(65536)));
+        b.Icmp(v6 ? (request ? 128 : 129) : (request ? 8 : 0), 0, static_cast<uint16_t>(U(65536)),
+               static_cast<uint16_t>(U(65536)));
       } else {
         b.Icmp(static_cast<uint8_t>(U(256)), static_cast<uint8_t>(U(256)),
                static_cast<uint16_t>(U(65536)), static_cast<uint16_t>(U(65536)));
@@ -89,7 +97,8 @@ TestPacket RandomTraffic::Datagram(bool v6, std::size_t payload) {
   }
   std::vector<uint8_t> bytes(payload);
   Fill(bytes);
-  return b.Ttl(64).Udp(static_cast<uint16_t>(U(65536)), static_cast<uint16_t>(U(65536)))
+  return b.Ttl(64)
+      .Udp(static_cast<uint16_t>(U(65536)), static_cast<uint16_t>(U(65536)))
       .Payload(std::move(bytes))
       .Build();
 }
@@ -126,9 +135,12 @@ AddrRewrite RandomTraffic::Addr(bool v6, const PlanOptions& o) {
 
 PortRewrite RandomTraffic::Port() {
   switch (U(3)) {
-    case 0: return {};
-    case 1: return PortRewrite::Set(static_cast<uint16_t>(U(65536)));
-    default: break;
+    case 0:
+      return {};
+    case 1:
+      return PortRewrite::Set(static_cast<uint16_t>(U(65536)));
+    default:
+      break;
   }
   std::vector<PortMapEntry> m;
   uint32_t next = U(2000);
@@ -153,9 +165,14 @@ RewritePlan RandomTraffic::Plan(bool v6, const PlanOptions& o) {
   p.src_port = Port();
   p.dst_port = Port();
   switch (U(o.ttl_decrement ? 3 : 2)) {
-    case 0: break;
-    case 1: p.ttl = {.kind = TtlRewrite::Kind::kSet, .value = static_cast<uint8_t>(1 + U(255))}; break;
-    default: p.ttl = {.kind = TtlRewrite::Kind::kDecrement, .value = static_cast<uint8_t>(1 + U(3))}; break;
+    case 0:
+      break;
+    case 1:
+      p.ttl = {.kind = TtlRewrite::Kind::kSet, .value = static_cast<uint8_t>(1 + U(255))};
+      break;
+    default:
+      p.ttl = {.kind = TtlRewrite::Kind::kDecrement, .value = static_cast<uint8_t>(1 + U(3))};
+      break;
   }
   if (Coin()) p.dscp = static_cast<uint8_t>(U(64));
   if (Coin()) p.mss_clamp = static_cast<uint16_t>(kMinMssClamp + U(2000));

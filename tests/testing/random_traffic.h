@@ -26,16 +26,16 @@ class Rng {
 };
 
 struct TrafficOptions {
-  bool icmp_echo_only = false;   // ICMP types that carry no embedded packet
-  bool udp_no_checksum = true;   // sometimes IPv4 UDP with checksum 0
-  bool other_protocols = true;   // sometimes GRE or SCTP (never touched by rewrite)
-  bool link_variety = true;      // raw, Ethernet, 802.1Q, Linux SLL; else Ethernet only
+  bool icmp_echo_only = false;  // ICMP types that carry no embedded packet
+  bool udp_no_checksum = true;  // sometimes IPv4 UDP with checksum 0
+  bool other_protocols = true;  // sometimes GRE or SCTP (never touched by rewrite)
+  bool link_variety = true;     // raw, Ethernet, 802.1Q, Linux SLL; else Ethernet only
   uint8_t min_ttl = 1;
 };
 
 struct PlanOptions {
-  bool ttl_decrement = true;     // may expire packets
-  bool wrong_family = true;      // sometimes an address op of the other family
+  bool ttl_decrement = true;  // may expire packets
+  bool wrong_family = true;   // sometimes an address op of the other family
 };
 
 class RandomTraffic {

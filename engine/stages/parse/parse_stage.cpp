@@ -13,22 +13,16 @@
 namespace sluice {
 namespace {
 
-using Counts = std::array<uint64_t, kNumParseCounters>;
-
-inline void Bump(Counts& c, ParseCounter k, uint64_t n = 1) noexcept {
-  c[static_cast<std::size_t>(k)] += n;
-}
-
 constexpr uint16_t kParseFlags =
     pkt_flag::kFragment | pkt_flag::kFragmentLater | pkt_flag::kL4Valid;
 
 // What the IP layer found, for the transport layer and the meta writes.
 struct L3Result {
-  uint32_t ip_len;   // IP length field: bytes from the IP header to the end of the payload
-  uint32_t l4_rel;   // from the IP header to the upper-layer header; 0 when none
-  uint8_t proto;     // upper-layer protocol
+  uint32_t ip_len;  // IP length field: bytes from the IP header to the end of the payload
+  uint32_t l4_rel;  // from the IP header to the upper-layer header; 0 when none
+  uint8_t proto;    // upper-layer protocol
   uint8_t ext_headers;
-  uint16_t flags;    // kFragment, kFragmentLater
+  uint16_t flags;  // kFragment, kFragmentLater
 };
 
 DropReason ParseIpv4(const uint8_t* ip, uint32_t avail, L3Result* out) noexcept {
@@ -161,7 +155,7 @@ Status Validate(const ParseConfig& config) {
 namespace {
 
 // ParsePacket without the outcome counters of failures (parsed ones are bumped here).
-DropReason ParseOne(PacketBuffer& buf, const ParseConfig& config, Counts& counts) noexcept {
+DropReason ParseOne(PacketBuffer& buf, const ParseConfig& config, ParseCounts& counts) noexcept {
   PacketMeta& m = buf.meta();
   m.flags &= static_cast<uint16_t>(~kParseFlags);
   m.l3 = L3Type::kNone;
@@ -194,7 +188,7 @@ DropReason ParseOne(PacketBuffer& buf, const ParseConfig& config, Counts& counts
   // Everything checked out: from here on the packet is parsed.
   if (avail > l3.ip_len) {
     buf.Trim(avail - l3.ip_len);
-    Bump(counts, ParseCounter::kPaddingTrimmed);
+    counts.Bump(ParseCounter::kPaddingTrimmed);
   }
   const bool fragment = (l3.flags & pkt_flag::kFragment) != 0;
   uint16_t sport = 0, dport = 0;
@@ -204,14 +198,14 @@ DropReason ParseOne(PacketBuffer& buf, const ParseConfig& config, Counts& counts
     dport = tcp::DstPort(ip + l3.l4_rel);
   }
   if (l2.l3 == L3Type::kIpv4) {
-    m.flow_hash = FlowHashIpv4(config.flow_hash_seed, ip + ipv4::kOffSrc, ip + ipv4::kOffDst,
-                               sport, dport, l3.proto);
-    Bump(counts, ParseCounter::kIpv4);
+    m.flow_hash = FlowHashIpv4(config.flow_hash_seed, ip + ipv4::kOffSrc, ip + ipv4::kOffDst, sport,
+                               dport, l3.proto);
+    counts.Bump(ParseCounter::kIpv4);
   } else {
-    m.flow_hash = FlowHashIpv6(config.flow_hash_seed, ip + ipv6::kOffSrc, ip + ipv6::kOffDst,
-                               sport, dport, l3.proto);
-    Bump(counts, ParseCounter::kIpv6);
-    Bump(counts, ParseCounter::kIpv6ExtHeaders, l3.ext_headers);
+    m.flow_hash = FlowHashIpv6(config.flow_hash_seed, ip + ipv6::kOffSrc, ip + ipv6::kOffDst, sport,
+                               dport, l3.proto);
+    counts.Bump(ParseCounter::kIpv6);
+    counts.Bump(ParseCounter::kIpv6ExtHeaders, l3.ext_headers);
   }
   m.l3 = l2.l3;
   m.l3_off = static_cast<uint16_t>(l2.l3_off);
@@ -219,24 +213,24 @@ DropReason ParseOne(PacketBuffer& buf, const ParseConfig& config, Counts& counts
   m.l4_proto = l3.proto;
   m.flags |= static_cast<uint16_t>(l3.flags | (l4_valid ? pkt_flag::kL4Valid : 0));
 
-  if (fragment) Bump(counts, ParseCounter::kFragments);
+  if (fragment) counts.Bump(ParseCounter::kFragments);
   if ((l3.flags & pkt_flag::kFragmentLater) != 0) {
-    Bump(counts, ParseCounter::kLaterFragments);
+    counts.Bump(ParseCounter::kLaterFragments);
   } else {
-    Bump(counts, L4Counter(l3.proto, l4_valid));
+    counts.Bump(L4Counter(l3.proto, l4_valid));
   }
-  if (l2.vlan_tags != 0) Bump(counts, ParseCounter::kVlanTagged);
-  Bump(counts, ParseCounter::kParsed);
+  if (l2.vlan_tags != 0) counts.Bump(ParseCounter::kVlanTagged);
+  counts.Bump(ParseCounter::kParsed);
   return DropReason::kNone;
 }
 
 }  // namespace
 
-DropReason ParsePacket(PacketBuffer& buf, const ParseConfig& config, Counts& counts) noexcept {
+DropReason ParsePacket(PacketBuffer& buf, const ParseConfig& config, ParseCounts& counts) noexcept {
   const DropReason r = ParseOne(buf, config, counts);
   if (SLUICE_UNLIKELY(r != DropReason::kNone)) {
     const bool not_ip = r == DropReason::kNotIp || r == DropReason::kUnsupportedLinkType;
-    Bump(counts, not_ip ? ParseCounter::kNotIp : ParseCounter::kMalformed);
+    counts.Bump(not_ip ? ParseCounter::kNotIp : ParseCounter::kMalformed);
   }
   return r;
 }
@@ -246,7 +240,7 @@ ParseStage::ParseStage(const ParseConfig& config) noexcept : config_(config) {
 }
 
 void ParseStage::Process(Batch& batch) noexcept {
-  Counts counts{};
+  ParseCounts counts{};
   const uint32_t n = batch.size();
   for (uint32_t i = 0; i < n; ++i) {
     if (batch.next(i) != Next::kParse) continue;
@@ -263,9 +257,7 @@ void ParseStage::Process(Batch& batch) noexcept {
       }
     }
   }
-  for (std::size_t k = 0; k < kNumParseCounters; ++k) {
-    if (counts[k] != 0) counters_.Add(static_cast<ParseCounter>(k), counts[k]);
-  }
+  counts.AddTo(counters_);
 }
 
 }  // namespace sluice

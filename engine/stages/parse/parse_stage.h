@@ -47,6 +47,7 @@
 #include "engine/core/status.h"
 #include "engine/packet/batch.h"
 #include "engine/proto/ipv6.h"
+#include "engine/stages/stage_counters.h"
 
 namespace sluice {
 
@@ -68,37 +69,29 @@ inline constexpr uint16_t kMaxIpv6ExtBytesCap = 4096;
 Status Validate(const ParseConfig& config);
 
 // X(Enumerator, "name", "description"). parsed + malformed + not_ip == slots processed.
-#define SLUICE_PARSE_COUNTERS(X)                                                                \
-  X(kParsed, "parsed", "packets whose headers all checked out, sent on to classify")            \
+#define SLUICE_PARSE_COUNTERS(X)                                                                 \
+  X(kParsed, "parsed", "packets whose headers all checked out, sent on to classify")             \
   X(kMalformed, "malformed", "packets with a malformation reason (passed or dropped by policy)") \
-  X(kNotIp, "not_ip", "frames passed unparsed: not IP, or a link type the parser lacks")        \
-  X(kIpv4, "ipv4", "parsed IPv4 packets")                                                       \
-  X(kIpv6, "ipv6", "parsed IPv6 packets")                                                       \
-  X(kTcp, "tcp", "parsed packets with a validated TCP header")                                  \
-  X(kUdp, "udp", "parsed packets with a validated UDP header")                                  \
-  X(kIcmp, "icmp", "parsed packets with a validated ICMP header")                               \
-  X(kIcmpv6, "icmpv6", "parsed packets with a validated ICMPv6 header")                         \
-  X(kOtherL4, "other_l4", "parsed packets with another upper layer, or none, and no fragment")  \
-  X(kFragments, "fragments", "parsed fragments, first or later")                                \
-  X(kLaterFragments, "later_fragments", "parsed non-first fragments (no L4 header)")            \
-  X(kIpv6ExtHeaders, "ipv6_ext_headers", "IPv6 extension headers walked in parsed packets")     \
-  X(kVlanTagged, "vlan_tagged", "parsed frames with 802.1Q/802.1ad tags")                       \
+  X(kNotIp, "not_ip", "frames passed unparsed: not IP, or a link type the parser lacks")         \
+  X(kIpv4, "ipv4", "parsed IPv4 packets")                                                        \
+  X(kIpv6, "ipv6", "parsed IPv6 packets")                                                        \
+  X(kTcp, "tcp", "parsed packets with a validated TCP header")                                   \
+  X(kUdp, "udp", "parsed packets with a validated UDP header")                                   \
+  X(kIcmp, "icmp", "parsed packets with a validated ICMP header")                                \
+  X(kIcmpv6, "icmpv6", "parsed packets with a validated ICMPv6 header")                          \
+  X(kOtherL4, "other_l4", "parsed packets with another upper layer, or none, and no fragment")   \
+  X(kFragments, "fragments", "parsed fragments, first or later")                                 \
+  X(kLaterFragments, "later_fragments", "parsed non-first fragments (no L4 header)")             \
+  X(kIpv6ExtHeaders, "ipv6_ext_headers", "IPv6 extension headers walked in parsed packets")      \
+  X(kVlanTagged, "vlan_tagged", "parsed frames with 802.1Q/802.1ad tags")                        \
   X(kPaddingTrimmed, "padding_trimmed", "parsed frames whose bytes past the IP length were trimmed")
 
-enum class ParseCounter : uint8_t {
-#define SLUICE_X(e, name, desc) e,
-  SLUICE_PARSE_COUNTERS(SLUICE_X)
-#undef SLUICE_X
-};
-
-inline constexpr std::array kParseCounterTable = {
-#define SLUICE_X(e, name, desc) CounterInfo{name, desc},
-    SLUICE_PARSE_COUNTERS(SLUICE_X)
-#undef SLUICE_X
-};
+enum class ParseCounter : uint8_t { SLUICE_PARSE_COUNTERS(SLUICE_COUNTER_ENUMERATOR) };
+inline constexpr std::array kParseCounterTable = {SLUICE_PARSE_COUNTERS(SLUICE_COUNTER_INFO)};
 
 inline constexpr std::size_t kNumParseCounters = kParseCounterTable.size();
 using ParseCounters = CounterSet<ParseCounter, kNumParseCounters>;
+using ParseCounts = BatchCounts<ParseCounter, kNumParseCounters>;
 
 class ParseStage {
  public:
@@ -116,8 +109,7 @@ class ParseStage {
 };
 
 // One packet, without a batch: the same validation and meta writes as Process, with the
-// counters added to counts (indexed by ParseCounter). Returns kNone or the reason.
-DropReason ParsePacket(PacketBuffer& buf, const ParseConfig& config,
-                       std::array<uint64_t, kNumParseCounters>& counts) noexcept;
+// counters bumped in counts. Returns kNone or the reason.
+DropReason ParsePacket(PacketBuffer& buf, const ParseConfig& config, ParseCounts& counts) noexcept;
 
 }  // namespace sluice

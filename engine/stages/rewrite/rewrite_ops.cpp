@@ -2,7 +2,6 @@
 
 #include <cstring>
 
-
 namespace sluice {
 namespace {
 
@@ -56,16 +55,9 @@ bool SetL4Field16(PacketBuffer& buf, uint32_t offset, uint16_t value) noexcept {
       offset + 2 > static_cast<uint32_t>(c.field - l4)) {
     return false;
   }
-  uint8_t* field = l4 + offset;
-  const uint16_t old_v = LoadHost16(field);
-  const uint16_t new_v = MemBe16(value);
-  if (old_v == new_v) return false;
-  StoreHost16(field, new_v);
-  if (c.field != nullptr) {
-    CsumDelta d;
-    d.Replace16At((offset & 1) != 0, old_v, new_v);
-    d.ApplyTo(c.field, c.zero);
-  }
+  CsumDelta d;
+  if (!d.Write16(l4 + offset, MemBe16(value), (offset & 1) != 0)) return false;
+  if (c.field != nullptr) d.ApplyTo(c.field, c.zero);
   return true;
 }
 
@@ -118,13 +110,9 @@ bool ClampTcpMss(PacketBuffer& buf, uint16_t mss) noexcept {
   const int at = tcp::FindMss(t, tcp::HeaderLen(t));  // parse checked HeaderLen is captured
   if (at < 0) return false;
   const auto value_off = static_cast<uint32_t>(at) + 2;
-  uint8_t* field = t + value_off;
-  if (LoadBe16(field) <= mss) return false;
-  const uint16_t old_v = LoadHost16(field);
-  const uint16_t new_v = MemBe16(mss);
-  StoreHost16(field, new_v);
+  if (LoadBe16(t + value_off) <= mss) return false;
   CsumDelta d;
-  d.Replace16At((value_off & 1) != 0, old_v, new_v);
+  d.Write16(t + value_off, MemBe16(mss), (value_off & 1) != 0);
   d.ApplyTo(t + tcp::kOffChecksum);
   return true;
 }
@@ -153,8 +141,7 @@ L4Recompute RecomputeL4Checksum(PacketBuffer& buf) noexcept {
   if (m.l4_proto == ipproto::kUdp) {
     // IPv4 UDP sent without a checksum keeps going without one, unless the field holds a
     // partial sum that the kernel expected to finish.
-    if (old_v == 0 && c.zero == CsumZero::kUdpIpv4 &&
-        (m.flags & pkt_flag::kL4CsumNotReady) == 0) {
+    if (old_v == 0 && c.zero == CsumZero::kUdpIpv4 && (m.flags & pkt_flag::kL4CsumNotReady) == 0) {
       return L4Recompute::kUnchanged;
     }
     l4_len = udp::Length(l4);  // parse checked it is within the payload

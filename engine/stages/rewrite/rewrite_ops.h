@@ -79,7 +79,7 @@ L4Recompute RecomputeL4Checksum(PacketBuffer& buf) noexcept;
 
 // What FinishChecksums did.
 struct ChecksumFinish {
-  bool changed = false;          // a checksum byte changed
+  bool changed = false;  // a checksum byte changed
   bool l4_recomputed = false;
   bool l4_not_possible = false;  // a recompute was due but is not possible (see L4Recompute)
   bool ip_recomputed = false;
@@ -99,7 +99,7 @@ namespace rewrite_detail {
 struct L4Csum {
   uint8_t* field = nullptr;  // nullptr: no L4 checksum maintained here
   CsumZero zero = CsumZero::kPlain;
-  bool pseudo = false;       // covers the IP pseudo-header
+  bool pseudo = false;  // covers the IP pseudo-header
 };
 
 inline L4Csum FindL4Csum(PacketBuffer& buf) noexcept {
@@ -138,13 +138,10 @@ inline uint8_t Ttl(const PacketBuffer& buf) noexcept {
 inline bool SetIpv4Address(PacketBuffer& buf, Side side, uint32_t addr) noexcept {
   if (buf.meta().l3 != L3Type::kIpv4) return false;
   uint8_t* ip = buf.data() + buf.meta().l3_off;
-  uint8_t* field = ip + (side == Side::kSrc ? ipv4::kOffSrc : ipv4::kOffDst);
-  const uint32_t old_v = LoadHost32(field);
-  const uint32_t new_v = MemBe32(addr);
-  if (old_v == new_v) return false;
-  StoreHost32(field, new_v);
   CsumDelta d;
-  d.Replace32(old_v, new_v);
+  if (!d.Write32(ip + (side == Side::kSrc ? ipv4::kOffSrc : ipv4::kOffDst), MemBe32(addr))) {
+    return false;
+  }
   d.ApplyTo(ip + ipv4::kOffChecksum);
   const rewrite_detail::L4Csum c = rewrite_detail::FindL4Csum(buf);
   if (c.field != nullptr && c.pseudo) d.ApplyTo(c.field, c.zero);  // ICMPv4 has none
@@ -155,13 +152,10 @@ inline bool SetL4Port(PacketBuffer& buf, Side side, uint16_t port) noexcept {
   if (!HasPorts(buf.meta())) return false;
   // TCP and UDP put the ports at the same offsets.
   uint8_t* l4 = buf.data() + buf.meta().l4_off;
-  uint8_t* field = l4 + (side == Side::kSrc ? tcp::kOffSrcPort : tcp::kOffDstPort);
-  const uint16_t old_v = LoadHost16(field);
-  const uint16_t new_v = MemBe16(port);
-  if (old_v == new_v) return false;
-  StoreHost16(field, new_v);
   CsumDelta d;
-  d.Replace16(old_v, new_v);
+  if (!d.Write16(l4 + (side == Side::kSrc ? tcp::kOffSrcPort : tcp::kOffDstPort), MemBe16(port))) {
+    return false;
+  }
   if (buf.meta().l4_proto == ipproto::kTcp) {
     d.ApplyTo(l4 + tcp::kOffChecksum);
   } else {

@@ -41,8 +41,8 @@ Status CheckPorts(const PortRewrite& p, const char* which) {
   if (p.map.empty()) return InvalidArgument(field + ": an empty port map");
   for (std::size_t i = 0; i < p.map.size(); ++i) {
     const PortMapEntry& e = p.map[i];
-    const std::string at = field + " entry " + std::to_string(i) + " (" +
-                           std::to_string(e.first) + "-" + std::to_string(e.last) + ")";
+    const std::string at = field + " entry " + std::to_string(i) + " (" + std::to_string(e.first) +
+                           "-" + std::to_string(e.last) + ")";
     if (e.first > e.last) return InvalidArgument(at + ": first is above last");
     if (e.mode == PortMapEntry::Mode::kShift && uint32_t{e.to} + (e.last - e.first) > 65535) {
       return InvalidArgument(at + ": shifted to " + std::to_string(e.to) + " it ends past 65535");
@@ -74,7 +74,10 @@ AddrRewrite AddrRewrite::SetIpv6(const std::array<uint8_t, 16>& addr) {
 
 AddrRewrite AddrRewrite::MapIpv6(const std::array<uint8_t, 16>& from,
                                  const std::array<uint8_t, 16>& to, uint8_t prefix_len) {
-  return {.kind = Kind::kMap, .family = L3Type::kIpv6, .prefix_len = prefix_len, .from = from,
+  return {.kind = Kind::kMap,
+          .family = L3Type::kIpv6,
+          .prefix_len = prefix_len,
+          .from = from,
           .to = to};
 }
 

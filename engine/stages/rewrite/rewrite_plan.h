@@ -42,17 +42,17 @@ struct AddrRewrite {
   // kIpv4 or kIpv6. A packet of the other family is left alone (and counted by the stage):
   // a rule that rewrites IPv4 addresses should only match IPv4 packets.
   L3Type family = L3Type::kNone;
-  uint8_t prefix_len = 0;         // kMap: 1..32 (IPv4) or 1..128 (IPv6)
-  std::array<uint8_t, 16> from{}; // kMap: the prefix to match; bits past prefix_len ignored
-  std::array<uint8_t, 16> to{};   // kSet: the address; kMap: the new prefix. Wire order (big
-                                  // endian); IPv4 uses the first 4 bytes, the rest stay zero
+  uint8_t prefix_len = 0;          // kMap: 1..32 (IPv4) or 1..128 (IPv6)
+  std::array<uint8_t, 16> from{};  // kMap: the prefix to match; bits past prefix_len ignored
+  std::array<uint8_t, 16> to{};    // kSet: the address; kMap: the new prefix. Wire order (big
+                                   // endian); IPv4 uses the first 4 bytes, the rest stay zero
 
   // Host-order IPv4 addresses, e.g. 0xc6120001 for 198.18.0.1.
   static AddrRewrite SetIpv4(uint32_t addr);
   static AddrRewrite MapIpv4(uint32_t from, uint32_t to, uint8_t prefix_len);
   static AddrRewrite SetIpv6(const std::array<uint8_t, 16>& addr);
-  static AddrRewrite MapIpv6(const std::array<uint8_t, 16>& from,
-                             const std::array<uint8_t, 16>& to, uint8_t prefix_len);
+  static AddrRewrite MapIpv6(const std::array<uint8_t, 16>& from, const std::array<uint8_t, 16>& to,
+                             uint8_t prefix_len);
 };
 
 // One entry of a port map: the ports first..last (inclusive) become `to` (kCollapse, as in
@@ -75,8 +75,8 @@ struct PortRewrite {
     kMap,   // look it up in `map`; a port no entry covers is left alone
   };
   Kind kind = Kind::kNone;
-  uint16_t value = 0;              // kSet
-  std::vector<PortMapEntry> map;   // kMap: sorted by `first`, ranges disjoint (Validate checks)
+  uint16_t value = 0;             // kSet
+  std::vector<PortMapEntry> map;  // kMap: sorted by `first`, ranges disjoint (Validate checks)
 
   static PortRewrite Set(uint16_t port);
   static PortRewrite Map(std::vector<PortMapEntry> entries);

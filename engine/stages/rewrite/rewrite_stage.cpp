@@ -10,15 +10,11 @@
 namespace sluice {
 namespace {
 
-using Counts = std::array<uint64_t, kNumRewriteCounters>;
-
-inline void Bump(Counts& c, RewriteCounter k) noexcept { ++c[static_cast<std::size_t>(k)]; }
-
-bool ApplyAddr(PacketBuffer& buf, Side side, const AddrRewrite& a, Counts& c) noexcept {
+bool ApplyAddr(PacketBuffer& buf, Side side, const AddrRewrite& a, RewriteCounts& c) noexcept {
   if (a.kind == AddrRewrite::Kind::kNone) return false;
   const PacketMeta& m = buf.meta();
   if (a.family != m.l3) {
-    Bump(c, RewriteCounter::kFamilyMismatch);
+    c.Bump(RewriteCounter::kFamilyMismatch);
     return false;
   }
   const uint8_t* ip = buf.data() + m.l3_off;
@@ -31,27 +27,27 @@ bool ApplyAddr(PacketBuffer& buf, Side side, const AddrRewrite& a, Counts& c) no
     const uint8_t* old_addr = ip + (side == Side::kSrc ? ipv6::kOffSrc : ipv6::kOffDst);
     changed = MapAddress(a, old_addr, addr) && SetIpv6Address(buf, side, addr);
   }
-  if (changed) Bump(c, RewriteCounter::kAddrChanged);
+  if (changed) c.Bump(RewriteCounter::kAddrChanged);
   return changed;
 }
 
-bool ApplyPort(PacketBuffer& buf, Side side, const PortRewrite& p, Counts& c) noexcept {
+bool ApplyPort(PacketBuffer& buf, Side side, const PortRewrite& p, RewriteCounts& c) noexcept {
   if (p.kind == PortRewrite::Kind::kNone) return false;
   const PacketMeta& m = buf.meta();
   if (!HasPorts(m)) {
-    Bump(c, RewriteCounter::kNoPorts);
+    c.Bump(RewriteCounter::kNoPorts);
     return false;
   }
   const uint8_t* l4 = buf.data() + m.l4_off;
   const uint16_t old_port = side == Side::kSrc ? tcp::SrcPort(l4) : tcp::DstPort(l4);
   const bool changed = SetL4Port(buf, side, MapPort(p, old_port));
-  if (changed) Bump(c, RewriteCounter::kPortChanged);
+  if (changed) c.Bump(RewriteCounter::kPortChanged);
   return changed;
 }
 
 }  // namespace
 
-DropReason ApplyPlan(PacketBuffer& buf, const RewritePlan& plan, Counts& c) noexcept {
+DropReason ApplyPlan(PacketBuffer& buf, const RewritePlan& plan, RewriteCounts& c) noexcept {
   PacketMeta& m = buf.meta();
   SLUICE_DCHECK(m.l3 != L3Type::kNone);
   const uint8_t ttl = plan.ttl.kind == TtlRewrite::Kind::kNone ? 0 : Ttl(buf);
@@ -70,40 +66,40 @@ DropReason ApplyPlan(PacketBuffer& buf, const RewritePlan& plan, Counts& c) noex
                           : (ttl > plan.ttl.value ? plan.ttl.value : ttl);
     if (SetTtl(buf, v)) {
       changed = true;
-      Bump(c, RewriteCounter::kTtlChanged);
+      c.Bump(RewriteCounter::kTtlChanged);
     }
   }
   if (plan.dscp && SetDscp(buf, *plan.dscp)) {
     changed = true;
-    Bump(c, RewriteCounter::kDscpChanged);
+    c.Bump(RewriteCounter::kDscpChanged);
   }
   if (plan.mss_clamp && ClampTcpMss(buf, *plan.mss_clamp)) {
     changed = true;
-    Bump(c, RewriteCounter::kMssClamped);
+    c.Bump(RewriteCounter::kMssClamped);
   }
 
   const ChecksumFinish f = FinishChecksums(buf, changed, plan.full_checksum);
   changed |= f.changed;
-  if (f.l4_recomputed) Bump(c, RewriteCounter::kL4CsumRecomputed);
-  if (f.l4_not_possible) Bump(c, RewriteCounter::kL4CsumNotPossible);
-  if (f.ip_recomputed) Bump(c, RewriteCounter::kIpCsumRecomputed);
+  if (f.l4_recomputed) c.Bump(RewriteCounter::kL4CsumRecomputed);
+  if (f.l4_not_possible) c.Bump(RewriteCounter::kL4CsumNotPossible);
+  if (f.ip_recomputed) c.Bump(RewriteCounter::kIpCsumRecomputed);
 
   if (plan.mark) {
     m.mark = (m.mark & ~plan.mark_mask) | (*plan.mark & plan.mark_mask);
     m.flags |= pkt_flag::kMarkSet;
-    Bump(c, RewriteCounter::kMarked);
+    c.Bump(RewriteCounter::kMarked);
   }
   if (changed) {
     m.flags |= pkt_flag::kModified;
-    Bump(c, RewriteCounter::kRewritten);
+    c.Bump(RewriteCounter::kRewritten);
   } else {
-    Bump(c, RewriteCounter::kUnchanged);
+    c.Bump(RewriteCounter::kUnchanged);
   }
   return DropReason::kNone;
 }
 
 void RewriteStage::Process(Batch& batch) noexcept {
-  Counts counts{};
+  RewriteCounts counts{};
   const uint32_t n = batch.size();
   for (uint32_t i = 0; i < n; ++i) {
     if (batch.next(i) != Next::kRewrite) continue;
@@ -119,9 +115,7 @@ void RewriteStage::Process(Batch& batch) noexcept {
       batch.Drop(i, r);
     }
   }
-  for (std::size_t k = 0; k < kNumRewriteCounters; ++k) {
-    if (counts[k] != 0) counters_.Add(static_cast<RewriteCounter>(k), counts[k]);
-  }
+  counts.AddTo(counters_);
 }
 
 }  // namespace sluice

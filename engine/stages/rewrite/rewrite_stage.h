@@ -24,42 +24,35 @@
 #include "engine/core/counter.h"
 #include "engine/packet/batch.h"
 #include "engine/stages/rewrite/rewrite_plan.h"
+#include "engine/stages/stage_counters.h"
 
 namespace sluice {
 
 // X(Enumerator, "name", "description"). rewritten + unchanged == packets accepted here.
 #define SLUICE_REWRITE_COUNTERS(X)                                                             \
-  X(kRewritten, "rewritten", "packets with at least one byte changed")                        \
-  X(kUnchanged, "unchanged", "packets the plan left byte for byte as they were")              \
-  X(kAddrChanged, "addr_changed", "addresses changed")                                        \
-  X(kPortChanged, "port_changed", "ports changed")                                            \
-  X(kTtlChanged, "ttl_changed", "TTLs or hop limits lowered")                                 \
-  X(kDscpChanged, "dscp_changed", "DSCP values changed")                                      \
-  X(kMssClamped, "mss_clamped", "TCP SYN MSS options lowered")                                \
-  X(kMarked, "marked", "packets whose mark the plan set")                                     \
-  X(kFamilyMismatch, "family_mismatch",                                                       \
-    "address operations not applied: the packet is of the other IP family")                   \
-  X(kNoPorts, "no_ports",                                                                     \
+  X(kRewritten, "rewritten", "packets with at least one byte changed")                         \
+  X(kUnchanged, "unchanged", "packets the plan left byte for byte as they were")               \
+  X(kAddrChanged, "addr_changed", "addresses changed")                                         \
+  X(kPortChanged, "port_changed", "ports changed")                                             \
+  X(kTtlChanged, "ttl_changed", "TTLs or hop limits lowered")                                  \
+  X(kDscpChanged, "dscp_changed", "DSCP values changed")                                       \
+  X(kMssClamped, "mss_clamped", "TCP SYN MSS options lowered")                                 \
+  X(kMarked, "marked", "packets whose mark the plan set")                                      \
+  X(kFamilyMismatch, "family_mismatch",                                                        \
+    "address operations not applied: the packet is of the other IP family")                    \
+  X(kNoPorts, "no_ports",                                                                      \
     "port operations not applied: no TCP/UDP header (another protocol, a non-first fragment)") \
-  X(kL4CsumRecomputed, "l4_csum_recomputed", "full L4 checksum recomputations")               \
-  X(kL4CsumNotPossible, "l4_csum_not_possible",                                               \
-    "full L4 recomputations due but not possible (a fragment): incremental update kept")      \
+  X(kL4CsumRecomputed, "l4_csum_recomputed", "full L4 checksum recomputations")                \
+  X(kL4CsumNotPossible, "l4_csum_not_possible",                                                \
+    "full L4 recomputations due but not possible (a fragment): incremental update kept")       \
   X(kIpCsumRecomputed, "ip_csum_recomputed", "full IPv4 header checksum recomputations")
 
-enum class RewriteCounter : uint8_t {
-#define SLUICE_X(e, name, desc) e,
-  SLUICE_REWRITE_COUNTERS(SLUICE_X)
-#undef SLUICE_X
-};
-
-inline constexpr std::array kRewriteCounterTable = {
-#define SLUICE_X(e, name, desc) CounterInfo{name, desc},
-    SLUICE_REWRITE_COUNTERS(SLUICE_X)
-#undef SLUICE_X
-};
+enum class RewriteCounter : uint8_t { SLUICE_REWRITE_COUNTERS(SLUICE_COUNTER_ENUMERATOR) };
+inline constexpr std::array kRewriteCounterTable = {SLUICE_REWRITE_COUNTERS(SLUICE_COUNTER_INFO)};
 
 inline constexpr std::size_t kNumRewriteCounters = kRewriteCounterTable.size();
 using RewriteCounters = CounterSet<RewriteCounter, kNumRewriteCounters>;
+using RewriteCounts = BatchCounts<RewriteCounter, kNumRewriteCounters>;
 
 class RewriteStage {
  public:
@@ -72,9 +65,8 @@ class RewriteStage {
   RewriteCounters counters_;
 };
 
-// One packet, without a batch: what Process does to a slot, counters added to counts.
+// One packet, without a batch: what Process does to a slot, counters bumped in counts.
 // Returns kNone (accept) or the drop reason.
-DropReason ApplyPlan(PacketBuffer& buf, const RewritePlan& plan,
-                     std::array<uint64_t, kNumRewriteCounters>& counts) noexcept;
+DropReason ApplyPlan(PacketBuffer& buf, const RewritePlan& plan, RewriteCounts& counts) noexcept;
 
 }  // namespace sluice

@@ -38,8 +38,8 @@ struct Plans {
     v4.src_addr = AddrRewrite::MapIpv4(0, 0xc6120000, 1);  // top bit: every address matches
     v4.dst_addr = AddrRewrite::MapIpv4(0x80000000, 0x0a000000, 1);
     for (RewritePlan* p : {&v4, &v6}) {
-      p->src_port = PortRewrite::Map({{.first = 0, .last = 65535, .to = 0,
-                                       .mode = PortMapEntry::Mode::kCollapse}});
+      p->src_port = PortRewrite::Map(
+          {{.first = 0, .last = 65535, .to = 0, .mode = PortMapEntry::Mode::kCollapse}});
       p->dst_port = PortRewrite::Set(8080);
       p->ttl = {.kind = TtlRewrite::Kind::kDecrement, .value = 1};
       p->dscp = 46;
@@ -67,14 +67,22 @@ struct Stats {
 
 std::string LinkName(const testing::PcapContents& pc) {
   switch (pc.link) {
-    case LinkType::kRaw: return "raw";
-    case LinkType::kEthernet: return "ethernet";
-    case LinkType::kLinuxSll: return "linux_sll";
-    case LinkType::kLinuxSll2: return "linux_sll2";
-    case LinkType::kBsdLoopback: return "bsd_loopback";
-    case LinkType::kIpv4: return "ipv4";
-    case LinkType::kIpv6: return "ipv6";
-    case LinkType::kUnsupported: break;
+    case LinkType::kRaw:
+      return "raw";
+    case LinkType::kEthernet:
+      return "ethernet";
+    case LinkType::kLinuxSll:
+      return "linux_sll";
+    case LinkType::kLinuxSll2:
+      return "linux_sll2";
+    case LinkType::kBsdLoopback:
+      return "bsd_loopback";
+    case LinkType::kIpv4:
+      return "ipv4";
+    case LinkType::kIpv6:
+      return "ipv6";
+    case LinkType::kUnsupported:
+      break;
   }
   return "unsupported";
 }
@@ -90,9 +98,8 @@ CsumStatus Status(const PacketBuffer& b) {
 }
 
 void RunBatch(std::vector<std::unique_ptr<testing::GuardedPacket>>& slots,
-              const std::vector<const testing::PcapRecord*>& recs, LinkType link,
-              ParseStage& parse, RewriteStage& rewrite, const Plans& plans,
-              const std::string& file, Stats& st) {
+              const std::vector<const testing::PcapRecord*>& recs, LinkType link, ParseStage& parse,
+              RewriteStage& rewrite, const Plans& plans, const std::string& file, Stats& st) {
   Batch batch;
   batch.set_limit(kMaxBatch);
   for (uint32_t i = 0; i < recs.size(); ++i) {

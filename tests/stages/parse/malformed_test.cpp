@@ -99,15 +99,12 @@ std::vector<MalformedCase> Cases() {
   c.push_back({"Ipv4OptionPastHeader", DropReason::kIpv4BadOption, [] {
                  return V4().Ipv4Options({0x44, 12, 5, 0}).Tcp(1, 2).Build();
                }});
-  c.push_back({"Ipv4MoreFragmentsNotMultipleOf8", DropReason::kIpv4BadFragment, [] {
-                 return V4().Fragment(0, true).L4Proto(17).Payload(15).Build();
-               }});
-  c.push_back({"Ipv4FragmentPast65535", DropReason::kIpv4BadFragment, [] {
-                 return V4().Fragment(65512, false).L4Proto(17).Payload(16).Build();
-               }});
-  c.push_back({"Ipv4TcpFragmentAtOffset8", DropReason::kIpv4BadFragment, [] {
-                 return V4().Fragment(8, false).L4Proto(6).Payload(16).Build();
-               }});
+  c.push_back({"Ipv4MoreFragmentsNotMultipleOf8", DropReason::kIpv4BadFragment,
+               [] { return V4().Fragment(0, true).L4Proto(17).Payload(15).Build(); }});
+  c.push_back({"Ipv4FragmentPast65535", DropReason::kIpv4BadFragment,
+               [] { return V4().Fragment(65512, false).L4Proto(17).Payload(16).Build(); }});
+  c.push_back({"Ipv4TcpFragmentAtOffset8", DropReason::kIpv4BadFragment,
+               [] { return V4().Fragment(8, false).L4Proto(6).Payload(16).Build(); }});
   c.push_back({"Ipv6Cut39", DropReason::kIpv6HeaderTruncated, [] {
                  TestPacket p = V6().Build();
                  p.bytes.resize(39);
@@ -128,9 +125,8 @@ std::vector<MalformedCase> Cases() {
                  p.bytes[6] = 60;              // destination options announced, none there
                  return p;
                }});
-  c.push_back({"Ipv6HopByHopNotFirst", DropReason::kIpv6BadExtHeader, [] {
-                 return V6().DestOpts().HopByHop().Tcp(1, 2).Build();
-               }});
+  c.push_back({"Ipv6HopByHopNotFirst", DropReason::kIpv6BadExtHeader,
+               [] { return V6().DestOpts().HopByHop().Tcp(1, 2).Build(); }});
   c.push_back({"Ipv6TwoFragmentHeaders", DropReason::kIpv6BadExtHeader, [] {
                  return V6().Fragment(0, true).Fragment(0, true).L4Proto(17).Payload(8).Build();
                }});
@@ -150,12 +146,10 @@ std::vector<MalformedCase> Cases() {
                      .Tcp(1, 2)
                      .Build();
                }});
-  c.push_back({"Ipv6MoreFragmentsNotMultipleOf8", DropReason::kIpv6BadFragment, [] {
-                 return V6().Fragment(0, true).L4Proto(17).Payload(11).Build();
-               }});
-  c.push_back({"Ipv6FragmentPast65535", DropReason::kIpv6BadFragment, [] {
-                 return V6().Fragment(65528, false).L4Proto(17).Payload(16).Build();
-               }});
+  c.push_back({"Ipv6MoreFragmentsNotMultipleOf8", DropReason::kIpv6BadFragment,
+               [] { return V6().Fragment(0, true).L4Proto(17).Payload(11).Build(); }});
+  c.push_back({"Ipv6FragmentPast65535", DropReason::kIpv6BadFragment,
+               [] { return V6().Fragment(65528, false).L4Proto(17).Payload(16).Build(); }});
   c.push_back({"Ipv6Jumbogram", DropReason::kIpv6Jumbogram, [] {
                  TestPacket p = V6().HopByHop({0xc2, 4, 0, 1, 0, 0}).Tcp(1, 2).Payload(64).Build();
                  Set16(p, 4, 0);
@@ -171,9 +165,8 @@ std::vector<MalformedCase> Cases() {
                  Set16(p, 4, 0);
                  return p;
                }});
-  c.push_back({"Ipv4FirstFragmentHalfATcpHeader", DropReason::kShortFirstFragment, [] {
-                 return V4().Fragment(0, true).L4Proto(6).Payload(16).Build();
-               }});
+  c.push_back({"Ipv4FirstFragmentHalfATcpHeader", DropReason::kShortFirstFragment,
+               [] { return V4().Fragment(0, true).L4Proto(6).Payload(16).Build(); }});
   c.push_back({"Ipv4FirstFragmentTcpOptionsCut", DropReason::kShortFirstFragment, [] {
                  TestPacket p = V4().Fragment(0, true).L4Proto(6).Payload(24).Build();
                  p.bytes[20 + 12] = 0xa0;  // 40-byte TCP header, 24 bytes here
@@ -184,9 +177,8 @@ std::vector<MalformedCase> Cases() {
                  TestPacket p = V6().HopByHop().Fragment(0, true).L4Proto(17).Build();
                  return p;
                }});
-  c.push_back({"TcpTwelveBytes", DropReason::kTcpTruncated, [] {
-                 return V4().L4Proto(6).Payload(12).Build();
-               }});
+  c.push_back({"TcpTwelveBytes", DropReason::kTcpTruncated,
+               [] { return V4().L4Proto(6).Payload(12).Build(); }});
   c.push_back({"TcpDataOffset4", DropReason::kTcpBadDataOffset, [] {
                  TestPacket p = V4().Tcp(1, 2).Payload(20).Build();
                  p.bytes[20 + 12] = 0x40;
@@ -203,9 +195,8 @@ std::vector<MalformedCase> Cases() {
   c.push_back({"TcpOptionPastHeader", DropReason::kTcpBadOption, [] {
                  return V6().Tcp(1, 2).TcpOptions({1, 1, 3, 9}).Payload(20).Build();
                }});
-  c.push_back({"UdpFourBytes", DropReason::kUdpTruncated, [] {
-                 return V4().L4Proto(17).Payload(4).Build();
-               }});
+  c.push_back({"UdpFourBytes", DropReason::kUdpTruncated,
+               [] { return V4().L4Proto(17).Payload(4).Build(); }});
   c.push_back({"UdpLength7", DropReason::kUdpBadLength, [] {
                  TestPacket p = V4().Udp(1, 2).Payload(4).Build();
                  Set16(p, 24, 7);
@@ -216,12 +207,10 @@ std::vector<MalformedCase> Cases() {
                  Set16(p, 44, 13);
                  return p;
                }});
-  c.push_back({"IcmpFourBytes", DropReason::kIcmpTruncated, [] {
-                 return V4().L4Proto(1).Payload(4).Build();
-               }});
-  c.push_back({"Icmpv6SevenBytes", DropReason::kIcmpTruncated, [] {
-                 return V6().L4Proto(58).Payload(7).Build();
-               }});
+  c.push_back({"IcmpFourBytes", DropReason::kIcmpTruncated,
+               [] { return V4().L4Proto(1).Payload(4).Build(); }});
+  c.push_back({"Icmpv6SevenBytes", DropReason::kIcmpTruncated,
+               [] { return V6().L4Proto(58).Payload(7).Build(); }});
   return c;
 }
 
@@ -230,12 +219,12 @@ class Malformed : public ::testing::TestWithParam<MalformedCase> {};
 TEST_P(Malformed, GetsItsReasonAndThePolicy) {
   const MalformedCase& mc = GetParam();
   const TestPacket p = mc.make();
-  std::array<uint64_t, kNumParseCounters> c{};
+  ParseCounts c{};
   testing::ParseOutcome o = ParseOnce(p, testing::WithPolicy(MalformedPolicy::kPass), &c);
   EXPECT_EQ(o.next, Next::kSkip);
   EXPECT_EQ(Name(o.reason), Name(mc.reason));
-  EXPECT_EQ(c[static_cast<std::size_t>(ParseCounter::kMalformed)], 1u);
-  EXPECT_EQ(c[static_cast<std::size_t>(ParseCounter::kParsed)], 0u);
+  EXPECT_EQ(c[ParseCounter::kMalformed], 1u);
+  EXPECT_EQ(c[ParseCounter::kParsed], 0u);
   EXPECT_EQ(o.meta.l3, L3Type::kNone);
   EXPECT_EQ(o.meta.l4_off, 0);
   EXPECT_EQ(o.bytes, p.bytes) << "a skipped packet leaves unmodified";
@@ -261,13 +250,57 @@ TEST(MalformedCoverage, EveryParseReasonHasACase) {
 // Valid packets of every shape, for the sweeps.
 std::vector<TestPacket> Shapes() {
   return {
-      PacketBuilder().Ethernet().Ipv4("198.18.0.1", "198.18.0.2").Tcp(1, 2).Mss(1460).PadTo(60).Build(),
-      PacketBuilder().Ethernet().Vlan(1, 0x88a8).Vlan(2).Ipv6("2001:2::1", "2001:2::2").Udp(1, 2).Payload(5).Build(),
-      PacketBuilder().LinuxSll().Ipv4("198.18.0.1", "198.18.0.2").Ipv4Options({1, 0x94, 4, 0, 0}).Icmp(8, 0, 1, 1).Build(),
-      PacketBuilder().LinuxSll2().Ipv6("2001:2::1", "2001:2::2").HopByHop({5, 2, 0, 0}).Routing(0, 1, {"2001:2::5"}).Ah().DestOpts().Tcp(1, 2).TcpOptions({1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8}).Build(),
-      PacketBuilder().Loopback(2, false).Ipv4("198.18.0.1", "198.18.0.2").Fragment(0, true).Udp(1, 2).Payload(16).Build(),
-      PacketBuilder().Loopback(30, true).Ipv6("2001:2::1", "2001:2::2").Fragment(0, true).Icmp(128, 0).Payload(8).Build(),
-      PacketBuilder().Ipv6("2001:2::1", "2001:2::2").Fragment(8, false).L4Proto(6).Payload(9).Build(),
+      PacketBuilder()
+          .Ethernet()
+          .Ipv4("198.18.0.1", "198.18.0.2")
+          .Tcp(1, 2)
+          .Mss(1460)
+          .PadTo(60)
+          .Build(),
+      PacketBuilder()
+          .Ethernet()
+          .Vlan(1, 0x88a8)
+          .Vlan(2)
+          .Ipv6("2001:2::1", "2001:2::2")
+          .Udp(1, 2)
+          .Payload(5)
+          .Build(),
+      PacketBuilder()
+          .LinuxSll()
+          .Ipv4("198.18.0.1", "198.18.0.2")
+          .Ipv4Options({1, 0x94, 4, 0, 0})
+          .Icmp(8, 0, 1, 1)
+          .Build(),
+      PacketBuilder()
+          .LinuxSll2()
+          .Ipv6("2001:2::1", "2001:2::2")
+          .HopByHop({5, 2, 0, 0})
+          .Routing(0, 1, {"2001:2::5"})
+          .Ah()
+          .DestOpts()
+          .Tcp(1, 2)
+          .TcpOptions({1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8})
+          .Build(),
+      PacketBuilder()
+          .Loopback(2, false)
+          .Ipv4("198.18.0.1", "198.18.0.2")
+          .Fragment(0, true)
+          .Udp(1, 2)
+          .Payload(16)
+          .Build(),
+      PacketBuilder()
+          .Loopback(30, true)
+          .Ipv6("2001:2::1", "2001:2::2")
+          .Fragment(0, true)
+          .Icmp(128, 0)
+          .Payload(8)
+          .Build(),
+      PacketBuilder()
+          .Ipv6("2001:2::1", "2001:2::2")
+          .Fragment(8, false)
+          .L4Proto(6)
+          .Payload(9)
+          .Build(),
       PacketBuilder().LinkIpv4().Ipv4("198.18.0.1", "198.18.0.2").L4Proto(47).Payload(4).Build(),
       PacketBuilder().LinkIpv6().Ipv6("2001:2::1", "2001:2::2").Icmp(135, 0).Payload(16).Build(),
   };
@@ -280,11 +313,11 @@ TEST(MalformedSweep, EveryTruncationIsCaughtWithoutReadingPastTheEnd) {
   for (const TestPacket& p : Shapes()) {
     for (std::size_t len = 0; len <= p.bytes.size(); ++len) {
       PacketBuffer& buf = g.Load(p.bytes.data(), static_cast<uint32_t>(len), p.link);
-      std::array<uint64_t, kNumParseCounters> c{};
+      ParseCounts c{};
       const DropReason r = ParsePacket(buf, stage.config(), c);
       if (len < p.l3_off + p.ip_len) {
-        ASSERT_NE(r, DropReason::kNone) << "a packet cut to " << len << " of "
-                                        << p.bytes.size() << " bytes parsed";
+        ASSERT_NE(r, DropReason::kNone)
+            << "a packet cut to " << len << " of " << p.bytes.size() << " bytes parsed";
         ++cuts;
       } else {
         ASSERT_EQ(r, DropReason::kNone) << "len " << len;
@@ -326,7 +359,7 @@ TEST(MalformedSweep, RandomCorruptionKeepsOffsetsInsideTheCapture) {
     }
     if (rng() % 4 == 0) p.bytes.resize(rng() % (p.bytes.size() + 1));
     PacketBuffer& buf = g.Load(p.bytes, p.link);
-    std::array<uint64_t, kNumParseCounters> c{};
+    ParseCounts c{};
     const DropReason r = ParsePacket(buf, ParseConfig{}, c);
     ++outcomes[Name(r)];
     if (r != DropReason::kNone) continue;
@@ -346,7 +379,7 @@ TEST(MalformedSweep, RandomCorruptionKeepsOffsetsInsideTheCapture) {
     const bool v6 = m.l3 == L3Type::kIpv6;
     plan.src_addr = v6 ? AddrRewrite::SetIpv6({0xfd}) : AddrRewrite::SetIpv4(0x0a000001);
     plan.dst_addr = v6 ? AddrRewrite::SetIpv6({0xfd, 1}) : AddrRewrite::SetIpv4(0x0a000002);
-    std::array<uint64_t, kNumRewriteCounters> rc{};
+    RewriteCounts rc{};
     ASSERT_EQ(ApplyPlan(buf, plan, rc), DropReason::kNone);
   }
   for (const auto& [name, n] : outcomes) std::printf("  %-28s %d\n", std::string(name).c_str(), n);

@@ -6,6 +6,7 @@
 #include "engine/proto/tcp.h"
 #include "tests/stages/parse/parse_test_util.h"
 #include "tests/testing/alloc_counter.h"
+#include "tests/testing/test_batch.h"
 
 namespace sluice {
 namespace {
@@ -15,9 +16,6 @@ using testing::PacketBuilder;
 using testing::ParseOnce;
 using testing::ParseOutcome;
 using testing::TestPacket;
-using Counts = std::array<uint64_t, kNumParseCounters>;
-
-uint64_t At(const Counts& c, ParseCounter k) { return c[static_cast<std::size_t>(k)]; }
 
 // A parsed packet: where the builder put things is where parse found them.
 void ExpectParsedAsBuilt(const TestPacket& p, const ParseOutcome& o) {
@@ -31,7 +29,7 @@ void ExpectParsedAsBuilt(const TestPacket& p, const ParseOutcome& o) {
 TEST(ParseStage, Ipv4TcpOffsetsFlagsAndCounters) {
   const TestPacket p =
       PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Tcp(40000, 80).Payload(10).Build();
-  Counts c{};
+  ParseCounts c{};
   const ParseOutcome o = ParseOnce(p, {}, &c);
   ExpectParsedAsBuilt(p, o);
   EXPECT_EQ(o.meta.l3, L3Type::kIpv4);
@@ -40,10 +38,10 @@ TEST(ParseStage, Ipv4TcpOffsetsFlagsAndCounters) {
   EXPECT_EQ(o.meta.l4_proto, 6);
   EXPECT_EQ(o.meta.flags, pkt_flag::kL4Valid);
   EXPECT_NE(o.meta.flow_hash, 0u);
-  EXPECT_EQ(At(c, ParseCounter::kParsed), 1u);
-  EXPECT_EQ(At(c, ParseCounter::kIpv4), 1u);
-  EXPECT_EQ(At(c, ParseCounter::kTcp), 1u);
-  EXPECT_EQ(At(c, ParseCounter::kMalformed), 0u);
+  EXPECT_EQ(c[ParseCounter::kParsed], 1u);
+  EXPECT_EQ(c[ParseCounter::kIpv4], 1u);
+  EXPECT_EQ(c[ParseCounter::kTcp], 1u);
+  EXPECT_EQ(c[ParseCounter::kMalformed], 0u);
 }
 
 TEST(ParseStage, EveryLinkLayer) {
@@ -92,11 +90,11 @@ TEST(ParseStage, TrimsPaddingAndTrailersButNothingElse) {
   const TestPacket padded =
       PacketBuilder().Ethernet().Ipv4("198.18.0.1", "198.18.0.2").Tcp(1, 2).PadTo(60).Build();
   ASSERT_EQ(padded.bytes.size(), 60u);
-  Counts c{};
+  ParseCounts c{};
   ParseOutcome o = ParseOnce(padded, {}, &c);
   ExpectParsedAsBuilt(padded, o);
   EXPECT_EQ(o.meta.len, 54u);
-  EXPECT_EQ(At(c, ParseCounter::kPaddingTrimmed), 1u);
+  EXPECT_EQ(c[ParseCounter::kPaddingTrimmed], 1u);
 
   const TestPacket fcs =
       PacketBuilder().Ethernet().Ipv6("2001:2::1", "2001:2::2").Udp(1, 2).Trailer(4).Build();
@@ -140,12 +138,12 @@ TEST(ParseStage, Ipv4OptionsAndIpv6ExtensionChain) {
                             .Ah()
                             .Tcp(1, 2)
                             .Build();
-  Counts c{};
+  ParseCounts c{};
   o = ParseOnce(v6, {}, &c);
   ExpectParsedAsBuilt(v6, o);
   EXPECT_EQ(o.meta.l4_proto, 6);
   EXPECT_EQ(o.meta.flags, pkt_flag::kL4Valid);
-  EXPECT_EQ(At(c, ParseCounter::kIpv6ExtHeaders), 4u);
+  EXPECT_EQ(c[ParseCounter::kIpv6ExtHeaders], 4u);
 }
 
 TEST(ParseStage, FragmentsFirstAndLaterIpv4AndIpv6) {
@@ -163,23 +161,23 @@ TEST(ParseStage, FragmentsFirstAndLaterIpv4AndIpv6) {
     const ParseOutcome plain = ParseOnce(whole);
     uint32_t hash = 0;
     for (std::size_t i = 0; i < frags.size(); ++i) {
-      Counts c{};
+      ParseCounts c{};
       const ParseOutcome o = ParseOnce(frags[i], {}, &c);
       ExpectParsedAsBuilt(frags[i], o);
       EXPECT_TRUE(o.meta.flags & pkt_flag::kFragment);
-      EXPECT_EQ(At(c, ParseCounter::kFragments), 1u);
+      EXPECT_EQ(c[ParseCounter::kFragments], 1u);
       if (i == 0) {
         EXPECT_FALSE(o.meta.flags & pkt_flag::kFragmentLater);
         EXPECT_TRUE(o.meta.flags & pkt_flag::kL4Valid);
         EXPECT_NE(o.meta.l4_off, 0);
-        EXPECT_EQ(At(c, ParseCounter::kUdp), 1u);
+        EXPECT_EQ(c[ParseCounter::kUdp], 1u);
         hash = o.meta.flow_hash;
       } else {
         EXPECT_TRUE(o.meta.flags & pkt_flag::kFragmentLater);
         EXPECT_FALSE(o.meta.flags & pkt_flag::kL4Valid);
         EXPECT_EQ(o.meta.l4_off, 0);
-        EXPECT_EQ(At(c, ParseCounter::kLaterFragments), 1u);
-        EXPECT_EQ(At(c, ParseCounter::kUdp), 0u);
+        EXPECT_EQ(c[ParseCounter::kLaterFragments], 1u);
+        EXPECT_EQ(c[ParseCounter::kUdp], 0u);
         // Every fragment of a datagram hashes alike (addresses and protocol only).
         EXPECT_EQ(o.meta.flow_hash, hash);
       }
@@ -198,14 +196,14 @@ TEST(ParseStage, AtomicIpv6FragmentIsWhole) {
 }
 
 TEST(ParseStage, UpperLayersItDoesNotValidate) {
-  Counts c{};
+  ParseCounts c{};
   // GRE: l4_off points at it, kL4Valid stays clear.
   TestPacket p = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").L4Proto(47).Payload(24).Build();
   ParseOutcome o = ParseOnce(p, {}, &c);
   ExpectParsedAsBuilt(p, o);
   EXPECT_EQ(o.meta.l4_proto, 47);
   EXPECT_EQ(o.meta.flags, 0);
-  EXPECT_EQ(At(c, ParseCounter::kOtherL4), 1u);
+  EXPECT_EQ(c[ParseCounter::kOtherL4], 1u);
   // With no payload byte there is no header to point at.
   p = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").L4Proto(47).Build();
   o = ParseOnce(p);
@@ -265,12 +263,12 @@ TEST(ParseStage, ClearsStaleParseOutputsAndKeepsSourceFlags) {
   buf.meta().flags = pkt_flag::kL4Valid | pkt_flag::kFragment | pkt_flag::kL4CsumNotReady;
   buf.meta().l3 = L3Type::kIpv6;
   buf.meta().l4_off = 77;
-  Counts c{};
+  ParseCounts c{};
   EXPECT_EQ(ParsePacket(buf, {}, c), DropReason::kNotIp);
   EXPECT_EQ(buf.meta().flags, pkt_flag::kL4CsumNotReady);
   EXPECT_EQ(buf.meta().l3, L3Type::kNone);
   EXPECT_EQ(buf.meta().l4_off, 0);
-  EXPECT_EQ(At(c, ParseCounter::kNotIp), 1u);
+  EXPECT_EQ(c[ParseCounter::kNotIp], 1u);
 }
 
 TEST(ParseStage, NotIpAndUnsupportedLinkAreSkippedUnderEitherPolicy) {
@@ -280,12 +278,12 @@ TEST(ParseStage, NotIpAndUnsupportedLinkAreSkippedUnderEitherPolicy) {
   TestPacket other = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").Build();
   other.link = LinkType::kUnsupported;
   for (const auto policy : {MalformedPolicy::kPass, MalformedPolicy::kDrop}) {
-    Counts c{};
+    ParseCounts c{};
     ParseOutcome o = ParseOnce(arp, testing::WithPolicy(policy), &c);
     EXPECT_EQ(o.next, Next::kSkip);
     EXPECT_EQ(o.reason, DropReason::kNotIp);
-    EXPECT_EQ(At(c, ParseCounter::kNotIp), 1u);
-    EXPECT_EQ(At(c, ParseCounter::kMalformed), 0u);
+    EXPECT_EQ(c[ParseCounter::kNotIp], 1u);
+    EXPECT_EQ(c[ParseCounter::kMalformed], 0u);
     o = ParseOnce(other, testing::WithPolicy(policy));
     EXPECT_EQ(o.next, Next::kSkip);
     EXPECT_EQ(o.reason, DropReason::kUnsupportedLinkType);
@@ -296,12 +294,9 @@ TEST(ParseStage, OnlyTouchesSlotsBoundForParse) {
   auto pool = std::move(BufferPool::Create({.small_buffers = 8, .large_buffers = 0})).value();
   const TestPacket p = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").Tcp(1, 2).Build();
   Batch batch;
-  for (int i = 0; i < 3; ++i) {
-    PacketBuffer* b = nullptr;
-    ASSERT_EQ(pool->GetBulk(SizeClass::kSmall, &b, 1), 1u);
-    b->Assign(p.bytes.data(), static_cast<uint32_t>(p.bytes.size()));
-    batch.Push(PacketRef(b), i == 1 ? Next::kAccept : Next::kParse);
-  }
+  testing::PushPackets(*pool, batch, {p});
+  testing::PushPackets(*pool, batch, {p}, Next::kAccept);
+  testing::PushPackets(*pool, batch, {p});
   ParseStage stage({});
   stage.Process(batch);
   EXPECT_EQ(batch.next(0), Next::kClassify);
@@ -317,21 +312,20 @@ TEST(ParseStage, AllocatesNothing) {
   auto pool = std::move(BufferPool::Create({.small_buffers = 256, .large_buffers = 0})).value();
   std::vector<TestPacket> mix = {
       PacketBuilder().Ethernet().Ipv4("198.18.0.1", "198.18.0.2").Tcp(1, 2).PadTo(60).Build(),
-      PacketBuilder().Ipv6("2001:2::1", "2001:2::2").HopByHop().Fragment(0, true).Udp(1, 2).Payload(8).Build(),
+      PacketBuilder()
+          .Ipv6("2001:2::1", "2001:2::2")
+          .HopByHop()
+          .Fragment(0, true)
+          .Udp(1, 2)
+          .Payload(8)
+          .Build(),
       PacketBuilder().LinuxSll().Ipv4("198.18.0.1", "198.18.0.2").Icmp(8, 0).Build(),
   };
   mix.push_back(mix[0]);
   mix.back().bytes[14] = 0x46;  // malformed: IHL 6 with no options
   Batch batch;
   batch.set_limit(kMaxBatch);
-  for (uint32_t i = 0; i < 64; ++i) {
-    PacketBuffer* b = nullptr;
-    ASSERT_EQ(pool->GetBulk(SizeClass::kSmall, &b, 1), 1u);
-    const TestPacket& p = mix[i % mix.size()];
-    b->Assign(p.bytes.data(), static_cast<uint32_t>(p.bytes.size()));
-    b->meta().link_type = p.link;
-    batch.Push(PacketRef(b));
-  }
+  for (int i = 0; i < 16; ++i) testing::PushPackets(*pool, batch, mix);
   ParseStage stage({});
   testing::AllocationScope scope;
   stage.Process(batch);

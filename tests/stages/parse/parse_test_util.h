@@ -30,7 +30,7 @@ struct ParseOutcome {
 
 // Parses p in a fresh stage with config; returns what the slot and the buffer looked like.
 inline ParseOutcome ParseOnce(const TestPacket& p, const ParseConfig& config = {},
-                              std::array<uint64_t, kNumParseCounters>* counts = nullptr) {
+                              ParseCounts* counts = nullptr) {
   GuardedPacket g(static_cast<uint32_t>(p.bytes.size()) + 64);
   PacketBuffer& buf = g.Load(p.bytes, p.link);
   ParseStage stage(config);
@@ -40,7 +40,7 @@ inline ParseOutcome ParseOnce(const TestPacket& p, const ParseConfig& config = {
   ParseOutcome o{batch.next(0), batch.reason(0), buf.meta(),
                  std::vector<uint8_t>(buf.data(), buf.data() + buf.len())};
   if (counts != nullptr) {
-    for (std::size_t k = 0; k < kNumParseCounters; ++k) (*counts)[k] = stage.counters().LoadAt(k);
+    for (std::size_t k = 0; k < kNumParseCounters; ++k) counts->v[k] = stage.counters().LoadAt(k);
   }
   ReleaseAll(batch);
   return o;

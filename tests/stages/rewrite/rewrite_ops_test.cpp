@@ -26,9 +26,22 @@ const uint8_t* V6(const char* s) {
 std::vector<TestPacket> Transports() {
   return {
       PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Tcp(40000, 80).Payload(33).Build(),
-      PacketBuilder().Ethernet().Ipv4("198.18.0.1", "198.19.0.2").Ipv4Options({1, 1, 1, 0}).Udp(5353, 53).Payload(20).Build(),
+      PacketBuilder()
+          .Ethernet()
+          .Ipv4("198.18.0.1", "198.19.0.2")
+          .Ipv4Options({1, 1, 1, 0})
+          .Udp(5353, 53)
+          .Payload(20)
+          .Build(),
       PacketBuilder().Ipv6("2001:2::1", "2001:2::2").Tcp(40000, 443).Payload(7).Build(),
-      PacketBuilder().LinuxSll().Ipv6("2001:2::1", "2001:2::2").HopByHop().DestOpts().Udp(1111, 2222).Payload(9).Build(),
+      PacketBuilder()
+          .LinuxSll()
+          .Ipv6("2001:2::1", "2001:2::2")
+          .HopByHop()
+          .DestOpts()
+          .Udp(1111, 2222)
+          .Payload(9)
+          .Build(),
   };
 }
 
@@ -94,7 +107,12 @@ TEST(RewriteOps, WrongChecksumsStayWrongBySameAmount) {
 }
 
 TEST(RewriteOps, UdpOverIpv4WithoutChecksumStaysWithout) {
-  Parsed x(PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Udp(1, 2).UdpNoChecksum().Payload(10).Build());
+  Parsed x(PacketBuilder()
+               .Ipv4("198.18.0.1", "198.19.0.2")
+               .Udp(1, 2)
+               .UdpNoChecksum()
+               .Payload(10)
+               .Build());
   EXPECT_TRUE(SetIpv4Address(x.buf(), Side::kDst, 0x0a0a0a0a));
   EXPECT_TRUE(SetL4Port(x.buf(), Side::kSrc, 7));
   EXPECT_EQ(LoadBe16(x.l4() + 6), 0);
@@ -201,7 +219,8 @@ TEST(RewriteOps, FirstFragmentCarriesTheWholeDatagramsChecksum) {
       // A later fragment: address changed, not one byte past the IP header(s).
       const auto later_after = f1.Bytes();
       const std::size_t hdr = v6 ? 48 : 20;
-      EXPECT_TRUE(std::equal(later_before.begin() + hdr, later_before.end(), later_after.begin() + hdr));
+      EXPECT_TRUE(
+          std::equal(later_before.begin() + hdr, later_before.end(), later_after.begin() + hdr));
       EXPECT_TRUE(f1.IpOk());
       EXPECT_FALSE(SetL4Port(f1.buf(), Side::kDst, 1));
       EXPECT_EQ(RecomputeL4Checksum(f0.buf()), L4Recompute::kNotPossible);
@@ -228,7 +247,11 @@ TEST(RewriteOps, RoutingHeaderDestinationIsNotInThePseudoHeader) {
     EXPECT_TRUE(x.L4Ok());
   }
   // A routing type whose final destination sluice cannot tell: no full recompute.
-  Parsed rpl(PacketBuilder().Ipv6("2001:2::1", "2001:2::2").Routing(3, 1, {"2001:2::8"}).Udp(1, 2).Build());
+  Parsed rpl(PacketBuilder()
+                 .Ipv6("2001:2::1", "2001:2::2")
+                 .Routing(3, 1, {"2001:2::8"})
+                 .Udp(1, 2)
+                 .Build());
   EXPECT_EQ(RecomputeL4Checksum(rpl.buf()), L4Recompute::kNotPossible);
 }
 
@@ -299,7 +322,8 @@ TEST(RewriteOps, FinishChecksumsHonoursTheSourceFlags) {
   EXPECT_TRUE(f.changed);
   EXPECT_TRUE(y.IpOk());
   // A full recompute on a fragment is reported as not possible.
-  const auto frags = FragmentPacket(PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Udp(1, 2).Payload(100).Build(), 64);
+  const auto frags = FragmentPacket(
+      PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Udp(1, 2).Payload(100).Build(), 64);
   Parsed z(frags[0]);
   f = FinishChecksums(z.buf(), true, true);
   EXPECT_TRUE(f.l4_not_possible);

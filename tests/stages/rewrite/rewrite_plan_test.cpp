@@ -22,9 +22,10 @@ TEST(RewritePlan, ValidPlansPass) {
   p.src_addr = AddrRewrite::MapIpv4(0xc6120000, 0xc6130000, 16);
   p.dst_addr = AddrRewrite::SetIpv4(0xc6120001);
   p.src_port = PortRewrite::Set(1);
-  p.dst_port = PortRewrite::Map({{.first = 80, .last = 80, .to = 8080},
-                                 {.first = 1000, .last = 1999, .to = 3000, .mode = Entry::Mode::kShift},
-                                 {.first = 8000, .last = 8999, .to = 80}});
+  p.dst_port =
+      PortRewrite::Map({{.first = 80, .last = 80, .to = 8080},
+                        {.first = 1000, .last = 1999, .to = 3000, .mode = Entry::Mode::kShift},
+                        {.first = 8000, .last = 8999, .to = 80}});
   p.ttl = {.kind = TtlRewrite::Kind::kDecrement, .value = 1};
   p.dscp = 63;
   p.mss_clamp = 1400;
@@ -56,13 +57,17 @@ TEST(RewritePlan, InvalidPlansNameTheField) {
   expect_bad(p, "dst_port");
   p.dst_port = PortRewrite::Map({{.first = 90, .last = 80, .to = 1}});
   expect_bad(p, "dst_port entry 0");
-  p.dst_port = PortRewrite::Map({{.first = 80, .last = 90, .to = 1}, {.first = 85, .last = 95, .to = 2}});
+  p.dst_port =
+      PortRewrite::Map({{.first = 80, .last = 90, .to = 1}, {.first = 85, .last = 95, .to = 2}});
   expect_bad(p, "dst_port entry 1");
-  p.dst_port = PortRewrite::Map({{.first = 80, .last = 90, .to = 1}, {.first = 10, .last = 20, .to = 2}});
+  p.dst_port =
+      PortRewrite::Map({{.first = 80, .last = 90, .to = 1}, {.first = 10, .last = 20, .to = 2}});
   expect_bad(p, "sorted");
-  p.dst_port = PortRewrite::Map({{.first = 60000, .last = 65535, .to = 10000, .mode = Entry::Mode::kShift}});
+  p.dst_port =
+      PortRewrite::Map({{.first = 60000, .last = 65535, .to = 10000, .mode = Entry::Mode::kShift}});
   EXPECT_TRUE(Validate(p).ok());
-  p.src_port = PortRewrite::Map({{.first = 1000, .last = 2000, .to = 65000, .mode = Entry::Mode::kShift}});
+  p.src_port =
+      PortRewrite::Map({{.first = 1000, .last = 2000, .to = 65000, .mode = Entry::Mode::kShift}});
   expect_bad(p, "src_port");
   p = {};
   p.ttl = {.kind = TtlRewrite::Kind::kSet, .value = 0};
@@ -78,11 +83,12 @@ TEST(RewritePlan, InvalidPlansNameTheField) {
 TEST(RewritePlan, MapPortSetMapShiftCollapse) {
   EXPECT_EQ(MapPort(PortRewrite{}, 80), 80);
   EXPECT_EQ(MapPort(PortRewrite::Set(9), 80), 9);
-  const PortRewrite m = PortRewrite::Map({{.first = 0, .last = 0, .to = 1},
-                                          {.first = 80, .last = 80, .to = 8080},
-                                          {.first = 1000, .last = 1999, .to = 5000, .mode = Entry::Mode::kShift},
-                                          {.first = 8000, .last = 8999, .to = 80},
-                                          {.first = 65535, .last = 65535, .to = 2}});
+  const PortRewrite m =
+      PortRewrite::Map({{.first = 0, .last = 0, .to = 1},
+                        {.first = 80, .last = 80, .to = 8080},
+                        {.first = 1000, .last = 1999, .to = 5000, .mode = Entry::Mode::kShift},
+                        {.first = 8000, .last = 8999, .to = 80},
+                        {.first = 65535, .last = 65535, .to = 2}});
   RewritePlan plan;
   plan.dst_port = m;
   ASSERT_TRUE(Validate(plan).ok());
@@ -126,9 +132,10 @@ TEST(RewritePlan, MapAddressKeepsHostBits) {
   ASSERT_TRUE(MapAddress(AddrRewrite::MapIpv6(A6("2001:2:a800::"), A6("fd00:0:5000::"), 37),
                          in6.data(), out));
   EXPECT_EQ(std::vector<uint8_t>(out, out + 16), testing::Addr("fd00:0:53cd::42"));
-  EXPECT_FALSE(MapAddress(AddrRewrite::MapIpv6(A6("2001:2:a000::"), A6("fd00::"), 37), in6.data(),
-                          out));
-  ASSERT_TRUE(MapAddress(AddrRewrite::MapIpv6(A6("2001:2:abcd::42"), A6("::1"), 128), in6.data(), out));
+  EXPECT_FALSE(
+      MapAddress(AddrRewrite::MapIpv6(A6("2001:2:a000::"), A6("fd00::"), 37), in6.data(), out));
+  ASSERT_TRUE(
+      MapAddress(AddrRewrite::MapIpv6(A6("2001:2:abcd::42"), A6("::1"), 128), in6.data(), out));
   EXPECT_EQ(std::vector<uint8_t>(out, out + 16), testing::Addr("::1"));
   EXPECT_FALSE(MapAddress(AddrRewrite{}, in6.data(), out));
 }

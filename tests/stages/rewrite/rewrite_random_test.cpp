@@ -78,7 +78,7 @@ TEST(RewriteRandom, IncrementalEqualsFullRecompute) {
       modified += (out.meta().flags & pkt_flag::kModified) != 0;
       // The same bytes, parsed afresh, with every checksum recomputed in full.
       PacketBuffer& full = copies[i]->Load(out.data(), out.len(), out.meta().link_type);
-      std::array<uint64_t, kNumParseCounters> counts{};
+      ParseCounts counts{};
       ASSERT_EQ(ParsePacket(full, ParseConfig{}, counts), DropReason::kNone);
       const ChecksumFinish f = FinishChecksums(full, true, true);
       ASSERT_FALSE(f.changed) << "seed " << seed << " packet " << done + i
@@ -91,8 +91,7 @@ TEST(RewriteRandom, IncrementalEqualsFullRecompute) {
     testing::ReleaseAll(batch);
     done += n;
   }
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("rewrite random: %lu packets, %lu modified, %lu ttl_expired, %.1f s\n", done,
               modified, expired, secs);
   EXPECT_GT(modified, done / 2);

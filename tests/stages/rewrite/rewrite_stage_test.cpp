@@ -7,6 +7,7 @@
 #include "engine/stages/rewrite/rewrite_ops.h"
 #include "tests/stages/rewrite/rewrite_test_util.h"
 #include "tests/testing/alloc_counter.h"
+#include "tests/testing/test_batch.h"
 
 namespace sluice {
 namespace {
@@ -14,7 +15,6 @@ namespace {
 using testing::PacketBuilder;
 using testing::Parsed;
 using testing::TestPacket;
-using Counts = std::array<uint64_t, kNumRewriteCounters>;
 
 uint64_t At(const RewriteStage& s, RewriteCounter c) { return s.counters().Load(c); }
 
@@ -102,7 +102,12 @@ TEST(RewriteStage, OperationsThatDoNotApplyAreCounted) {
   plan.src_addr = AddrRewrite::SetIpv4(0x0a000001);  // an IPv6 packet comes
   plan.dst_port = PortRewrite::Set(1);               // it is a later fragment
   RewriteStage stage;
-  Parsed x(PacketBuilder().Ipv6("2001:2::1", "2001:2::2").Fragment(1024, false).L4Proto(6).Payload(40).Build());
+  Parsed x(PacketBuilder()
+               .Ipv6("2001:2::1", "2001:2::2")
+               .Fragment(1024, false)
+               .L4Proto(6)
+               .Payload(40)
+               .Build());
   const auto before = x.Bytes();
   EXPECT_EQ(RewriteOne(stage, x, &plan).next, Next::kAccept);
   EXPECT_EQ(x.Bytes(), before);
@@ -131,8 +136,10 @@ TEST(RewriteStage, FullChecksumRepairsBadInput) {
     TestPacket p;
     uint32_t l4_csum;  // offset of the L4 checksum within the L4 header
   };
-  for (Broken b : {Broken{PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Tcp(1, 2).Payload(5).Build(), 16},
-                   Broken{PacketBuilder().Ipv6("2001:2::1", "2001:2::2").Icmp(128, 0).Payload(5).Build(), 2}}) {
+  for (Broken b :
+       {Broken{PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Tcp(1, 2).Payload(5).Build(), 16},
+        Broken{PacketBuilder().Ipv6("2001:2::1", "2001:2::2").Icmp(128, 0).Payload(5).Build(),
+               2}}) {
     TestPacket& p = b.p;
     p.bytes[p.l4_off + b.l4_csum] ^= 0x55;
     if (p.bytes[0] >> 4 == 4) p.bytes[10] ^= 0x11;  // and the IPv4 header checksum
@@ -153,15 +160,11 @@ TEST(RewriteStage, OnlyTouchesSlotsBoundForRewriteAndAllocatesNothing) {
   plan.src_addr = AddrRewrite::MapIpv4(0xc6120000, 0x0a000000, 16);
   plan.dst_port = PortRewrite::Set(1);
   plan.mss_clamp = 1000;
-  const TestPacket p = PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Tcp(1, 2).TcpFlags(2).Mss(1460).Build();
+  const TestPacket p =
+      PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Tcp(1, 2).TcpFlags(2).Mss(1460).Build();
   Batch batch;
   ParseStage parse({});
-  for (int i = 0; i < 64; ++i) {
-    PacketBuffer* b = nullptr;
-    ASSERT_EQ(pool->GetBulk(SizeClass::kSmall, &b, 1), 1u);
-    b->Assign(p.bytes.data(), static_cast<uint32_t>(p.bytes.size()));
-    batch.Push(PacketRef(b));
-  }
+  testing::PushPackets(*pool, batch, std::vector<TestPacket>(64, p));
   parse.Process(batch);
   for (uint32_t i = 0; i < batch.size(); ++i) {
     batch.set_next(i, i % 2 == 0 ? Next::kRewrite : Next::kAccept);

@@ -47,7 +47,8 @@ struct Plans {
       p->dst_port = ports;
       p->ttl = {.kind = TtlRewrite::Kind::kDecrement, .value = 1};
     }
-    v4.src_addr = v4.dst_addr = AddrRewrite::MapIpv4(0xc6120000, 0x0a000000, 15);  // 198.18/15 → 10/15
+    v4.src_addr = v4.dst_addr =
+        AddrRewrite::MapIpv4(0xc6120000, 0x0a000000, 15);  // 198.18/15 → 10/15
     v6.src_addr = v6.dst_addr = AddrRewrite::MapIpv6(A6("2001:2::"), A6("fd00:2::"), 48);
   }
 };

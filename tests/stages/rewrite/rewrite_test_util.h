@@ -15,7 +15,7 @@ class Parsed {
  public:
   explicit Parsed(const TestPacket& p) : guard_(static_cast<uint32_t>(p.bytes.size()) + 64) {
     buf_ = &guard_.Load(p.bytes, p.link);
-    std::array<uint64_t, kNumParseCounters> counts{};
+    ParseCounts counts{};
     const DropReason r = ParsePacket(*buf_, ParseConfig{}, counts);
     EXPECT_EQ(r, DropReason::kNone) << Name(r);
   }

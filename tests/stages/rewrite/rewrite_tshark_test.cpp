@@ -32,8 +32,20 @@ const char* const kFields[] = {"ip", "tcp", "udp", "icmp", "icmpv6"};
 TestPacket OverEthernet(const TestPacket& raw) {
   TestPacket p = raw;
   const bool v6 = (raw.bytes[0] >> 4) == 6;
-  const uint8_t eth[14] = {0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1,
-                           static_cast<uint8_t>(v6 ? 0x86 : 0x08), static_cast<uint8_t>(v6 ? 0xdd : 0x00)};
+  const uint8_t eth[14] = {0x02,
+                           0,
+                           0,
+                           0,
+                           0,
+                           2,
+                           0x02,
+                           0,
+                           0,
+                           0,
+                           0,
+                           1,
+                           static_cast<uint8_t>(v6 ? 0x86 : 0x08),
+                           static_cast<uint8_t>(v6 ? 0xdd : 0x00)};
   p.bytes.insert(p.bytes.begin(), eth, eth + 14);
   p.link = LinkType::kEthernet;
   return p;
@@ -82,11 +94,20 @@ void Expect(const PacketBuffer& b, std::map<std::string, int>& want) {
   if (!(m.flags & pkt_flag::kL4Valid) || (m.flags & pkt_flag::kFragment)) return;
   const uint8_t* l4 = b.data() + m.l4_off;
   switch (m.l4_proto) {
-    case 6: ++want["tcp"]; break;
-    case 17: want["udp"] += LoadBe16(l4 + 6) != 0; break;  // IPv4 UDP 0: no checksum
-    case 1: ++want["icmp"]; break;
-    case 58: ++want["icmpv6"]; break;
-    default: break;
+    case 6:
+      ++want["tcp"];
+      break;
+    case 17:
+      want["udp"] += LoadBe16(l4 + 6) != 0;
+      break;  // IPv4 UDP 0: no checksum
+    case 1:
+      ++want["icmp"];
+      break;
+    case 58:
+      ++want["icmpv6"];
+      break;
+    default:
+      break;
   }
 }
 
@@ -96,10 +117,10 @@ TEST(RewriteTshark, EveryRewrittenChecksumVerifies) {
   std::printf("tshark check: seed %lu\n", seed);
   testing::RandomTraffic gen(seed);
   testing::TrafficOptions traffic;
-  traffic.icmp_echo_only = true;   // error types carry inner packets tshark would check too
+  traffic.icmp_echo_only = true;  // error types carry inner packets tshark would check too
   traffic.other_protocols = false;
-  traffic.link_variety = false;    // one pcap, one link type
-  traffic.min_ttl = 4;             // a decrement of at most 3 never expires
+  traffic.link_variety = false;  // one pcap, one link type
+  traffic.min_ttl = 4;           // a decrement of at most 3 never expires
   testing::PlanOptions plan_opts;
 
   // Whole packets, then fragmented UDP datagrams (every fragment of one datagram shares
@@ -153,8 +174,8 @@ TEST(RewriteTshark, EveryRewrittenChecksumVerifies) {
   const Verdicts v = TsharkChecksums(dir.File("rewritten.pcap"));
   EXPECT_EQ(v.frames, static_cast<int>(output.size()));
   for (const char* f : kFields) {
-    std::printf("  %-7s good %5d  bad %d  (expected %d good)\n", f, v.good.count(f) ? v.good.at(f) : 0,
-                v.bad.count(f) ? v.bad.at(f) : 0, want[f]);
+    std::printf("  %-7s good %5d  bad %d  (expected %d good)\n", f,
+                v.good.count(f) ? v.good.at(f) : 0, v.bad.count(f) ? v.bad.at(f) : 0, want[f]);
     EXPECT_EQ(v.bad.count(f) ? v.bad.at(f) : 0, 0) << f << " checksums tshark calls bad";
     EXPECT_EQ(v.good.count(f) ? v.good.at(f) : 0, want[f]) << f << " checksums tshark verified";
   }
@@ -166,18 +187,31 @@ TEST(RewriteTshark, EveryRewrittenChecksumVerifies) {
     TestPacket p{LinkType::kEthernet, output[i], 0, 0, 0};
     testing::GuardedPacket g(4096);
     PacketBuffer& b = g.Load(p.bytes, p.link);
-    std::array<uint64_t, kNumParseCounters> c{};
+    ParseCounts c{};
     ASSERT_EQ(ParsePacket(b, ParseConfig{}, c), DropReason::kNone);
     const PacketMeta& m = b.meta();
     if (!(m.flags & pkt_flag::kL4Valid) || (m.flags & pkt_flag::kFragment)) continue;
     std::string kind;
     std::size_t at = 0;
     switch (m.l4_proto) {
-      case 6: kind = "tcp"; at = m.l4_off + 16; break;
-      case 17: kind = "udp"; at = m.l4_off + 6; break;
-      case 1: kind = "icmp"; at = m.l4_off + 2; break;
-      case 58: kind = "icmpv6"; at = m.l4_off + 2; break;
-      default: continue;
+      case 6:
+        kind = "tcp";
+        at = m.l4_off + 16;
+        break;
+      case 17:
+        kind = "udp";
+        at = m.l4_off + 6;
+        break;
+      case 1:
+        kind = "icmp";
+        at = m.l4_off + 2;
+        break;
+      case 58:
+        kind = "icmpv6";
+        at = m.l4_off + 2;
+        break;
+      default:
+        continue;
     }
     if (m.l3 == L3Type::kIpv4 && !broken_want.count("ip")) {
       kind = "ip";
