@@ -20,6 +20,7 @@
 #include "engine/packet/packet_buffer.h"
 #include "engine/pool/buffer_pool.h"
 #include "engine/rules/ip_addr.h"
+#include "engine/stages/parse/parse_stage.h"
 
 namespace sluice {
 
@@ -72,15 +73,9 @@ struct PipelineConfig {
   PoolConfig pool;                     // [pipeline.pool] small_buffers >= shards * batches_per_shard * batch_size
 };
 
-// ---- [parse] ------------------------------------------------------------------------------
-
-enum class MalformedPolicy : uint8_t { kPass = 0, kDrop };
-
-struct ParseConfig {
-  MalformedPolicy malformed = MalformedPolicy::kPass;  // what to do with a packet parse rejects
-  uint32_t ipv6_max_ext_headers = 8;                   // extension headers walked, 0..64
-  uint32_t ipv6_max_ext_bytes = 2048;                  // bytes of extension headers walked, 8..65535
-};
+// ---- [parse]: the parse stage's own ParseConfig (engine/stages/parse/parse_stage.h) ------
+// malformed (pass | drop), ipv6.max_headers (0..255), ipv6.max_bytes (8..kMaxIpv6ExtBytesCap).
+// flow_hash_seed is not in the file: the process picks it at start.
 
 // ---- [nat]: the per-shard flow table of translate-source-port --------------------------------
 
@@ -222,7 +217,7 @@ struct Config {
   std::string source;                  // file name (or "<text>") the config was read from
   IoConfig io;
   PipelineConfig pipeline;
-  ParseConfig parse;
+  ParseConfig parse;                   // [parse]
   NatConfig nat;
   ClassifyConfig classify;
   std::vector<RuleConfig> rules;       // in file order: the first match wins

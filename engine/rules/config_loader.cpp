@@ -418,8 +418,8 @@ void ReadParse(Loader& l, const toml::table& t, ParseConfig& p) {
   static constexpr std::array<std::pair<std::string_view, MalformedPolicy>, 2> kPolicies = {
       {{"pass", MalformedPolicy::kPass}, {"drop", MalformedPolicy::kDrop}}};
   r.Choice("malformed", kPolicies, &p.malformed);
-  r.Integer("ipv6_max_ext_headers", 0, 64, &p.ipv6_max_ext_headers);
-  r.Integer("ipv6_max_ext_bytes", 8, 65535, &p.ipv6_max_ext_bytes);
+  r.Integer("ipv6_max_ext_headers", 0, 255, &p.ipv6.max_headers);
+  r.Integer("ipv6_max_ext_bytes", 8, kMaxIpv6ExtBytesCap, &p.ipv6.max_bytes);
 }
 
 void ReadNat(Loader& l, const toml::table& t, NatConfig& n) {

@@ -109,8 +109,8 @@ small_buffers = 1000
 malformed = "ignore"
 )", 2, 13, "parse.malformed", "expected one of \"pass\", \"drop\""},
     {"ipv6 extension header cap", R"([parse]
-ipv6_max_ext_headers = 100
-)", 2, 24, "parse.ipv6_max_ext_headers", "expected an integer in 0..64, got 100"},
+ipv6_max_ext_bytes = 5000
+)", 2, 22, "parse.ipv6_max_ext_bytes", "expected an integer in 8..4096, got 5000"},
     {"flow table cap", R"([nat]
 max_flows = 0
 )", 2, 13, "nat.max_flows", "expected an integer in 16..16777216, got 0"},

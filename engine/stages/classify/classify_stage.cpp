@@ -1,0 +1,177 @@
+#include "engine/stages/classify/classify_stage.h"
+
+#include "engine/core/assert.h"
+#include "engine/core/clock.h"
+#include "engine/rules/packet_fields.h"
+#include "engine/stages/classify/translate.h"
+
+namespace sluice {
+namespace {
+
+// Adds packets and bytes to rule counters one run at a time: consecutive packets of a batch
+// mostly hit the same rule, so the shard's counter lines are touched once per run.
+class RuleTally {
+ public:
+  explicit RuleTally(RuleCounters* counters) noexcept : counters_(counters) {}
+  ~RuleTally() { Flush(); }
+  void Add(uint32_t rule, uint32_t bytes) noexcept {
+    if (rule != rule_) {
+      Flush();
+      rule_ = rule;
+    }
+    ++packets_;
+    bytes_ += bytes;
+  }
+
+ private:
+  void Flush() noexcept {
+    if (packets_ == 0) return;
+    counters_[rule_].packets.Add(packets_);
+    counters_[rule_].bytes.Add(bytes_);
+    packets_ = bytes_ = 0;
+  }
+  RuleCounters* counters_;
+  uint32_t rule_ = kNoMatch;
+  uint64_t packets_ = 0;
+  uint64_t bytes_ = 0;
+};
+
+}  // namespace
+
+ClassifyStage::ClassifyStage(const RuleSetHandle& rules, uint32_t shard, const FlowTableOptions& nat, StageClock clock)
+    : rules_(rules), shard_(shard), flows_(nat), clock_(clock) {
+  TakeSnapshot();
+  SLUICE_CHECK(snapshot_ != nullptr);
+  SLUICE_CHECK(shard_ < snapshot_->shards());
+}
+
+void ClassifyStage::TakeSnapshot() noexcept {
+  generation_ = rules_.generation();
+  snapshot_ = rules_.Load();  // the mutex: only when the generation moved
+}
+
+void ClassifyStage::Process(Batch& b) noexcept { Process(b, clock_.fn != nullptr ? clock_.fn(clock_.ctx) : NowNs()); }
+
+void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
+  ClassifyCounts tally;
+  if (rules_.generation() != generation_) {
+    TakeSnapshot();
+    tally.Bump(ClassifyCounter::kRuleSetSwaps);
+  }
+  const RuleSet& rs = *snapshot_;
+  if (flows_.size() != 0) {
+    tally.Bump(ClassifyCounter::kNatExpired, flows_.Expire(now, 2 * b.size() + 16).expired);
+  }
+  const bool want_key = rs.has_translations() || flows_.size() != 0;
+  const bool want_counts = rs.has_count_rules();
+  RuleTally rule_tally(rs.counters(shard_));
+
+  for (uint32_t i = 0; i < b.size(); ++i) {
+    if (b.next(i) != Next::kClassify) continue;
+    PacketBuffer& pkt = b.packet(i);
+    PacketMeta& m = pkt.meta();
+    PacketFields f;
+    ExtractFields(pkt, &f);
+    tally.Bump(ClassifyCounter::kClassified);
+    m.rule = kNoRule;
+
+    // 1. A live translation: translate, accept, no rule scan.
+    FlowKey key;
+    const bool has_key = want_key && TranslationKey(pkt, f, &key);
+    if (has_key && flows_.size() != 0) {
+      FlowTable::Hit hit;
+      if (flows_.Lookup(key, &hit)) {
+        flows_.Touch(hit.flow, hit.dir, static_cast<uint8_t>(f.tcp_flags), now);
+        ApplyTranslation(pkt, flows_.flow(hit.flow), hit.dir);
+        b.set_next(i, Next::kAccept);
+        tally.Bump(hit.dir == FlowTable::Dir::kOriginal ? ClassifyCounter::kNatOut : ClassifyCounter::kNatIn);
+        continue;
+      }
+    }
+
+    // 2. The rules.
+    CountMatches counts;
+    const uint32_t r = rs.classifier().Lookup(f, want_counts ? &counts : nullptr);
+    if (want_counts) {
+      if (counts.overflow) {
+        rs.classifier().ForEachCountMatch(f, r, [&](uint32_t c) {
+          rule_tally.Add(c, f.length);
+          tally.Bump(ClassifyCounter::kCountMatches);
+        });
+      } else {
+        for (uint32_t k = 0; k < counts.n; ++k) rule_tally.Add(counts.rule[k], f.length);
+        tally.Bump(ClassifyCounter::kCountMatches, counts.n);
+      }
+    }
+    if (r == kNoMatch) {
+      tally.Bump(ClassifyCounter::kDefaultAction);
+      if (rs.default_action() == DefaultAction::kDrop) b.Drop(i, DropReason::kNoRuleMatch);
+      else b.set_next(i, Next::kAccept);
+      continue;
+    }
+    rule_tally.Add(r, f.length);
+    tally.Bump(ClassifyCounter::kRuleMatched);
+    m.rule = static_cast<uint16_t>(r);  // rule numbers are <= 65535, so indexes fit below kNoRule
+    const CompiledRule& rule = rs.rule(r);
+    switch (rule.action) {
+      case RuleAction::kAccept:
+        b.set_next(i, Next::kAccept);
+        break;
+      case RuleAction::kDrop:
+        b.Drop(i, DropReason::kRuleDrop);
+        break;
+      case RuleAction::kRewrite:
+        b.set_plan(i, rule.plan);
+        b.set_next(i, Next::kRewrite);
+        tally.Bump(ClassifyCounter::kRewritePlanned);
+        break;
+      case RuleAction::kMark:
+        m.mark = (m.mark & ~rule.mark.mask) | rule.mark.value;
+        m.flags |= pkt_flag::kMarkSet;
+        b.set_next(i, Next::kAccept);
+        tally.Bump(ClassifyCounter::kMarked);
+        break;
+      case RuleAction::kTranslateSourcePort: {
+        // 3. A new translation.
+        if (!has_key) {
+          if ((m.flags & pkt_flag::kFragmentLater) != 0 && rule.nat.keep_address) {
+            b.set_next(i, Next::kAccept);
+            tally.Bump(ClassifyCounter::kNatFragmentPassed);
+          } else {
+            b.Drop(i, DropReason::kNatUntranslatable);
+            tally.Bump(ClassifyCounter::kNatUntranslatable);
+          }
+          break;
+        }
+        if (key.sport == 0 && key.dport != 0 && (f.proto == ip_proto::kIcmp || f.proto == ip_proto::kIcmp6)) {
+          // An echo reply with no translation: nothing went out for it to answer.
+          b.Drop(i, DropReason::kNatUntranslatable);
+          tally.Bump(ClassifyCounter::kNatUntranslatable);
+          break;
+        }
+        const FlowTable::CreateResult c = flows_.Create(key, rule.nat, static_cast<uint8_t>(f.tcp_flags), now);
+        if (c.evicted) tally.Bump(ClassifyCounter::kNatEvicted);
+        if (c.status == FlowTable::CreateStatus::kCreated) {
+          tally.Bump(ClassifyCounter::kNatCreated);
+          ApplyTranslation(pkt, flows_.flow(c.flow), FlowTable::Dir::kOriginal);
+          b.set_next(i, Next::kAccept);
+        } else if (c.status == FlowTable::CreateStatus::kNoPort) {
+          tally.Bump(ClassifyCounter::kNatExhausted);
+          b.Drop(i, DropReason::kNatExhausted);
+        } else {
+          tally.Bump(ClassifyCounter::kNatTableFull);
+          b.Drop(i, DropReason::kNatTableFull);
+        }
+        break;
+      }
+      case RuleAction::kCount:  // never terminal: the classifier does not return count rules
+        b.set_next(i, Next::kAccept);
+        break;
+    }
+  }
+
+  tally.AddTo(counters_);
+  nat_flows_.store(flows_.size(), std::memory_order_relaxed);
+}
+
+}  // namespace sluice
