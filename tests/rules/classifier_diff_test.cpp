@@ -70,17 +70,44 @@ bool Agree(const Classifier& tree, const LinearClassifier& linear, const PacketF
   return false;
 }
 
-// Runs `packets` packets (half drawn inside random rules) through every option set.
+// LookupMany over a batch must give, packet by packet, what Lookup gives.
+bool BatchAgrees(const Classifier& tree, const std::vector<PacketFields>& batch) {
+  std::vector<const PacketFields*> ptrs;
+  for (const PacketFields& f : batch) ptrs.push_back(&f);
+  std::vector<uint32_t> out(batch.size());
+  std::vector<CountMatches> counts(batch.size());
+  tree.LookupMany(ptrs.data(), static_cast<uint32_t>(batch.size()), out.data(), counts.data());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    CountMatches one;
+    const uint32_t want = tree.Lookup(batch[i], &one);
+    if (out[i] != want || counts[i].n != one.n || counts[i].overflow != one.overflow ||
+        !std::equal(one.rule, one.rule + one.n, counts[i].rule)) {
+      ADD_FAILURE() << "LookupMany disagrees with Lookup at packet " << i << " of " << batch.size();
+      return false;
+    }
+  }
+  return true;
+}
+
+// Runs `packets` packets (half drawn inside random rules) through every option set, one by
+// one against the linear scan and in batches of varying size against Lookup.
 void CheckRuleSet(RuleGen& gen, const std::vector<RuleMatchInput>& rules, int packets) {
   LinearClassifier linear(rules);
   for (const NamedOptions& o : AllOptions()) {
     SCOPED_TRACE(o.name);
     const Classifier tree = Classifier::Build(rules, o.options);
+    std::vector<PacketFields> batch;
     for (int i = 0; i < packets; ++i) {
       const PacketFields f = rules.empty() || gen.Chance(0.5) ? gen.RandomPacket()
                                                               : gen.PacketInside(rules[gen.Uniform(0, rules.size() - 1)]);
       if (!Agree(tree, linear, f)) return;
+      batch.push_back(f);
+      if (batch.size() == 1 + gen.Uniform(0, 70)) {
+        if (!BatchAgrees(tree, batch)) return;
+        batch.clear();
+      }
     }
+    if (!BatchAgrees(tree, batch)) return;
   }
 }
 

@@ -66,40 +66,57 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
   const bool want_counts = rs.has_count_rules();
   RuleTally rule_tally(rs.counters(shard_));
 
+  // Pass 1: fields, and packets of live translations (translated, accepted, done).
+  uint32_t pending = 0;
   for (uint32_t i = 0; i < b.size(); ++i) {
     if (b.next(i) != Next::kClassify) continue;
     PacketBuffer& pkt = b.packet(i);
-    PacketMeta& m = pkt.meta();
-    PacketFields f;
+    PacketFields& f = scratch_.fields[pending];
     ExtractFields(pkt, &f);
     tally.Bump(ClassifyCounter::kClassified);
-    m.rule = kNoRule;
-
-    // 1. A live translation: translate, accept, no rule scan.
-    FlowKey key;
-    const bool has_key = want_key && TranslationKey(pkt, f, &key);
-    if (has_key && flows_.size() != 0) {
-      FlowTable::Hit hit;
-      if (flows_.Lookup(key, &hit)) {
-        flows_.Touch(hit.flow, hit.dir, static_cast<uint8_t>(f.tcp_flags), now);
-        ApplyTranslation(pkt, flows_.flow(hit.flow), hit.dir);
-        b.set_next(i, Next::kAccept);
-        tally.Bump(hit.dir == FlowTable::Dir::kOriginal ? ClassifyCounter::kNatOut : ClassifyCounter::kNatIn);
-        continue;
-      }
+    pkt.meta().rule = kNoRule;
+    FlowKey& key = scratch_.keys[pending];
+    const KeyKind kind = want_key ? TranslationKey(pkt, f, &key) : KeyKind::kNone;
+    const bool has_key = kind != KeyKind::kNone;
+    FlowTable::Hit hit;
+    if (has_key && flows_.size() != 0 && flows_.Lookup(key, &hit)) {
+      Translate(b, i, hit, static_cast<uint8_t>(f.tcp_flags), now, tally);
+      continue;
     }
+    scratch_.slot[pending] = i;
+    scratch_.kind[pending] = kind;
+    scratch_.field_ptr[pending] = &f;
+    ++pending;
+  }
 
-    // 2. The rules.
-    CountMatches counts;
-    const uint32_t r = rs.classifier().Lookup(f, want_counts ? &counts : nullptr);
+  // Pass 2: the rules, for every packet pass 1 left, in one call (lookups overlap).
+  rs.classifier().LookupMany(scratch_.field_ptr.data(), pending, scratch_.rule.data(),
+                             want_counts ? scratch_.counts.data() : nullptr);
+
+  // Pass 3: actions, in slot order. A translation created here may own later packets of the
+  // same batch (a reply right behind the first packet): after a creation, those look again.
+  bool created = false;
+  for (uint32_t k = 0; k < pending; ++k) {
+    const uint32_t i = scratch_.slot[k];
+    const PacketFields& f = scratch_.fields[k];
+    const FlowKey& key = scratch_.keys[k];
+    PacketBuffer& pkt = b.packet(i);
+    PacketMeta& m = pkt.meta();
+    FlowTable::Hit hit;
+    if (created && scratch_.kind[k] != KeyKind::kNone && flows_.Lookup(key, &hit)) {
+      Translate(b, i, hit, static_cast<uint8_t>(f.tcp_flags), now, tally);
+      continue;
+    }
+    const uint32_t r = scratch_.rule[k];
     if (want_counts) {
+      const CountMatches& counts = scratch_.counts[k];
       if (counts.overflow) {
         rs.classifier().ForEachCountMatch(f, r, [&](uint32_t c) {
           rule_tally.Add(c, f.length);
           tally.Bump(ClassifyCounter::kCountMatches);
         });
       } else {
-        for (uint32_t k = 0; k < counts.n; ++k) rule_tally.Add(counts.rule[k], f.length);
+        for (uint32_t c = 0; c < counts.n; ++c) rule_tally.Add(counts.rule[c], f.length);
         tally.Bump(ClassifyCounter::kCountMatches, counts.n);
       }
     }
@@ -131,39 +148,9 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
         b.set_next(i, Next::kAccept);
         tally.Bump(ClassifyCounter::kMarked);
         break;
-      case RuleAction::kTranslateSourcePort: {
-        // 3. A new translation.
-        if (!has_key) {
-          if ((m.flags & pkt_flag::kFragmentLater) != 0 && rule.nat.keep_address) {
-            b.set_next(i, Next::kAccept);
-            tally.Bump(ClassifyCounter::kNatFragmentPassed);
-          } else {
-            b.Drop(i, DropReason::kNatUntranslatable);
-            tally.Bump(ClassifyCounter::kNatUntranslatable);
-          }
-          break;
-        }
-        if (key.sport == 0 && key.dport != 0 && (f.proto == ip_proto::kIcmp || f.proto == ip_proto::kIcmp6)) {
-          // An echo reply with no translation: nothing went out for it to answer.
-          b.Drop(i, DropReason::kNatUntranslatable);
-          tally.Bump(ClassifyCounter::kNatUntranslatable);
-          break;
-        }
-        const FlowTable::CreateResult c = flows_.Create(key, rule.nat, static_cast<uint8_t>(f.tcp_flags), now);
-        if (c.evicted) tally.Bump(ClassifyCounter::kNatEvicted);
-        if (c.status == FlowTable::CreateStatus::kCreated) {
-          tally.Bump(ClassifyCounter::kNatCreated);
-          ApplyTranslation(pkt, flows_.flow(c.flow), FlowTable::Dir::kOriginal);
-          b.set_next(i, Next::kAccept);
-        } else if (c.status == FlowTable::CreateStatus::kNoPort) {
-          tally.Bump(ClassifyCounter::kNatExhausted);
-          b.Drop(i, DropReason::kNatExhausted);
-        } else {
-          tally.Bump(ClassifyCounter::kNatTableFull);
-          b.Drop(i, DropReason::kNatTableFull);
-        }
+      case RuleAction::kTranslateSourcePort:
+        created |= CreateTranslation(b, i, f, rule.nat, scratch_.kind[k], key, now, tally);
         break;
-      }
       case RuleAction::kCount:  // never terminal: the classifier does not return count rules
         b.set_next(i, Next::kAccept);
         break;
@@ -172,6 +159,48 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
 
   tally.AddTo(counters_);
   nat_flows_.store(flows_.size(), std::memory_order_relaxed);
+}
+
+void ClassifyStage::Translate(Batch& b, uint32_t i, const FlowTable::Hit& hit, uint8_t tcp_flags, uint64_t now,
+                              ClassifyCounts& tally) noexcept {
+  flows_.Touch(hit.flow, hit.dir, tcp_flags, now);
+  ApplyTranslation(b.packet(i), flows_.flow(hit.flow), hit.dir);
+  b.set_next(i, Next::kAccept);
+  tally.Bump(hit.dir == FlowTable::Dir::kOriginal ? ClassifyCounter::kNatOut : ClassifyCounter::kNatIn);
+}
+
+bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& f, const NatTarget& target,
+                                      KeyKind kind, const FlowKey& key, uint64_t now, ClassifyCounts& tally) noexcept {
+  if (kind == KeyKind::kNone || kind == KeyKind::kEchoReply) {
+    // No ports and no echo request (an echo reply nothing went out for included) — except a
+    // non-first fragment under a port-only rule: its ports travelled in the first fragment.
+    if (kind == KeyKind::kNone && (b.packet(i).meta().flags & pkt_flag::kFragmentLater) != 0 && target.keep_address) {
+      b.set_next(i, Next::kAccept);
+      tally.Bump(ClassifyCounter::kNatFragmentPassed);
+    } else {
+      b.Drop(i, DropReason::kNatUntranslatable);
+      tally.Bump(ClassifyCounter::kNatUntranslatable);
+    }
+    return false;
+  }
+  const FlowTable::CreateResult c = flows_.Create(key, target, static_cast<uint8_t>(f.tcp_flags), now);
+  if (c.evicted) tally.Bump(ClassifyCounter::kNatEvicted);
+  switch (c.status) {
+    case FlowTable::CreateStatus::kCreated:
+      tally.Bump(ClassifyCounter::kNatCreated);
+      ApplyTranslation(b.packet(i), flows_.flow(c.flow), FlowTable::Dir::kOriginal);
+      b.set_next(i, Next::kAccept);
+      return true;
+    case FlowTable::CreateStatus::kNoPort:
+      tally.Bump(ClassifyCounter::kNatExhausted);
+      b.Drop(i, DropReason::kNatExhausted);
+      return false;
+    case FlowTable::CreateStatus::kTableFull:
+      tally.Bump(ClassifyCounter::kNatTableFull);
+      b.Drop(i, DropReason::kNatTableFull);
+      return false;
+  }
+  return false;
 }
 
 }  // namespace sluice

@@ -14,8 +14,12 @@
 //      5-tuple is the original or reply key of a live translation in this shard's flow table
 //      is translated (outbound: source; reply: destination back to the inside host) and
 //      accepted, without a rule scan. A reload therefore never cuts an established flow.
-//   2. Otherwise the rule set's classifier: count rules that match before the terminal rule
-//      are counted; the terminal rule's action is applied; no match → classify.default_action.
+//   2. Otherwise the rule set's classifier — for all such packets of the batch in one
+//      LookupMany, so their lookups overlap — then, in slot order: count rules that matched
+//      before the terminal rule are counted; the terminal rule's action is applied; no match
+//      → classify.default_action. A translation created for one packet takes later packets of
+//      the same batch that belong to it (they are looked up again), exactly as if the batch
+//      were processed one packet at a time.
 //   3. translate-source-port creates the translation (FlowTable::Create) and translates the
 //      packet here, in classify: the new port is per flow, not per rule, so no static plan
 //      can carry it. Everything else a rule changes is the rewrite stage's job.
@@ -41,7 +45,9 @@
 #include "engine/core/counter.h"
 #include "engine/packet/batch.h"
 #include "engine/rules/flow_table.h"
+#include "engine/rules/packet_fields.h"
 #include "engine/rules/rule_set.h"
+#include "engine/stages/classify/translate.h"
 #include "engine/stages/stage_counters.h"
 
 namespace sluice {
@@ -99,6 +105,23 @@ class ClassifyStage {
 
  private:
   void TakeSnapshot() noexcept;
+  void Translate(Batch& b, uint32_t i, const FlowTable::Hit& hit, uint8_t tcp_flags, uint64_t now,
+                 ClassifyCounts& tally) noexcept;
+  // translate-source-port for slot i (kind and key from TranslationKey). True when a flow
+  // was created.
+  bool CreateTranslation(Batch& b, uint32_t i, const PacketFields& f, const NatTarget& target, KeyKind kind,
+                         const FlowKey& key, uint64_t now, ClassifyCounts& tally) noexcept;
+
+  // Per-batch working space, allocated with the stage (about 50 KiB), never per batch.
+  struct Scratch {
+    std::array<PacketFields, kMaxBatch> fields;
+    std::array<const PacketFields*, kMaxBatch> field_ptr;
+    std::array<FlowKey, kMaxBatch> keys;
+    std::array<uint32_t, kMaxBatch> slot;
+    std::array<KeyKind, kMaxBatch> kind;
+    std::array<uint32_t, kMaxBatch> rule;
+    std::array<CountMatches, kMaxBatch> counts;
+  };
 
   const RuleSetHandle& rules_;
   const uint32_t shard_;
@@ -108,6 +131,7 @@ class ClassifyStage {
   StageClock clock_;
   ClassifyCounters counters_;
   std::atomic<uint64_t> nat_flows_{0};
+  Scratch scratch_;
 };
 
 }  // namespace sluice

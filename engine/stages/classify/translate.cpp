@@ -17,7 +17,7 @@ bool IsIcmpEcho(uint8_t proto) noexcept { return proto == ip_proto::kIcmp || pro
 
 }  // namespace
 
-bool TranslationKey(const PacketBuffer& pkt, const PacketFields& f, FlowKey* key) noexcept {
+KeyKind TranslationKey(const PacketBuffer& pkt, const PacketFields& f, FlowKey* key) noexcept {
   const PacketMeta& m = pkt.meta();
   key->set_src(f.src);
   key->set_dst(f.dst);
@@ -27,12 +27,12 @@ bool TranslationKey(const PacketBuffer& pkt, const PacketFields& f, FlowKey* key
   if (f.has_ports && (f.proto == ip_proto::kTcp || f.proto == ip_proto::kUdp)) {
     key->sport = f.sport;
     key->dport = f.dport;
-    return true;
+    return KeyKind::kAny;
   }
   const bool icmp = (f.family == L3Type::kIpv4 && f.proto == ip_proto::kIcmp) ||
                     (f.family == L3Type::kIpv6 && f.proto == ip_proto::kIcmp6);
   if (!icmp || (m.flags & pkt_flag::kL4Valid) == 0 || m.l4_off == 0 || (m.flags & pkt_flag::kFragmentLater) != 0) {
-    return false;
+    return KeyKind::kNone;
   }
   const uint8_t* h = pkt.data() + m.l4_off;  // kL4Valid: the 8-byte ICMP header is captured
   const uint8_t type = icmp::Type(h);
@@ -40,14 +40,14 @@ bool TranslationKey(const PacketBuffer& pkt, const PacketFields& f, FlowKey* key
   if (type == icmp::kEchoRequest || type == icmp::kV6EchoRequest) {
     key->sport = id;
     key->dport = 0;
-    return true;
+    return KeyKind::kEchoRequest;
   }
   if (type == icmp::kEchoReply || type == icmp::kV6EchoReply) {
     key->sport = 0;
     key->dport = id;
-    return true;
+    return KeyKind::kEchoReply;
   }
-  return false;
+  return KeyKind::kNone;
 }
 
 bool ApplyTranslation(PacketBuffer& pkt, const FlowTable::Flow& flow, FlowTable::Dir dir) noexcept {

@@ -12,10 +12,18 @@
 
 namespace sluice {
 
-// The packet's oriented key if it can be translated: TCP or UDP with ports (a complete header,
-// never a non-first fragment), or an ICMP / ICMPv6 echo — a request as (id, 0), a reply as
-// (0, id), matching how FlowTable keys ICMP. False for everything else.
-bool TranslationKey(const PacketBuffer& pkt, const PacketFields& f, FlowKey* key) noexcept;
+// What a packet can be to NAPT.
+enum class KeyKind : uint8_t {
+  kNone,       // nothing to translate: no TCP/UDP ports, no ICMP echo
+  kAny,        // TCP or UDP with ports: may belong to a translation or start one
+  kEchoRequest,  // may belong to a translation or start one
+  kEchoReply,  // may only belong to one (a reply starts nothing)
+};
+
+// The packet's oriented key: TCP or UDP with ports (a complete header, never a non-first
+// fragment), or an ICMP / ICMPv6 echo — a request as (id, 0), a reply as (0, id), matching
+// how FlowTable keys ICMP. *key is meaningful unless the result is kNone.
+KeyKind TranslationKey(const PacketBuffer& pkt, const PacketFields& f, FlowKey* key) noexcept;
 
 // Rewrites the packet for `flow` in direction `dir`: original → source address (when the
 // translation changes it) and source port / echo id; reply → destination address and port /

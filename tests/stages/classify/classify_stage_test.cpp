@@ -300,6 +300,35 @@ TEST_F(ClassifyStageTest, NaptRoundTripUdpIpv6AndIcmpEcho) {
   EXPECT_EQ(Count(ClassifyCounter::kNatIn), 4u);
 }
 
+TEST_F(ClassifyStageTest, ATranslationMadeInABatchTakesItsLaterPackets) {
+  // Learn the port seed 7 gives the flow, then replay: first packet, a second one and the
+  // reply all in one batch, as if they had come one batch each.
+  Load(kNapt, 7);
+  const uint16_t xport = Run({Udp4("198.18.0.1", 6000, "198.19.0.9", 53)}, kSec)[0].sport;
+  Load(kNapt, 7);
+  const auto out = Run({Udp4("198.18.0.1", 6000, "198.19.0.9", 53), Udp4("198.18.0.1", 6000, "198.19.0.9", 53),
+                        Udp4("198.19.0.9", 53, "198.18.0.1", xport)},
+                       kSec);
+  EXPECT_EQ(out[0].sport, xport);
+  EXPECT_EQ(out[1].sport, xport);
+  EXPECT_EQ(out[2].next, Next::kAccept) << "the reply is translated, not dropped by rule 200";
+  EXPECT_EQ(out[2].dport, 6000);
+  EXPECT_EQ(Count(ClassifyCounter::kNatCreated), 1u);
+  EXPECT_EQ(Count(ClassifyCounter::kNatOut), 1u);
+  EXPECT_EQ(Count(ClassifyCounter::kNatIn), 1u);
+}
+
+TEST_F(ClassifyStageTest, EchoIdentifierZeroIsARequestLikeAnyOther) {
+  Load(kNapt);
+  const auto out = Run({PacketBuilder().Ipv4("198.18.0.3", "198.19.0.9").Icmp(8, 0, /*id=*/0, 1).Payload(8).Build()}, kSec);
+  ASSERT_EQ(out[0].next, Next::kAccept);
+  EXPECT_GE(out[0].sport, 20000);
+  const auto back = Run({PacketBuilder().Ipv4("198.19.0.9", "198.18.0.3").Icmp(0, 0, out[0].sport, 1).Payload(8).Build()}, kSec);
+  EXPECT_EQ(back[0].next, Next::kAccept);
+  EXPECT_EQ(back[0].dport, 0);
+  EXPECT_TRUE(back[0].l4_ok);
+}
+
 TEST_F(ClassifyStageTest, NaptWithAnAddressRewritesAddressAndPortBothWays) {
   Load(R"(
 [[rule]]
