@@ -286,7 +286,7 @@ class TreeBuilder {
 
   void Build(std::vector<uint32_t> items) {
     tree_.min_rule = items.empty() ? kNoMatch : recs_[items.front()].rule;
-    budget_ = std::max<uint64_t>(uint64_t{o_.replication} * items.size(), 4096);
+    budget_ = std::min(std::max<uint64_t>(uint64_t{o_.replication} * items.size(), 4096), o_.max_leaf_records);
     committed_ = items.size();
     Work root;
     root.region.lo.fill(0);

@@ -54,7 +54,11 @@ struct CountMatches {
 struct ClassifierOptions {
   uint32_t leaf_size = 8;          // binth: a node with at most this many records is a leaf
   uint32_t space_factor = 4;       // a split's children may hold up to this many times its records
-  uint32_t replication = 16;       // budget: leaf record copies per record, per tree
+  // The copy budget of a tree: min(replication x its records, max_leaf_records) records in
+  // leaves. 32 keeps leaves small at 10,000 rules (bench/rules/classifier_bench.cpp); the cap
+  // bounds memory (64 MiB of IPv4 leaves) however many rules there are.
+  uint32_t replication = 32;
+  uint64_t max_leaf_records = uint64_t{1} << 20;
   uint32_t max_depth = 32;
   // kAlways: one tree per address-specificity group; kNever: one tree; kAuto: build both and
   // keep, per family, the one with the lower estimated lookup cost on points drawn from the

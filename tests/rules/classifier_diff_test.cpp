@@ -45,6 +45,7 @@ std::vector<NamedOptions> AllOptions() {
   v.push_back({"binary-cuts-spfac1", narrow});
   ClassifierOptions tiny_budget;
   tiny_budget.replication = 1;
+  tiny_budget.max_leaf_records = 64;  // runs out at once: big leaves from the first levels on
   v.push_back({"memory-capped", tiny_budget});
   v.push_back({"linear", ClassifierOptions::Linear()});
   return v;
