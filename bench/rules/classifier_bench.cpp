@@ -41,20 +41,8 @@ const Workload& Get(Profile profile, int n) {
   slot = std::make_unique<Workload>();
   Workload& w = *slot;
   testing::RuleGen gen(1);
-  if (profile == kAcl) {
-    for (int i = 0; i < n; ++i) w.rules.push_back(gen.Input(&w.specs.emplace_back(gen.AclMatch()), false));
-    for (int i = 0; i < kPackets; ++i) {
-      w.packets.push_back(i % 2 ? gen.RandomPacket() : gen.PacketInside(w.rules[gen.Uniform(0, n - 1)]));
-    }
-  } else {
-    const std::vector<PacketFields> probes = gen.WebPackets(64);
-    gen.NearMissRules(probes, n - 1, w.specs, w.rules);
-    MatchSpec& last = w.specs.emplace_back();
-    last.protos = {6};
-    last.dst_ports = {{443, 443}};
-    w.rules.push_back({&last, 0, 0, true});
-    for (int i = 0; i < kPackets; ++i) w.packets.push_back(probes[i % probes.size()]);
-  }
+  if (profile == kAcl) gen.AclWorkload(n, kPackets, w.specs, w.rules, w.packets);
+  else gen.LastRuleWorkload(n, kPackets, w.specs, w.rules, w.packets);
   w.tree = Classifier::Build(w.rules);
   w.linear = Classifier::Build(w.rules, ClassifierOptions::Linear());
   w.naive = std::make_unique<LinearClassifier>(w.rules);

@@ -55,20 +55,8 @@ Workload& Get(Profile profile, int n) {
   testing::RuleGen gen(1);
   std::vector<RuleMatchInput> inputs;
   std::vector<PacketFields> traffic;
-  if (profile == kAcl) {
-    for (int i = 0; i < n; ++i) inputs.push_back(gen.Input(&w.specs.emplace_back(gen.AclMatch()), false));
-    for (uint32_t i = 0; i < kBatch; ++i) {
-      traffic.push_back(i % 2 ? gen.RandomPacket() : gen.PacketInside(inputs[gen.Uniform(0, n - 1)]));
-    }
-  } else {
-    const std::vector<PacketFields> probes = gen.WebPackets(64);
-    gen.NearMissRules(probes, n - 1, w.specs, inputs);
-    MatchSpec& last = w.specs.emplace_back();
-    last.protos = {6};
-    last.dst_ports = {{443, 443}};
-    inputs.push_back({&last, 0, 0, true});
-    for (uint32_t i = 0; i < kBatch; ++i) traffic.push_back(probes[i % probes.size()]);
-  }
+  if (profile == kAcl) gen.AclWorkload(n, kBatch, w.specs, inputs, traffic);
+  else gen.LastRuleWorkload(n, kBatch, w.specs, inputs, traffic);
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     RuleConfig r;
     r.number = static_cast<uint32_t>(i + 1);

@@ -544,6 +544,39 @@ class TreeBuilder {
   uint32_t empty_leaf_ = 0;
 };
 
+// Scans a leaf from r up to the first terminal match below `best` (the sentinel ends it), noting
+// count rules on the way; returns the records looked at.
+template <typename RecordT, typename KeyT>
+inline uint32_t ScanLeaf(const RecordT* r, const KeyT& k, uint32_t* best, CountMatches* counts) noexcept {
+  for (uint32_t seen = 1;; ++r, ++seen) {
+    const uint32_t word = r->rule();
+    const uint32_t rule = word & kRuleMask;
+    if (rule >= *best) return seen;
+    if (!Matches(*r, k)) continue;
+    if ((word & kCountBit) == 0) {
+      *best = rule;
+      return seen;
+    }
+    if (counts != nullptr) {
+      if (counts->n < kMaxCountMatches) {
+        if (counts->n == 0 || counts->rule[counts->n - 1] != rule) counts->rule[counts->n++] = rule;
+      } else {
+        counts->overflow = true;
+      }
+    }
+  }
+}
+
+// Count matches from several trees: keep those before the winner, in rule order, once.
+inline void FinishCounts(CountMatches* counts, uint32_t best) noexcept {
+  if (counts == nullptr) return;
+  if (counts->n > 1) {
+    std::sort(counts->rule, counts->rule + counts->n);
+    counts->n = static_cast<uint32_t>(std::unique(counts->rule, counts->rule + counts->n) - counts->rule);
+  }
+  while (counts->n > 0 && counts->rule[counts->n - 1] >= best) --counts->n;
+}
+
 // Many lookups at once: up to kGroup packets walk each tree in lockstep, so the dependent
 // loads of different packets are in flight together instead of one after another. Same
 // answers as LookupIn, packet by packet (the differential test checks both).
@@ -576,35 +609,12 @@ void LookupGroup(const Tables<A>& t, const typename Family<A>::KeyT* keys, uint3
     }
     for (uint32_t g = 0; g < n; ++g) {
       if (tree.min_rule >= best[g]) continue;
-      CountMatches* c = counts != nullptr ? &counts[g] : nullptr;
-      for (const auto* r = tree.leaf_records.data() + (ref[g] & ~kLeafRef);; ++r) {
-        const uint32_t word = r->rule();
-        const uint32_t rule = word & kRuleMask;
-        if (rule >= best[g]) break;
-        if (!Matches(*r, keys[g])) continue;
-        if ((word & kCountBit) == 0) {
-          best[g] = rule;
-          break;
-        }
-        if (c != nullptr) {
-          if (c->n < kMaxCountMatches) {
-            if (c->n == 0 || c->rule[c->n - 1] != rule) c->rule[c->n++] = rule;
-          } else {
-            c->overflow = true;
-          }
-        }
-      }
+      ScanLeaf(tree.leaf_records.data() + (ref[g] & ~kLeafRef), keys[g], &best[g],
+               counts != nullptr ? &counts[g] : nullptr);
     }
   }
   for (uint32_t g = 0; g < n; ++g) {
-    if (counts != nullptr) {
-      CountMatches& c = counts[g];
-      if (c.n > 1) {
-        std::sort(c.rule, c.rule + c.n);
-        c.n = static_cast<uint32_t>(std::unique(c.rule, c.rule + c.n) - c.rule);
-      }
-      while (c.n > 0 && c.rule[c.n - 1] >= best[g]) --c.n;
-    }
+    FinishCounts(counts != nullptr ? &counts[g] : nullptr, best[g]);
     out[g] = best[g] == kRuleMask ? kNoMatch : best[g];
   }
 }
@@ -633,33 +643,10 @@ uint32_t LookupIn(const Tables<A>& t, const typename Family<A>::KeyT& k, CountMa
       ref = n.child[n.ChildIndex(k.d[n.dim])];
       if constexpr (kMeasure) cost->nodes++;
     }
-    for (const auto* r = tree.leaf_records.data() + (ref & ~kLeafRef);; ++r) {
-      if constexpr (kMeasure) cost->records++;
-      const uint32_t word = r->rule();
-      const uint32_t rule = word & kRuleMask;
-      if (rule >= best) break;
-      if (!Matches(*r, k)) continue;
-      if ((word & kCountBit) == 0) {
-        best = rule;
-        break;
-      }
-      if (counts != nullptr) {
-        if (counts->n < kMaxCountMatches) {
-          if (counts->n == 0 || counts->rule[counts->n - 1] != rule) counts->rule[counts->n++] = rule;
-        } else {
-          counts->overflow = true;
-        }
-      }
-    }
+    const uint32_t seen = ScanLeaf(tree.leaf_records.data() + (ref & ~kLeafRef), k, &best, counts);
+    if constexpr (kMeasure) cost->records += seen;
   }
-  if (counts != nullptr && counts->n > 1) {
-    // Count matches from several trees: keep those before the winner, in rule order, once.
-    std::sort(counts->rule, counts->rule + counts->n);
-    counts->n = static_cast<uint32_t>(std::unique(counts->rule, counts->rule + counts->n) - counts->rule);
-  }
-  if (counts != nullptr) {
-    while (counts->n > 0 && counts->rule[counts->n - 1] >= best) --counts->n;
-  }
+  FinishCounts(counts, best);
   return best == kRuleMask ? kNoMatch : best;
 }
 

@@ -183,6 +183,29 @@ class RuleGen {
     }
   }
 
+  // The benchmarks' two workloads. Acl: n AclMatch rules (terminal), traffic half inside a
+  // random rule, half from the pools. LastRule: n - 1 near misses and a final TCP/443 rule
+  // that every packet of the traffic (64 probes, repeated) matches.
+  template <typename SpecStore>
+  void AclWorkload(int n, std::size_t packets, SpecStore& specs, std::vector<RuleMatchInput>& rules,
+                   std::vector<PacketFields>& traffic) {
+    for (int i = 0; i < n; ++i) rules.push_back(Input(&specs.emplace_back(AclMatch()), false));
+    for (std::size_t i = 0; i < packets; ++i) {
+      traffic.push_back(i % 2 ? RandomPacket() : PacketInside(rules[Uniform(0, rules.size() - 1)]));
+    }
+  }
+  template <typename SpecStore>
+  void LastRuleWorkload(int n, std::size_t packets, SpecStore& specs, std::vector<RuleMatchInput>& rules,
+                        std::vector<PacketFields>& traffic) {
+    const std::vector<PacketFields> probes = WebPackets(64);
+    NearMissRules(probes, n - 1, specs, rules);
+    MatchSpec& last = specs.emplace_back();
+    last.protos = {6};
+    last.dst_ports = {{443, 443}};
+    rules.push_back({&last, 0, 0, true});
+    for (std::size_t i = 0; i < packets; ++i) traffic.push_back(probes[i % probes.size()]);
+  }
+
   // TCP packets to port 443 from the usual pools (the adversarial test's probe traffic).
   std::vector<PacketFields> WebPackets(int n) {
     std::vector<PacketFields> packets;

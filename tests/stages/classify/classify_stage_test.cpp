@@ -57,12 +57,17 @@ class ClassifyStageTest : public ::testing::Test {
     stage_ = std::make_unique<ClassifyStage>(*handle_, 0, FlowTableOptions::From(config_.nat, seed, 0, o.shards));
   }
 
-  // Parses and classifies the packets at time `now`; returns each packet as it left.
-  std::vector<Seen> Run(const std::vector<TestPacket>& packets, uint64_t now = 0) {
-    Batch b;
+  // Fills b with the packets, parsed: slots ready for classify.
+  void Fill(Batch& b, const std::vector<TestPacket>& packets) {
     b.set_limit(kMaxBatch);
     testing::PushPackets(*pool_, b, packets);
     parse_.Process(b);
+  }
+
+  // Parses and classifies the packets at time `now`; returns each packet as it left.
+  std::vector<Seen> Run(const std::vector<TestPacket>& packets, uint64_t now = 0) {
+    Batch b;
+    Fill(b, packets);
     stage_->Process(b, now);
     std::vector<Seen> out;
     for (uint32_t i = 0; i < b.size(); ++i) {
@@ -200,9 +205,7 @@ TEST_F(ClassifyStageTest, DefaultDropUsesItsOwnReason) {
 TEST_F(ClassifyStageTest, OnlyClassifySlotsAreTouched) {
   Load(kActions);
   Batch b;
-  b.set_limit(kMaxBatch);
-  testing::PushPackets(*pool_, b, {Tcp4("198.18.0.1", 1, "198.19.0.5", 23), Tcp4("198.18.0.1", 1, "198.19.0.5", 23)});
-  parse_.Process(b);
+  Fill(b, {Tcp4("198.18.0.1", 1, "198.19.0.5", 23), Tcp4("198.18.0.1", 1, "198.19.0.5", 23)});
   b.Skip(1, DropReason::kNotIp);
   stage_->Process(b, 0);
   EXPECT_EQ(b.next(0), Next::kDrop);
@@ -472,9 +475,7 @@ match.out_interface = "nosuch0"
   ASSERT_TRUE(h.ok());
   ClassifyStage stage(*h.value(), 0, FlowTableOptions::From(load.config->nat, 1, 0, 1));
   Batch b;
-  b.set_limit(kMaxBatch);
-  testing::PushPackets(*pool_, b, {Udp4("1.1.1.1", 1, "2.2.2.2", 2), Udp4("1.1.1.1", 1, "2.2.2.2", 2)});
-  parse_.Process(b);
+  Fill(b, {Udp4("1.1.1.1", 1, "2.2.2.2", 2), Udp4("1.1.1.1", 1, "2.2.2.2", 2)});
   b.packet(0).meta().in_if = 7;
   b.packet(1).meta().in_if = 3;
   b.packet(1).meta().out_if = 0;
@@ -489,9 +490,7 @@ TEST_F(ClassifyStageTest, RewritePlansReachTheRewriteStage) {
   Load(kActions);
   RewriteStage rewrite;
   Batch b;
-  b.set_limit(kMaxBatch);
-  testing::PushPackets(*pool_, b, {Tcp4("198.18.0.1", 40001, "198.19.0.5", 80)});
-  parse_.Process(b);
+  Fill(b, {Tcp4("198.18.0.1", 40001, "198.19.0.5", 80)});
   stage_->Process(b, 0);
   rewrite.Process(b);
   ASSERT_EQ(b.next(0), Next::kAccept);
@@ -507,10 +506,8 @@ TEST_F(ClassifyStageTest, SteadyStateAllocatesNothing) {
   std::vector<TestPacket> packets;
   for (uint16_t i = 0; i < 64; ++i) packets.push_back(Udp4("198.18.0.1", static_cast<uint16_t>(1000 + i), "198.19.0.9", 53));
   Batch b;
-  b.set_limit(kMaxBatch);
   for (int round = 0; round < 3; ++round) {
-    testing::PushPackets(*pool_, b, packets);
-    parse_.Process(b);
+    Fill(b, packets);
     testing::AllocationScope scope;
     stage_->Process(b, static_cast<uint64_t>(round) * kSec);
     EXPECT_EQ(scope.count(), 0u) << "round " << round;
