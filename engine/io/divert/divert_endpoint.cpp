@@ -172,6 +172,7 @@ uint32_t DivertEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
   const uint32_t first = batch.size();
   const bool has_large = cache.pool().Capacity(SizeClass::kLarge) > 0;
   PacketBuffer* spare = nullptr;  // a large buffer behind the small one, for big datagrams
+  bool spare_failed = false;      // none free: do not ask (and take the pool lock) again
   bool waited = false;
   uint32_t eintr = 0;
   uint32_t added = 0;
@@ -181,7 +182,10 @@ uint32_t DivertEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
       t.Add(DivertCounter::kRxPoolEmpty);
       break;
     }
-    if (has_large && spare == nullptr) spare = cache.Get(SizeClass::kLarge);
+    if (has_large && spare == nullptr && !spare_failed) {
+      spare = cache.Get(SizeClass::kLarge);
+      spare_failed = spare == nullptr;
+    }
     const uint32_t small_room = b->tailroom();
     iovec iov[2];
     iov[0].iov_base = b->data();

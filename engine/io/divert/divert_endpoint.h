@@ -22,8 +22,8 @@
 //   64 KiB; outbound TSO super-packets can be too. Receive reads into a small buffer with a
 //   large buffer behind it as a second iovec, and keeps the large one only when used.
 //
-// Receive: poll() for up to `wait`, then recvmsg(MSG_DONTWAIT) until the batch is full or the
-// socket is empty. Not recvmmsg: FreeBSD implements recvmmsg in libc as this same loop of
+// Receive: recvmsg(MSG_DONTWAIT) until the batch is full or the socket is empty; when nothing
+// at all is ready, one poll() for up to `wait` first. Not recvmmsg: FreeBSD implements recvmmsg in libc as this same loop of
 // recvmsg calls (lib/libc/gen/recvmmsg.c), so it saves no system call, and a loop lets each
 // datagram spill into the one spare large buffer. One recvmsg per packet either way.
 //
@@ -36,7 +36,9 @@
 //                 costs a batch at most budget × backoff of waiting, then drops are counted.
 //   EINTR         retried at once (at most 3 times).
 //   EMSGSIZE      larger than the outgoing MTU with DF: not retried; optionally answered with
-//                 ICMP "fragmentation needed" (frag_needed.h), sent the same way.
+//                 ICMP "fragmentation needed" (frag_needed.h), sent the same way. The answer
+//                 is built in the refused packet's own buffer, which Send then leaves holding
+//                 it (the caller only recycles buffers after Send).
 //   EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL, EACCES, EINVAL, others: not retried, counted.
 //
 // Threads: Receive runs on the shard's I/O thread, Send on the shard's serial graph node;

@@ -185,6 +185,21 @@ TEST(DivertEndpoint, WithoutALargeBufferABigDatagramIsCountedAndDropped) {
   env.Retire();
 }
 
+TEST(DivertEndpoint, WhenLargeBuffersRunOutBigDatagramsAreDroppedAndSmallOnesStillRead) {
+  FakeDivertKernel k;
+  auto ep = AttachTo(k);
+  Env env(/*large=*/1);
+  k.Queue(Datagram(Ipv4Packet({.payload = 5000}), Direction::kIn, 1, "em0"));
+  k.Queue(Datagram(Ipv4Packet({.payload = 5000}), Direction::kIn, 2, "em0"));
+  k.Queue(Datagram(Ipv4Packet({}), Direction::kIn, 3, "em0"));
+  ASSERT_EQ(env.ReceiveAll(*ep), 2u);
+  EXPECT_EQ(ep->counter(DivertCounter::kRxLarge), 1u);
+  EXPECT_EQ(ep->counter(DivertCounter::kRxTruncated), 1u);
+  EXPECT_EQ(DecodeDivertAddress(DivertToken::Addr(env.batch.packet(1).io())).rule, 3);
+  env.SetVerdicts(Verdict::kDrop);
+  env.Retire();
+}
+
 TEST(DivertEndpoint, ADatagramWithoutAnInetAddressIsNeverReinjected) {
   FakeDivertKernel k;
   auto ep = AttachTo(k);
