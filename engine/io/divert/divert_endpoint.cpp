@@ -83,7 +83,7 @@ bool DivertSupported() noexcept {
 }
 
 // Per-call tallies, added to the shared counters once per Receive or Send.
-struct DivertEndpoint::TxTally {
+struct DivertEndpoint::Tally {
   std::array<uint64_t, kNumDivertCounters> n{};
   void Add(DivertCounter c, uint64_t v = 1) noexcept { n[static_cast<std::size_t>(c)] += v; }
 };
@@ -168,7 +168,7 @@ DivertEndpoint::~DivertEndpoint() {
 
 uint32_t DivertEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
                                  std::chrono::microseconds wait) noexcept {
-  TxTally t;
+  Tally t;
   const uint32_t first = batch.size();
   const bool has_large = cache.pool().Capacity(SizeClass::kLarge) > 0;
   PacketBuffer* spare = nullptr;  // a large buffer behind the small one, for big datagrams
@@ -176,7 +176,10 @@ uint32_t DivertEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
   bool waited = false;
   uint32_t eintr = 0;
   uint32_t added = 0;
-  while (added < max && !batch.full()) {
+  // Datagrams dropped on read (truncated, bad address) do not fill the batch; this bounds how
+  // long a flood of them can keep one call reading.
+  uint32_t reads_left = 2 * max + 8;
+  while (added < max && !batch.full() && reads_left-- != 0) {
     PacketBuffer* b = cache.Get(SizeClass::kSmall);
     if (b == nullptr) {
       t.Add(DivertCounter::kRxPoolEmpty);
@@ -271,7 +274,7 @@ uint32_t DivertEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
 }
 
 void DivertEndpoint::Send(Batch& batch) noexcept {
-  TxTally t;
+  Tally t;
   uint32_t retry_budget = options_.enobufs_retry_budget;
   for (uint32_t i = 0; i < batch.size(); ++i) {
     PacketBuffer& p = batch.packet(i);
@@ -286,7 +289,7 @@ void DivertEndpoint::Send(Batch& batch) noexcept {
   }
 }
 
-void DivertEndpoint::SendOne(PacketBuffer& p, TxTally& t, uint32_t& retry_budget) noexcept {
+void DivertEndpoint::SendOne(PacketBuffer& p, Tally& t, uint32_t& retry_budget) noexcept {
   const bool inbound = DivertToken::Addr(p.io()).sin_addr.s_addr != htonl(INADDR_ANY);
   uint8_t* ip = p.data();
   if (inbound && p.len() >= 20 && (ip[0] >> 4) == 4) {
@@ -313,7 +316,7 @@ void DivertEndpoint::SendOne(PacketBuffer& p, TxTally& t, uint32_t& retry_budget
   }
 }
 
-int DivertEndpoint::Write(const PacketBuffer& p, TxTally& t, uint32_t& retry_budget) noexcept {
+int DivertEndpoint::Write(const PacketBuffer& p, Tally& t, uint32_t& retry_budget) noexcept {
   const void* addr = DivertToken::AddrBytes(p.io());
   const uint32_t addr_len = DivertToken::Len(p.io());
   uint32_t eintr = 0;
@@ -339,7 +342,7 @@ int DivertEndpoint::Write(const PacketBuffer& p, TxTally& t, uint32_t& retry_bud
   }
 }
 
-void DivertEndpoint::AnswerEmsgsize(PacketBuffer& p, TxTally& t) noexcept {
+void DivertEndpoint::AnswerEmsgsize(PacketBuffer& p, Tally& t) noexcept {
   if (!options_.answer_emsgsize) return;
   // Only the output path refuses a datagram as too big; an inbound reinjection is queued.
   if (DivertToken::Addr(p.io()).sin_addr.s_addr != htonl(INADDR_ANY)) {

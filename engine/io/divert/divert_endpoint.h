@@ -177,11 +177,11 @@ class DivertEndpoint final : public InlineEndpoint {
   DivertEndpoint(const DivertOptions& options, const DivertSyscalls& syscalls, int fd, bool owns_fd)
       : options_(options), sys_(syscalls), fd_(fd), owns_fd_(owns_fd) {}
 
-  struct TxTally;
-  void SendOne(PacketBuffer& p, TxTally& t, uint32_t& retry_budget) noexcept;
+  struct Tally;
+  void SendOne(PacketBuffer& p, Tally& t, uint32_t& retry_budget) noexcept;
   // Writes p with its own address; 0 on success, else the errno of the last attempt.
-  int Write(const PacketBuffer& p, TxTally& t, uint32_t& retry_budget) noexcept;
-  void AnswerEmsgsize(PacketBuffer& p, TxTally& t) noexcept;
+  int Write(const PacketBuffer& p, Tally& t, uint32_t& retry_budget) noexcept;
+  void AnswerEmsgsize(PacketBuffer& p, Tally& t) noexcept;
 
   DivertOptions options_;
   DivertSyscalls sys_;
