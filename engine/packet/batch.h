@@ -2,6 +2,7 @@
 // goes next and why it was dropped or skipped (VPP's vector of buffers with a next index each).
 //
 //   slot i:  ref_[i] (owns the buffer)   next_[i] (Next)   reason_[i] (DropReason)   plan_[i]
+//   whole:   seq (the source burst it came from), shard, shard_seq, parts (batches that burst became)
 //
 // Contracts
 // - Next's zero is kDrop: a slot nobody set drops safely, it never slips through.
@@ -58,6 +59,14 @@ class Batch {
   void set_seq(uint64_t seq) noexcept { seq_ = seq; }
   uint32_t shard() const noexcept { return shard_; }
   void set_shard(uint32_t shard) noexcept { shard_ = shard; }
+  // Position of this batch among its shard's batches (0, 1, 2, …): what keeps each shard's
+  // stages seeing batches in order (the graph's sequencers key on it).
+  uint64_t shard_seq() const noexcept { return shard_seq_; }
+  void set_shard_seq(uint64_t seq) noexcept { shard_seq_ = seq; }
+  // How many batches the source's burst `seq` was split into across shards; the sink
+  // reassembles the burst, in input order, once it has seen them all.
+  uint32_t parts() const noexcept { return parts_; }
+  void set_parts(uint32_t parts) noexcept { parts_ = parts; }
 
   // Appends a packet at the end; the batch must not be full.
   void Push(PacketRef ref, Next next = Next::kParse) noexcept {
@@ -69,11 +78,23 @@ class Batch {
     ++size_;
   }
 
+  // Moves slot i of `from` (packet, next, reason, plan) to the end of this batch; the slot in
+  // `from` is left empty (Clear() it afterwards).
+  void MoveSlotFrom(Batch& from, uint32_t i) noexcept {
+    SLUICE_CHECK(size_ < kMaxBatch);
+    ref_[size_] = std::move(from.ref_[i]);
+    next_[size_] = from.next_[i];
+    reason_[size_] = from.reason_[i];
+    plan_[size_] = from.plan_[i];
+    ++size_;
+  }
+
   PacketBuffer& packet(uint32_t i) noexcept { return *ref_[i]; }
   const PacketBuffer& packet(uint32_t i) const noexcept { return *ref_[i]; }
   PacketRef& ref(uint32_t i) noexcept { return ref_[i]; }
 
   Next next(uint32_t i) const noexcept { return next_[i]; }
+  const Next* nexts() const noexcept { return next_.data(); }
   void set_next(uint32_t i, Next n) noexcept { next_[i] = n; }
   DropReason reason(uint32_t i) const noexcept { return reason_[i]; }
   void Drop(uint32_t i, DropReason r) noexcept {
@@ -132,6 +153,8 @@ class Batch {
   uint32_t limit_ = kDefaultBatch;
   uint64_t seq_ = 0;
   uint32_t shard_ = 0;
+  uint32_t parts_ = 1;
+  uint64_t shard_seq_ = 0;
   std::array<Next, kMaxBatch> next_{};
   std::array<DropReason, kMaxBatch> reason_{};
   std::array<const RewritePlan*, kMaxBatch> plan_{};

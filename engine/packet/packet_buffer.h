@@ -64,6 +64,7 @@ inline constexpr uint16_t kL4CsumNotReady = 1u << 0;  // L4 checksum partial (NF
 inline constexpr uint16_t kIpCsumUntrusted = 1u << 1; // IPv4 header checksum not valid on read (divert outbound)
 inline constexpr uint16_t kGso = 1u << 2;             // a GSO super-packet (NFQA_SKB_GSO)
 inline constexpr uint16_t kTruncated = 1u << 3;       // captured fewer bytes than the wire carried
+inline constexpr uint16_t kHasOwner = 1u << 10;       // io().owner is set (SetOwner)
 // Set by parse.
 inline constexpr uint16_t kFragment = 1u << 4;        // part of a fragmented datagram
 inline constexpr uint16_t kFragmentLater = 1u << 5;   // a non-first fragment: no L4 header
@@ -107,7 +108,7 @@ static_assert(sizeof(PacketMeta) == kCacheLine, "hot metadata must be one cache 
 // (for example a divert sockaddr_in). Touched by the source, the sink and the pool only.
 struct IoContext {
   BufferPool* pool;               // pool the buffer returns to
-  PacketOwner* owner;             // source to tell when the packet dies without a verdict
+  PacketOwner* owner;             // valid only with pkt_flag::kHasOwner (see SetOwner)
   alignas(8) uint8_t token[48];   // backend-defined bytes carried opaquely with the packet
 };
 static_assert(sizeof(IoContext) == kCacheLine, "io context must be one cache line");
@@ -132,6 +133,7 @@ class alignas(kCacheLine) PacketBuffer {
   uint32_t tailroom() const noexcept { return meta_.room - meta_.data_off - meta_.len; }
 
   // Starts the buffer over as empty with the standard headroom; keeps the pool geometry.
+  // Writes the hot line only.
   void Reset() noexcept {
     const uint32_t room_size = meta_.room;
     const uint8_t size_class = meta_.size_class;
@@ -140,7 +142,16 @@ class alignas(kCacheLine) PacketBuffer {
     meta_.size_class = size_class;
     meta_.data_off = static_cast<uint16_t>(kHeadroom < room_size ? kHeadroom : 0);
     meta_.rule = kNoRule;
-    io_.owner = nullptr;
+  }
+
+  // The source that must hear of this packet if it dies without a verdict. Reset() clears it
+  // through the flag alone, so recycling a buffer never touches the cold line.
+  void SetOwner(PacketOwner* owner) noexcept {
+    io_.owner = owner;
+    meta_.flags |= pkt_flag::kHasOwner;
+  }
+  PacketOwner* owner() const noexcept {
+    return (meta_.flags & pkt_flag::kHasOwner) ? io_.owner : nullptr;
   }
 
   // Makes room for n bytes in front of the data; returns the new data() or nullptr.

@@ -45,7 +45,10 @@ class PacketRef {
   }
 
  private:
-  void Dispose() noexcept;  // buffer_pool.cpp: needs the pool
+  void Dispose() noexcept {
+    if (buf_ != nullptr) DisposeSlow();
+  }
+  void DisposeSlow() noexcept;  // buffer_pool.cpp: needs the pool
 
   PacketBuffer* buf_ = nullptr;
 };

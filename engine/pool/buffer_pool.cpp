@@ -168,8 +168,7 @@ void PoolCache::Flush() noexcept {
 namespace sluice {
 
 // Declared in engine/packet/packet_ref.h; defined here because it needs the pool.
-void PacketRef::Dispose() noexcept {
-  if (buf_ == nullptr) return;
+void PacketRef::DisposeSlow() noexcept {
   PacketBuffer* b = std::exchange(buf_, nullptr);
   PacketMeta& m = b->meta();
   BufferPool* pool = b->io().pool;
@@ -177,7 +176,7 @@ void PacketRef::Dispose() noexcept {
     m.verdict = Verdict::kDrop;
     m.drop_reason = DropReason::kNoVerdict;
     pool->NoteOrphan();
-    if (b->io().owner != nullptr) b->io().owner->OnOrphan(*b);
+    if (PacketOwner* owner = b->owner()) owner->OnOrphan(*b);
   }
   pool->PutBulk(&b, 1);
 }

@@ -95,7 +95,11 @@ TEST_F(PacketBufferTest, ResetRestoresHeadroomAndClearsMetadata) {
   buf_->meta().flags = pkt_flag::kModified;
   buf_->meta().mark = 7;
   buf_->meta().rule = 3;
+  PacketOwner* fake_owner = reinterpret_cast<PacketOwner*>(0x1000);
+  buf_->SetOwner(fake_owner);
+  EXPECT_EQ(buf_->owner(), fake_owner);
   buf_->Reset();
+  EXPECT_EQ(buf_->owner(), nullptr);
   EXPECT_EQ(buf_->headroom(), kHeadroom);
   EXPECT_EQ(buf_->len(), 0u);
   EXPECT_EQ(buf_->meta().flags, 0);

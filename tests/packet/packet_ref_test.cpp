@@ -28,7 +28,7 @@ TEST(PacketRef, DestroyedWithoutVerdictDropsTellsOwnerAndReturnsBuffer) {
   PacketBuffer* raw = nullptr;
   ASSERT_EQ(pool->GetBulk(SizeClass::kSmall, &raw, 1), 1u);
   raw->meta().io_token = 4242;  // e.g. an NFQUEUE packet id
-  raw->io().owner = &owner;
+  raw->SetOwner(&owner);
   { PacketRef ref(raw); }
   EXPECT_EQ(raw->meta().verdict, Verdict::kDrop);
   EXPECT_EQ(raw->meta().drop_reason, DropReason::kNoVerdict);
@@ -44,7 +44,7 @@ TEST(PacketRef, DestroyedWithVerdictIsNotAnOrphan) {
   RecordingOwner owner;
   PacketBuffer* raw = nullptr;
   ASSERT_EQ(pool->GetBulk(SizeClass::kSmall, &raw, 1), 1u);
-  raw->io().owner = &owner;
+  raw->SetOwner(&owner);
   {
     PacketRef ref(raw);
     ref.SetVerdict(Verdict::kAccept);

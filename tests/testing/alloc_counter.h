@@ -10,6 +10,8 @@
 namespace sluice::testing {
 
 uint64_t ThreadAllocations() noexcept;
+// Allocations by every thread of the process (worker threads included).
+uint64_t ProcessAllocations() noexcept;
 
 class AllocationScope {
  public:

@@ -1,0 +1,531 @@
+// The offline graph, wired in one place. What each node does is a method of RunContext;
+// Run() below builds the nodes in the order packets meet them, then the edges. RunInline()
+// calls the same methods in one loop with no graph: the baseline the graph's cost is measured
+// against (bench/graph/pipeline_bench.cpp).
+#include "engine/graph/pipeline.h"
+
+#include <oneapi/tbb/flow_graph.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <algorithm>
+#include <array>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <string>
+#include <tuple>
+
+#include "engine/core/assert.h"
+#include "engine/core/clock.h"
+#include "engine/pool/batch_pool.h"
+
+namespace sluice {
+
+namespace flow = tbb::flow;
+
+namespace {
+
+constexpr uint32_t kMaxShards = 64;
+
+uint32_t BurstsInFlight(const PipelineOptions& o) {
+  if (o.bursts_in_flight != 0) return std::max({o.bursts_in_flight, 2u, o.shards});
+  return std::max({4 * o.threads, 2u, 2 * o.shards});
+}
+
+uint32_t BurstSize(const PipelineOptions& o) {
+  return std::min<uint32_t>(kMaxBatch, o.batch_size * o.shards);
+}
+
+// Which shard a packet belongs to: the flow hash scaled onto [0, shards) without a division.
+inline uint32_t ShardOf(uint32_t flow_hash, uint32_t shards) noexcept {
+  return static_cast<uint32_t>((static_cast<uint64_t>(flow_hash) * shards) >> 32);
+}
+
+}  // namespace
+
+namespace {
+// Slots whose packet has ended as dropped or skipped.
+uint32_t CountEnded(const Next* next, uint32_t n) noexcept {
+  uint32_t ended = 0;
+  for (uint32_t i = 0; i < n; ++i) ended += (next[i] == Next::kDrop) | (next[i] == Next::kSkip);
+  return ended;
+}
+}  // namespace
+
+// Records every packet's verdict in its metadata and counts it in `run`, with its latency
+// from receive to `now`. The accounting shared by both graphs' last node.
+void RecordAndAccount(Batch& b, RunStats& run, uint64_t now) noexcept {
+  b.RecordVerdicts();
+  uint64_t accepted = 0, rewritten = 0, bytes_out = 0;
+  // Packets received together share a receive time: one histogram bump per run of them.
+  uint64_t run_rx = 0, run_len = 0;
+  for (uint32_t i = 0; i < b.size(); ++i) {
+    const PacketMeta& m = b.packet(i).meta();
+    if (m.rx_ns != run_rx) {
+      if (run_len != 0) run.latency_ns.RecordMany(now - run_rx, run_len);
+      run_rx = m.rx_ns;
+      run_len = 0;
+    }
+    ++run_len;
+    switch (b.next(i)) {
+      case Next::kAccept:
+        ++accepted;
+        rewritten += (m.flags & (pkt_flag::kModified | pkt_flag::kMarkSet)) != 0;
+        bytes_out += m.len;
+        break;
+      case Next::kSkip:
+        run.skipped[static_cast<std::size_t>(b.reason(i))].Add();
+        bytes_out += m.len;
+        break;
+      default:  // RecordVerdicts leaves only terminal values
+        run.dropped[static_cast<std::size_t>(b.reason(i))].Add();
+        break;
+    }
+  }
+  if (run_len != 0) run.latency_ns.RecordMany(now - run_rx, run_len);
+  run.accepted.Add(accepted - rewritten);
+  run.rewritten.Add(rewritten);
+  run.bytes_out.Add(bytes_out);
+}
+
+void RunStage(StageRef stage, StageStats& stats, Batch& b) noexcept {
+  const uint32_t n = b.size();
+  std::array<Next, kMaxBatch> before;
+  std::copy_n(b.nexts(), n, before.data());
+  const uint32_t ended_before = CountEnded(before.data(), n);
+  uint32_t accepted_before = 0;
+  for (uint32_t i = 0; i < n; ++i) accepted_before += before[i] == Next::kAccept;
+
+  const uint64_t t0 = ReadTsc();
+  stage.Process(b);
+  const uint64_t cycles = ReadTsc() - t0;
+
+  // Attribute reasons only when this stage ended something (the rare case).
+  if (CountEnded(b.nexts(), n) != ended_before) {
+    for (uint32_t i = 0; i < n; ++i) {
+      const Next next = b.next(i);
+      if (!IsTerminal(before[i]) && (next == Next::kDrop || next == Next::kSkip)) {
+        stats.ended[static_cast<std::size_t>(b.reason(i))].Add();
+      }
+    }
+  }
+  stats.calls.Add();
+  stats.packets.Add(n - ended_before - accepted_before);  // the slots it was given to work on
+  stats.cycles.Add(cycles);
+}
+
+// The work of every node, for one Run(). Each method is called by one node (serially).
+class OfflinePipeline::RunContext {
+ public:
+  RunContext(OfflinePipeline& p, PacketSource& source, PacketSink& sink)
+      : p_(p),
+        source_(source),
+        sink_(sink),
+        shards_(p.options_.shards),
+        window_(p.options_.bursts_in_flight),
+        batches_(window_ * (shards_ + 1) + 2, kMaxBatch),
+        source_cache_(p.pool_),
+        retire_cache_(p.pool_),
+        pending_(window_) {}
+
+  // source: the next burst, numbered in input order; nullptr when the input is done.
+  Batch* ReadBurst() {
+    if (!more_ || p_.stop_.load(std::memory_order_relaxed)) return nullptr;
+    Batch* b = batches_.TryGet();
+    SLUICE_CHECK(b != nullptr);  // the tokens bound the batches in flight
+    b->set_limit(p_.burst_);
+    more_ = source_.ReadBurst(source_cache_, *b, p_.burst_);
+    const uint64_t now = NowNs();
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < b->size(); ++i) {
+      PacketMeta& m = b->packet(i).meta();
+      m.io_token = next_ordinal_++;
+      m.rx_ns = now;
+      bytes += m.len;
+    }
+    p_.run_->packets_in.Add(b->size());
+    p_.run_->bytes_in.Add(bytes);
+    b->set_seq(next_seq_++);
+    return b;
+  }
+
+  // parse: once per burst, for every shard.
+  void Parse(Batch& b) noexcept { RunStage(p_.parse_, p_.parse_stats_, b); }
+
+  // dispatch: splits a burst by flow hash into one batch per shard that has packets; calls
+  // deliver(shard, batch) for each. Bursts for one shard (or empty ones) go through whole.
+  template <typename Deliver>
+  void Dispatch(Batch* burst, Deliver&& deliver) noexcept {
+    if (shards_ == 1 || burst->empty()) {
+      burst->set_shard(0);
+      burst->set_shard_seq(shard_seq_[0]++);
+      burst->set_parts(1);
+      deliver(0u, burst);
+      return;
+    }
+    std::array<Batch*, kMaxShards> part{};
+    uint32_t parts = 0;
+    for (uint32_t i = 0; i < burst->size(); ++i) {
+      const uint32_t s = ShardOf(burst->packet(i).meta().flow_hash, shards_);
+      if (part[s] == nullptr) {
+        part[s] = batches_.TryGet();
+        SLUICE_CHECK(part[s] != nullptr);
+        part[s]->set_seq(burst->seq());
+        part[s]->set_shard(s);
+        ++parts;
+      }
+      part[s]->MoveSlotFrom(*burst, i);
+    }
+    burst->Clear();  // every slot was moved out
+    batches_.Put(burst);
+    for (uint32_t s = 0; s < shards_; ++s) {
+      if (part[s] == nullptr) continue;
+      part[s]->set_parts(parts);
+      part[s]->set_shard_seq(shard_seq_[s]++);
+      deliver(s, part[s]);
+    }
+  }
+
+  void Classify(uint32_t shard, Batch& b) noexcept {
+    RunStage(p_.shards_[shard].classify, p_.shard_stats_[shard].classify, b);
+  }
+  void Rewrite(uint32_t shard, Batch& b) noexcept {
+    RunStage(p_.shards_[shard].rewrite, p_.shard_stats_[shard].rewrite, b);
+  }
+
+  // collect: files a finished batch under its burst; emits every burst that is now complete,
+  // in input order. Returns how many bursts it retired (one token back for each).
+  uint32_t Collect(Batch* b) noexcept {
+    Pending& slot = pending_[b->seq() % window_];
+    slot.part[slot.seen++] = b;
+    uint32_t retired = 0;
+    for (;;) {
+      Pending& head = pending_[next_to_emit_ % window_];
+      if (head.seen == 0 || head.seen < head.part[0]->parts()) break;
+      Emit(std::span(head.part.data(), head.seen));
+      head = Pending{};
+      ++next_to_emit_;
+      ++retired;
+    }
+    return retired;
+  }
+
+  uint32_t batches_in_flight() const noexcept { return batches_.in_flight(); }
+
+ private:
+  struct Pending {
+    uint32_t seen = 0;
+    std::array<Batch*, kMaxShards> part{};
+  };
+
+  // Records every packet's verdict and accounts it, hands the burst to the sink in input order
+  // (each part is in input order already: merge on the ordinal ReadBurst stamped), then
+  // returns the buffers and the batches.
+  void Emit(std::span<Batch* const> parts) noexcept {
+    const uint64_t now = NowNs();
+    for (Batch* b : parts) RecordAndAccount(*b, *p_.run_, now);
+
+    std::array<PacketBuffer*, kMaxBatch> ordered;
+    uint32_t n = 0;
+    if (parts.size() == 1) {
+      for (uint32_t i = 0; i < parts[0]->size(); ++i) ordered[n++] = &parts[0]->packet(i);
+    } else {
+      std::array<uint32_t, kMaxShards> head{};
+      for (;;) {
+        int best = -1;
+        uint64_t best_token = 0;
+        for (std::size_t k = 0; k < parts.size(); ++k) {
+          if (head[k] == parts[k]->size()) continue;
+          const uint64_t token = parts[k]->packet(head[k]).meta().io_token;
+          if (best < 0 || token < best_token) {
+            best = static_cast<int>(k);
+            best_token = token;
+          }
+        }
+        if (best < 0) break;
+        ordered[n++] = &parts[best]->packet(head[best]++);
+      }
+    }
+    sink_.Consume(std::span<PacketBuffer* const>(ordered.data(), n));
+
+    std::array<PacketBuffer*, kMaxBatch> bufs;
+    for (Batch* b : parts) {
+      retire_cache_.PutBulk(bufs.data(), b->TakeBuffers(bufs.data()));
+      batches_.Put(b);
+    }
+  }
+
+  OfflinePipeline& p_;
+  PacketSource& source_;
+  PacketSink& sink_;
+  const uint32_t shards_;
+  const uint32_t window_;
+  BatchPool batches_;
+  PoolCache source_cache_;   // the source node's
+  PoolCache retire_cache_;   // the collect node's
+  uint64_t next_seq_ = 0;
+  uint64_t next_ordinal_ = 0;
+  std::array<uint64_t, kMaxShards> shard_seq_{};  // dispatch's count of batches per shard
+  bool more_ = true;
+  std::vector<Pending> pending_;  // bursts being reassembled, by seq % window
+  uint64_t next_to_emit_ = 0;
+};
+
+OfflinePipeline::OfflinePipeline(const PipelineOptions& options, BufferPool& pool, StageRef parse,
+                                 std::span<const ShardStages> shards)
+    : options_(options),
+      pool_(pool),
+      parse_(parse),
+      shards_(shards.begin(), shards.end()),
+      burst_(BurstSize(options)),
+      shard_stats_(std::make_unique<ShardStats[]>(options.shards)),
+      run_(std::make_unique<RunStats>()) {
+  options_.bursts_in_flight = BurstsInFlight(options);
+  SLUICE_CHECK(shards_.size() == options_.shards);
+  SLUICE_CHECK(Validate(options_, pool).ok());
+}
+
+OfflinePipeline::~OfflinePipeline() = default;
+
+Status OfflinePipeline::Validate(const PipelineOptions& o, const BufferPool& pool) {
+  if (o.shards < 1 || o.shards > kMaxShards) {
+    return InvalidArgument("shards must be 1.." + std::to_string(kMaxShards) + ", got " + std::to_string(o.shards));
+  }
+  if (o.threads < 1 || o.threads > 256) {
+    return InvalidArgument("threads must be 1..256, got " + std::to_string(o.threads));
+  }
+  if (o.batch_size < 1 || o.batch_size > kMaxBatch) {
+    return InvalidArgument("batch size must be 1.." + std::to_string(kMaxBatch) + ", got " +
+                           std::to_string(o.batch_size));
+  }
+  // Every burst in flight may hold a full burst of buffers, and two caches may hold theirs.
+  const uint64_t need = uint64_t{BurstsInFlight(o)} * BurstSize(o) + 2 * PoolCache::kDefaultSize;
+  if (pool.Capacity(SizeClass::kSmall) < need) {
+    return InvalidArgument("pool too small: " + std::to_string(pool.Capacity(SizeClass::kSmall)) +
+                           " small buffers for " + std::to_string(BurstsInFlight(o)) + " bursts of " +
+                           std::to_string(BurstSize(o)) + " in flight; need " + std::to_string(need));
+  }
+  return Status::Ok();
+}
+
+// Ordering. A serial function_node spawns the task for its next queued message before it
+// forwards its current output, so two messages can overtake each other on an edge between two
+// function_nodes (oneTBB promises order only through a sequencer_node, which costs about as
+// much as a node). The graph is therefore cut where order is free:
+// - the source's bursts reach ingress in order (an input_node makes its next message only
+//   after putting the last), and ingress puts each burst's shard batches inside its body, so
+//   every shard node receives its batches in order; classify and rewrite run back to back in
+//   the shard node, so per-flow order holds through both stages without a sequencer;
+// - collect receives shard batches in any order and reassembles bursts by number itself.
+Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
+  tbb::task_arena arena(static_cast<int>(options_.threads));
+  arena.execute([&] {
+    RunContext ctx(*this, source, sink);
+    flow::graph g;  // built inside the arena, so its tasks run on the arena's threads
+
+    // source: one burst per message.
+    flow::input_node<Batch*> source_node(g, [&](tbb::flow_control& fc) -> Batch* {
+      Batch* b = ctx.ReadBurst();
+      if (b == nullptr) fc.stop();
+      return b;
+    });
+
+    // tokens: at most bursts_in_flight bursts between source and sink.
+    flow::limiter_node<Batch*> tokens(g, options_.bursts_in_flight);
+
+    // shards: classify, then rewrite, on one shard's batches in order.
+    using ShardNode = flow::function_node<Batch*, Batch*>;
+    std::vector<std::unique_ptr<ShardNode>> shard_nodes;
+    for (uint32_t s = 0; s < options_.shards; ++s) {
+      shard_nodes.push_back(std::make_unique<ShardNode>(g, flow::serial, [&ctx, s](Batch* b) noexcept {
+        ctx.Classify(s, *b);
+        ctx.Rewrite(s, *b);
+        return b;
+      }));
+    }
+
+    // ingress: parse once for every shard, then dispatch by flow hash to the shard nodes.
+    flow::function_node<Batch*, flow::continue_msg> ingress_node(g, flow::serial, [&](Batch* b) noexcept {
+      ctx.Parse(*b);
+      ctx.Dispatch(b, [&](uint32_t s, Batch* part) { shard_nodes[s]->try_put(part); });
+      return flow::continue_msg();
+    });
+
+    // collect: bursts reassembled in input order, verdicts, sink; a token back per burst.
+    using CollectNode =
+        flow::multifunction_node<Batch*, std::tuple<flow::continue_msg>, flow::queueing_lightweight>;
+    CollectNode collect_node(g, flow::serial, [&](Batch* b, CollectNode::output_ports_type& out) noexcept {
+      for (uint32_t n = ctx.Collect(b); n > 0; --n) std::get<0>(out).try_put(flow::continue_msg());
+    });
+
+    // edges (ingress → shard nodes are the puts inside its body: see Ordering above)
+    flow::make_edge(source_node, tokens);
+    flow::make_edge(tokens, ingress_node);
+    for (auto& shard : shard_nodes) flow::make_edge(*shard, collect_node);
+    flow::make_edge(flow::output_port<0>(collect_node), tokens.decrementer());
+
+    source_node.activate();
+    g.wait_for_all();
+    SLUICE_CHECK(ctx.batches_in_flight() == 0);
+  });
+  return Finish(source, sink);
+}
+
+Status OfflinePipeline::RunInline(PacketSource& source, PacketSink& sink) {
+  RunContext ctx(*this, source, sink);
+  while (Batch* burst = ctx.ReadBurst()) {
+    ctx.Parse(*burst);
+    ctx.Dispatch(burst, [&](uint32_t s, Batch* part) {
+      ctx.Classify(s, *part);
+      ctx.Rewrite(s, *part);
+      ctx.Collect(part);
+    });
+  }
+  SLUICE_CHECK(ctx.batches_in_flight() == 0);
+  return Finish(source, sink);
+}
+
+// ---- InlinePipeline ------------------------------------------------------------------------
+
+struct InlinePipeline::Shard {
+  Shard(const InlineShard& s, BufferPool& pool, const InlineOptions& o)
+      : stages(s), batches(o.batches_per_shard, o.batch_size), io_cache(pool), retire_cache(pool) {}
+  InlineShard stages;
+  BatchPool batches;       // this shard's tokens
+  PoolCache io_cache;      // the I/O thread's
+  PoolCache retire_cache;  // the shard node's
+  uint64_t next_shard_seq = 0;
+  std::function<void(Batch*)> submit;  // puts a received batch to the shard's node
+  RunStats run;
+  StageStats parse, classify, rewrite;
+  std::thread io;
+};
+
+// The thread that owns the arena: it builds the graph, then helps run it until Stop().
+struct InlinePipeline::Host {
+  std::thread thread;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ready = false;
+  flow::graph* graph = nullptr;
+  std::vector<flow::function_node<Batch*, flow::continue_msg>*> shard_nodes;
+};
+
+InlinePipeline::InlinePipeline(const InlineOptions& options, BufferPool& pool, std::span<const InlineShard> shards)
+    : options_(options), pool_(pool) {
+  SLUICE_CHECK(Validate(options, static_cast<uint32_t>(shards.size()), pool).ok());
+  for (const InlineShard& s : shards) shards_.push_back(std::make_unique<Shard>(s, pool, options));
+}
+
+InlinePipeline::~InlinePipeline() { Stop(); }
+
+Status InlinePipeline::Validate(const InlineOptions& o, uint32_t shards, const BufferPool& pool) {
+  if (shards < 1 || shards > kMaxShards) {
+    return InvalidArgument("shards (queues) must be 1.." + std::to_string(kMaxShards) + ", got " + std::to_string(shards));
+  }
+  if (o.threads < 1 || o.threads > 256) return InvalidArgument("threads must be 1..256, got " + std::to_string(o.threads));
+  if (o.batch_size < 1 || o.batch_size > kMaxBatch) {
+    return InvalidArgument("batch size must be 1.." + std::to_string(kMaxBatch) + ", got " + std::to_string(o.batch_size));
+  }
+  if (o.batches_per_shard < 1) return InvalidArgument("batches per shard must be at least 1");
+  // Every token may hold a full batch; each shard has two caches.
+  const uint64_t need = uint64_t{shards} * (uint64_t{o.batches_per_shard} * o.batch_size + 2 * PoolCache::kDefaultSize);
+  if (pool.Capacity(SizeClass::kSmall) < need) {
+    return InvalidArgument("pool too small: " + std::to_string(pool.Capacity(SizeClass::kSmall)) +
+                           " small buffers for " + std::to_string(shards) + " shards; need " + std::to_string(need));
+  }
+  return Status::Ok();
+}
+
+void InlinePipeline::Start() {
+  SLUICE_CHECK(host_ == nullptr);
+  stop_.store(false);
+  host_ = std::make_unique<Host>();
+  Host& host = *host_;
+  host.thread = std::thread([this, &host] {
+    tbb::task_arena arena(static_cast<int>(options_.threads));
+    arena.execute([&] {
+      flow::graph g;
+      // One node per shard: a shard's batches are processed and sent one at a time, in order.
+      using ShardNode = flow::function_node<Batch*, flow::continue_msg>;
+      std::vector<std::unique_ptr<ShardNode>> nodes;
+      for (auto& shard_ptr : shards_) {
+        Shard& shard = *shard_ptr;
+        nodes.push_back(std::make_unique<ShardNode>(g, flow::serial, [&shard](Batch* b) noexcept {
+          RunStage(shard.stages.parse, shard.parse, *b);
+          RunStage(shard.stages.classify, shard.classify, *b);
+          RunStage(shard.stages.rewrite, shard.rewrite, *b);
+          RecordAndAccount(*b, shard.run, NowNs());
+          shard.stages.endpoint->Send(*b);
+          std::array<PacketBuffer*, kMaxBatch> bufs;
+          shard.retire_cache.PutBulk(bufs.data(), b->TakeBuffers(bufs.data()));
+          shard.batches.Put(b);
+          return flow::continue_msg();
+        }));
+      }
+      g.reserve_wait();  // wait_for_all returns only after Stop() has joined the I/O threads
+      {
+        std::lock_guard lock(host.mu);
+        host.graph = &g;
+        for (auto& n : nodes) host.shard_nodes.push_back(n.get());
+        host.ready = true;
+      }
+      host.cv.notify_all();
+      g.wait_for_all();  // this thread runs stages too while it waits
+    });
+  });
+  {
+    std::unique_lock lock(host.mu);
+    host.cv.wait(lock, [&] { return host.ready; });
+  }
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    Shard* s = shards_[i].get();
+    s->submit = [node = host.shard_nodes[i]](Batch* b) { node->try_put(b); };
+    s->io = std::thread([this, s] { IoLoop(*s); });
+  }
+}
+
+void InlinePipeline::IoLoop(Shard& shard) noexcept {
+  while (!stop_.load(std::memory_order_relaxed)) {
+    Batch* b = shard.batches.Get(options_.receive_wait);
+    if (b == nullptr) continue;  // every token in flight: stop reading until one returns
+    b->set_limit(options_.batch_size);
+    const uint32_t n = shard.stages.endpoint->Receive(shard.io_cache, *b, options_.batch_size, options_.receive_wait);
+    if (n == 0) {
+      b->Clear();
+      shard.batches.Put(b);
+      continue;
+    }
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < b->size(); ++i) bytes += b->packet(i).len();
+    shard.run.packets_in.Add(b->size());
+    shard.run.bytes_in.Add(bytes);
+    b->set_shard_seq(shard.next_shard_seq++);
+    shard.submit(b);
+  }
+}
+
+void InlinePipeline::Stop() {
+  if (host_ == nullptr) return;
+  stop_.store(true);
+  for (auto& shard : shards_) {
+    if (shard->io.joinable()) shard->io.join();
+  }
+  host_->graph->release_wait();  // in-flight batches finish; then the host's wait returns
+  host_->thread.join();
+  host_.reset();
+}
+
+const RunStats& InlinePipeline::run_stats(uint32_t s) const noexcept { return shards_[s]->run; }
+const StageStats& InlinePipeline::parse_stats(uint32_t s) const noexcept { return shards_[s]->parse; }
+const StageStats& InlinePipeline::classify_stats(uint32_t s) const noexcept { return shards_[s]->classify; }
+const StageStats& InlinePipeline::rewrite_stats(uint32_t s) const noexcept { return shards_[s]->rewrite; }
+
+Status OfflinePipeline::Finish(PacketSource& source, PacketSink& sink) {
+  Status s = source.status();
+  Status f = sink.Finish();
+  return s.ok() ? f : s;
+}
+
+}  // namespace sluice

@@ -1,0 +1,167 @@
+// The two graphs: OfflinePipeline (files and generated traffic, in input order) and
+// InlinePipeline (kernel queues, verdicts back per queue).
+//
+// OfflinePipeline: a pcap file (or generated or in-memory traffic) through parse → classify →
+// rewrite on a oneTBB flow graph, out to a sink in input order. The wiring is all in
+// pipeline.cpp, node by node, edge by edge.
+//
+//   source ─► tokens ─► parse ─► dispatch ─┬─► classify[0] ─► rewrite[0] ─┬─► collect ─► sink
+//   (burst)   (limit)   (one)   (by flow   ├─► classify[1] ─► rewrite[1] ─┤   (in input
+//      ▲                         hash)     └─► …            (one per shard)┘    order)
+//      └──────────────── a token back per retired burst ◄────────────────────────┘
+//
+// Contracts
+// - The message is a Batch. The source reads a burst of up to batch_size × shards (≤ 256)
+//   packets; dispatch splits it by the symmetric flow hash parse computed, so both directions
+//   of a flow meet the same shard's stages (and its flow table); collect reassembles each
+//   burst in input order and hands it to the sink. Output is therefore identical whatever the
+//   number of threads or shards.
+// - Every node is serial; per shard, batches pass in arrival order, so per-flow order holds.
+// - Back-pressure: at most `bursts_in_flight` bursts are between source and sink; the
+//   source is not asked for more until collect retires one. Buffers are sized from that.
+// - Drain: when the source ends or Stop() is called, every packet already read reaches the
+//   sink with its verdict before Run() returns.
+// - `threads` is the whole arena: the thread calling Run() plus threads-1 workers.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "engine/graph/endpoints.h"
+#include "engine/graph/stage.h"
+#include "engine/pool/buffer_pool.h"
+#include "engine/stats/stage_stats.h"
+
+namespace sluice {
+
+struct PipelineOptions {
+  uint32_t shards = 1;
+  uint32_t threads = 1;
+  uint32_t batch_size = kDefaultBatch;  // packets per shard batch
+  uint32_t bursts_in_flight = 0;        // 0: 4 per thread, and at least 2 per shard
+};
+
+// The stages one shard owns (they may hold per-shard state such as a flow table).
+struct ShardStages {
+  StageRef classify;
+  StageRef rewrite;
+};
+
+class OfflinePipeline {
+ public:
+  // `parse` serves every shard (it runs before dispatch); `shards` has options.shards entries.
+  // The stages must outlive the pipeline.
+  OfflinePipeline(const PipelineOptions& options, BufferPool& pool, StageRef parse,
+                  std::span<const ShardStages> shards);
+  ~OfflinePipeline();
+
+  // Checks the options against the pool before any packet moves.
+  static Status Validate(const PipelineOptions& options, const BufferPool& pool);
+
+  // Runs until the source is exhausted or Stop(); returns the source's, then the sink's error.
+  Status Run(PacketSource& source, PacketSink& sink);
+
+  // The same work as Run() on the calling thread alone, with no graph: the baseline the
+  // graph's cost is measured against. Output and statistics are identical to Run()'s.
+  Status RunInline(PacketSource& source, PacketSink& sink);
+
+  // From any thread: the source reads no further burst; what is in flight drains.
+  void Stop() noexcept { stop_.store(true, std::memory_order_relaxed); }
+
+  // Readable while Run() is going (relaxed snapshots) and after it.
+  const RunStats& run_stats() const noexcept { return *run_; }
+  const StageStats& parse_stats() const noexcept { return parse_stats_; }
+  const StageStats& classify_stats(uint32_t shard) const noexcept { return shard_stats_[shard].classify; }
+  const StageStats& rewrite_stats(uint32_t shard) const noexcept { return shard_stats_[shard].rewrite; }
+  const PipelineOptions& options() const noexcept { return options_; }
+  uint32_t burst_size() const noexcept { return burst_; }
+
+ private:
+  class RunContext;
+  static Status Finish(PacketSource& source, PacketSink& sink);
+
+  struct ShardStats {
+    StageStats classify;
+    StageStats rewrite;
+  };
+
+  PipelineOptions options_;
+  BufferPool& pool_;
+  StageRef parse_;
+  std::vector<ShardStages> shards_;
+  uint32_t burst_;
+  StageStats parse_stats_;
+  std::unique_ptr<ShardStats[]> shard_stats_;
+  std::unique_ptr<RunStats> run_;
+  std::atomic<bool> stop_{false};
+};
+
+// InlinePipeline: packets from kernel queues (NFQUEUE, divert), one shard per queue, back to
+// the kernel with their verdicts. Wired in pipeline.cpp next to the offline graph.
+//
+//   I/O thread i ── Receive ──► shard[i]: parse → classify → rewrite → verdicts → Send
+//        ▲                                                              │
+//        └──────────── a batch token back when the batch retires ◄──────┘
+//
+// Contracts
+// - One I/O thread per shard blocks in the endpoint's Receive; the stages run on the arena's
+//   `threads` threads. A shard's batches are processed and sent in the order they were
+//   received: verdicts for a queue never overtake each other (NFQUEUE's batch verdict
+//   accepts every id up to N, so an overtaking verdict would accept unprocessed packets).
+// - Back-pressure: `batches_per_shard` tokens per shard; with none free the I/O thread stops
+//   reading and the kernel queue absorbs (then drops or, fail-open, bypasses) the excess.
+// - Stop(): the I/O threads stop receiving; every batch already received is processed and
+//   its verdicts sent before Stop() returns. The endpoints stay open (their owner closes them).
+struct InlineOptions {
+  uint32_t threads = 1;
+  uint32_t batch_size = kDefaultBatch;
+  uint32_t batches_per_shard = 8;
+  std::chrono::microseconds receive_wait{20000};  // an idle I/O thread looks at Stop() this often
+};
+
+struct InlineShard {
+  InlineEndpoint* endpoint;
+  StageRef parse;
+  StageRef classify;
+  StageRef rewrite;
+};
+
+class InlinePipeline {
+ public:
+  InlinePipeline(const InlineOptions& options, BufferPool& pool, std::span<const InlineShard> shards);
+  ~InlinePipeline();  // Stop()s if running
+
+  static Status Validate(const InlineOptions& options, uint32_t shards, const BufferPool& pool);
+
+  void Start();
+  void Stop();
+
+  uint32_t shards() const noexcept { return static_cast<uint32_t>(shards_.size()); }
+  // Readable at any time (relaxed snapshots).
+  const RunStats& run_stats(uint32_t shard) const noexcept;
+  const StageStats& parse_stats(uint32_t shard) const noexcept;
+  const StageStats& classify_stats(uint32_t shard) const noexcept;
+  const StageStats& rewrite_stats(uint32_t shard) const noexcept;
+
+ private:
+  struct Shard;
+  struct Host;
+  void IoLoop(Shard& shard) noexcept;
+
+  InlineOptions options_;
+  BufferPool& pool_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::unique_ptr<Host> host_;
+  std::atomic<bool> stop_{false};
+};
+
+// Runs one stage over a batch and accounts it in `stats` (calls, packets, cycles, and the
+// packets it ended by reason). What every graph node does around its stage.
+void RunStage(StageRef stage, StageStats& stats, Batch& batch) noexcept;
+
+}  // namespace sluice
