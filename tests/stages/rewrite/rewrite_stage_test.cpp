@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/core/byte_order.h"
+#include "engine/graph/stage.h"
 #include "engine/pool/buffer_pool.h"
 #include "engine/stages/rewrite/rewrite_ops.h"
 #include "tests/stages/rewrite/rewrite_test_util.h"
@@ -11,6 +12,8 @@
 
 namespace sluice {
 namespace {
+
+static_assert(Stage<RewriteStage>, "the graph runs it through StageRef");
 
 using testing::PacketBuilder;
 using testing::Parsed;
