@@ -100,6 +100,24 @@ TEST(RewriteStage, NoPlanIsDropped) {
   EXPECT_EQ(r.reason, DropReason::kRewriteNoPlan);
 }
 
+TEST(RewriteStage, UnparsedPacketIsLeftAlone) {
+  RewritePlan plan;
+  plan.ttl = {.kind = TtlRewrite::Kind::kDecrement, .value = 1};
+  plan.dst_port = PortRewrite::Set(1);
+  RewriteStage stage;
+  testing::GuardedPacket g;
+  const uint8_t tiny[3] = {0x45, 0, 0};
+  PacketBuffer& buf = g.Load(tiny, sizeof tiny, LinkType::kRaw);  // parse never saw it
+  Batch batch;
+  batch.Push(PacketRef(&buf), Next::kRewrite);
+  batch.set_plan(0, &plan);
+  stage.Process(batch);
+  EXPECT_EQ(batch.next(0), Next::kAccept);
+  EXPECT_FALSE(buf.meta().flags & pkt_flag::kModified);
+  EXPECT_EQ(At(stage, RewriteCounter::kNotParsed), 1u);
+  testing::ReleaseAll(batch);
+}
+
 TEST(RewriteStage, OperationsThatDoNotApplyAreCounted) {
   RewritePlan plan;
   plan.src_addr = AddrRewrite::SetIpv4(0x0a000001);  // an IPv6 packet comes
