@@ -247,14 +247,11 @@ void ParseStage::Process(Batch& batch) noexcept {
     const DropReason r = ParsePacket(batch.packet(i), config_, counts);
     if (SLUICE_LIKELY(r == DropReason::kNone)) {
       batch.set_next(i, Next::kClassify);
-    } else if (r == DropReason::kNotIp || r == DropReason::kUnsupportedLinkType) {
+    } else if (r == DropReason::kNotIp || r == DropReason::kUnsupportedLinkType ||
+               config_.malformed == MalformedPolicy::kPass) {
       batch.Skip(i, r);
     } else {
-      if (config_.malformed == MalformedPolicy::kDrop) {
-        batch.Drop(i, r);
-      } else {
-        batch.Skip(i, r);
-      }
+      batch.Drop(i, r);
     }
   }
   counts.AddTo(counters_);

@@ -50,7 +50,8 @@ bool SetL4Field16(PacketBuffer& buf, uint32_t offset, uint16_t value) noexcept {
   if ((m.flags & pkt_flag::kL4Valid) == 0) return false;
   const L4Csum c = FindL4Csum(buf);
   uint8_t* l4 = buf.data() + m.l4_off;
-  if (offset + 2 > buf.len() - m.l4_off) return false;
+  const uint32_t avail = buf.len() - m.l4_off;  // >= 8: parse validated the header
+  if (avail < 2 || offset > avail - 2) return false;
   if (c.field != nullptr && offset < static_cast<uint32_t>(c.field - l4) + 2 &&
       offset + 2 > static_cast<uint32_t>(c.field - l4)) {
     return false;

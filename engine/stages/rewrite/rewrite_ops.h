@@ -22,8 +22,9 @@
 // caller that uses the primitives directly must call it when done:
 //   pkt_flag::kL4CsumNotReady   the L4 field holds a partial sum: recompute in full;
 //   pkt_flag::kIpCsumUntrusted  the IPv4 header checksum was not valid on read: recompute.
-// Not handled: the embedded header inside ICMP errors (NAPT's job), UDP-Lite and DCCP
-// checksums (other protocols: their bytes are never touched), AH (breaks, as with any NAT).
+// Not handled: the embedded header inside ICMP errors (NAPT's job); the transport checksums
+// of other protocols with a pseudo-header (UDP-Lite, DCCP): their bytes are never touched, so
+// an address rewrite leaves those checksums stale; AH, which any address rewrite breaks.
 #pragma once
 
 #include <cstdint>

@@ -49,7 +49,10 @@ bool ApplyPort(PacketBuffer& buf, Side side, const PortRewrite& p, RewriteCounts
 
 DropReason ApplyPlan(PacketBuffer& buf, const RewritePlan& plan, RewriteCounts& c) noexcept {
   PacketMeta& m = buf.meta();
-  SLUICE_DCHECK(m.l3 != L3Type::kNone);
+  if (SLUICE_UNLIKELY(m.l3 == L3Type::kNone)) {
+    c.Bump(RewriteCounter::kNotParsed);  // nothing here may be trusted: leave it as it is
+    return DropReason::kNone;
+  }
   const uint8_t ttl = plan.ttl.kind == TtlRewrite::Kind::kNone ? 0 : Ttl(buf);
   if (plan.ttl.kind == TtlRewrite::Kind::kDecrement && ttl <= plan.ttl.value) {
     return DropReason::kTtlExpired;  // before any byte changes

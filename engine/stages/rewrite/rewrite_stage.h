@@ -7,7 +7,8 @@
 // Next    slots whose next is kRewrite go to kAccept; a TTL decrement that would reach 0 is
 //         Drop(ttl_expired) with no byte changed (a router would send ICMP time exceeded;
 //         sluice is not the router, so it only drops and counts); a slot without a plan is
-//         Drop(rewrite_no_plan): classify sent it here by mistake.
+//         Drop(rewrite_no_plan): classify sent it here by mistake. A packet parse did not
+//         validate (meta.l3 == kNone) is accepted untouched and counted as not_parsed.
 // Checksums: incremental per field (RFC 1624); a full L4 recompute when the plan asks for it
 // or the packet is flagged kL4CsumNotReady and changed; a full IPv4 header recompute when the
 // plan asks or the packet is flagged kIpCsumUntrusted (FinishChecksums). A fragment keeps the
@@ -28,7 +29,8 @@
 
 namespace sluice {
 
-// X(Enumerator, "name", "description"). rewritten + unchanged == packets accepted here.
+// X(Enumerator, "name", "description").
+// rewritten + unchanged + not_parsed == packets accepted here.
 #define SLUICE_REWRITE_COUNTERS(X)                                                             \
   X(kRewritten, "rewritten", "packets with at least one byte changed")                         \
   X(kUnchanged, "unchanged", "packets the plan left byte for byte as they were")               \
@@ -45,7 +47,9 @@ namespace sluice {
   X(kL4CsumRecomputed, "l4_csum_recomputed", "full L4 checksum recomputations")                \
   X(kL4CsumNotPossible, "l4_csum_not_possible",                                                \
     "full L4 recomputations due but not possible (a fragment): incremental update kept")       \
-  X(kIpCsumRecomputed, "ip_csum_recomputed", "full IPv4 header checksum recomputations")
+  X(kIpCsumRecomputed, "ip_csum_recomputed", "full IPv4 header checksum recomputations")       \
+  X(kNotParsed, "not_parsed",                                                                 \
+    "packets sent here that parse never validated (a bug upstream): accepted unmodified")
 
 enum class RewriteCounter : uint8_t { SLUICE_REWRITE_COUNTERS(SLUICE_COUNTER_ENUMERATOR) };
 inline constexpr std::array kRewriteCounterTable = {SLUICE_REWRITE_COUNTERS(SLUICE_COUNTER_INFO)};

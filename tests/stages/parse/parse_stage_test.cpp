@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/graph/stage.h"
 #include "engine/pool/buffer_pool.h"
 #include "engine/proto/tcp.h"
 #include "tests/stages/parse/parse_test_util.h"
@@ -10,6 +11,8 @@
 
 namespace sluice {
 namespace {
+
+static_assert(Stage<ParseStage>, "the graph runs it through StageRef");
 
 using testing::FragmentPacket;
 using testing::PacketBuilder;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/core/byte_order.h"
+#include "engine/graph/stage.h"
 #include "engine/pool/buffer_pool.h"
 #include "engine/stages/rewrite/rewrite_ops.h"
 #include "tests/stages/rewrite/rewrite_test_util.h"
@@ -11,6 +12,8 @@
 
 namespace sluice {
 namespace {
+
+static_assert(Stage<RewriteStage>, "the graph runs it through StageRef");
 
 using testing::PacketBuilder;
 using testing::Parsed;
@@ -95,6 +98,24 @@ TEST(RewriteStage, NoPlanIsDropped) {
   const SlotResult r = RewriteOne(stage, x, nullptr);
   EXPECT_EQ(r.next, Next::kDrop);
   EXPECT_EQ(r.reason, DropReason::kRewriteNoPlan);
+}
+
+TEST(RewriteStage, UnparsedPacketIsLeftAlone) {
+  RewritePlan plan;
+  plan.ttl = {.kind = TtlRewrite::Kind::kDecrement, .value = 1};
+  plan.dst_port = PortRewrite::Set(1);
+  RewriteStage stage;
+  testing::GuardedPacket g;
+  const uint8_t tiny[3] = {0x45, 0, 0};
+  PacketBuffer& buf = g.Load(tiny, sizeof tiny, LinkType::kRaw);  // parse never saw it
+  Batch batch;
+  batch.Push(PacketRef(&buf), Next::kRewrite);
+  batch.set_plan(0, &plan);
+  stage.Process(batch);
+  EXPECT_EQ(batch.next(0), Next::kAccept);
+  EXPECT_FALSE(buf.meta().flags & pkt_flag::kModified);
+  EXPECT_EQ(At(stage, RewriteCounter::kNotParsed), 1u);
+  testing::ReleaseAll(batch);
 }
 
 TEST(RewriteStage, OperationsThatDoNotApplyAreCounted) {
