@@ -46,8 +46,8 @@ ClassifyStage::ClassifyStage(const RuleSetHandle& rules, uint32_t shard, const F
 }
 
 void ClassifyStage::TakeSnapshot() noexcept {
-  generation_ = rules_.generation();
   snapshot_ = rules_.Load();  // the mutex: only when the generation moved
+  generation_ = snapshot_ != nullptr ? snapshot_->generation() : 0;
 }
 
 void ClassifyStage::Process(Batch& b) noexcept { Process(b, clock_.fn != nullptr ? clock_.fn(clock_.ctx) : NowNs()); }
