@@ -112,11 +112,18 @@ Status NfqueueEndpoint::Init() {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<NfqueueEndpoint>> NfqueueEndpoint::Open(const NfqueueOptions& options) {
+namespace {
+Status Validate(const NfqueueOptions& options) {
   if (options.queue_maxlen == 0) return InvalidArgument("nfqueue: queue maxlen must be at least 1");
   if ((options.verdict_mark & ~options.verdict_mask) != 0) {
     return InvalidArgument("nfqueue: verdict mark has bits outside the verdict mask");
   }
+  return Status::Ok();
+}
+}  // namespace
+
+Result<std::unique_ptr<NfqueueEndpoint>> NfqueueEndpoint::Open(const NfqueueOptions& options) {
+  if (Status s = Validate(options); !s.ok()) return s;
   const std::string name = "NFQUEUE queue " + std::to_string(options.queue);
   const int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
   if (fd < 0) return IoError(name + ": cannot open a netfilter netlink socket: " + Errno(errno));
@@ -135,6 +142,10 @@ Result<std::unique_ptr<NfqueueEndpoint>> NfqueueEndpoint::Open(const NfqueueOpti
 }
 
 Result<std::unique_ptr<NfqueueEndpoint>> NfqueueEndpoint::Adopt(int fd, const NfqueueOptions& options) {
+  if (Status s = Validate(options); !s.ok()) {
+    close(fd);
+    return s;
+  }
   std::unique_ptr<NfqueueEndpoint> ep(new NfqueueEndpoint(fd, options));
   if (Status s = ep->Init(); !s.ok()) return s;
   return ep;
@@ -402,15 +413,17 @@ void NfqueueEndpoint::Send(Batch& batch) noexcept {
 
 void NfqueueEndpoint::OnOrphan(PacketBuffer& buf) noexcept {
   const NfqueueToken& t = Token(buf);
-  {
-    std::lock_guard lock(mu_);
-    counters_.Add(C::kOrphans);
-  }
-  VerdictNow(t.packet_id, t.ordinal, OutMark(t.received_mark), false);
+  std::lock_guard lock(mu_);
+  counters_.Add(C::kOrphans);
+  VerdictNowLocked(t.packet_id, t.ordinal, OutMark(t.received_mark), false);
 }
 
 void NfqueueEndpoint::VerdictNow(uint32_t id, uint64_t ordinal, uint32_t mark, bool accept) noexcept {
   std::lock_guard lock(mu_);
+  VerdictNowLocked(id, ordinal, mark, accept);
+}
+
+void NfqueueEndpoint::VerdictNowLocked(uint32_t id, uint64_t ordinal, uint32_t mark, bool accept) noexcept {
   uint32_t n = BeginItemsLocked();
   items_[n++] = VerdictItem{.ordinal = ordinal, .id = id, .mark = mark,
                             .kind = accept ? VerdictKind::kAccept : VerdictKind::kDrop,

@@ -197,6 +197,7 @@ class NfqueueEndpoint final : public InlineEndpoint {
   }
   // Sends one verdict outside any batch (orphans, malformed and oversized messages).
   void VerdictNow(uint32_t id, uint64_t ordinal, uint32_t mark, bool accept) noexcept;
+  void VerdictNowLocked(uint32_t id, uint64_t ordinal, uint32_t mark, bool accept) noexcept;
   // Plans, writes and sends items_[0, n) (deferred ones first); resolves or defers each.
   uint32_t BeginItemsLocked() noexcept;
   void FlushLocked(uint32_t n) noexcept;
