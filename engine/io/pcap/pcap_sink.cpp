@@ -36,13 +36,16 @@ void PcapWriter::Write(const PacketBuffer& p) noexcept {
 }
 
 Status PcapWriter::Close() {
-  if (dumper_ == nullptr) return Status::Ok();
   Status s;
-  if (pcap_dump_flush(dumper_) != 0) s = IoError(path_ + ": write failed (disk full?)");
-  pcap_dump_close(dumper_);
-  dumper_ = nullptr;
-  pcap_close(dead_);
-  dead_ = nullptr;
+  if (dumper_ != nullptr) {
+    if (pcap_dump_flush(dumper_) != 0) s = IoError(path_ + ": write failed (disk full?)");
+    pcap_dump_close(dumper_);
+    dumper_ = nullptr;
+  }
+  if (dead_ != nullptr) {
+    pcap_close(dead_);
+    dead_ = nullptr;
+  }
   return s;
 }
 

@@ -1,0 +1,29 @@
+// ICMP (RFC 792) and ICMPv6 (RFC 4443) header view: 0: type, 1: code, 2: checksum, then four
+// bytes whose meaning depends on the type (echo: 4: identifier, 6: sequence number).
+// The ICMPv4 checksum covers the message only; the ICMPv6 one also an IPv6 pseudo-header.
+// Contract: 8 bytes captured (the parse stage checked them when it set pkt_flag::kL4Valid).
+#pragma once
+
+#include <cstdint>
+
+#include "engine/core/byte_order.h"
+
+namespace sluice::icmp {
+
+inline constexpr uint32_t kHeaderLen = 8;
+inline constexpr uint32_t kOffType = 0;
+inline constexpr uint32_t kOffCode = 1;
+inline constexpr uint32_t kOffChecksum = 2;
+inline constexpr uint32_t kOffEchoId = 4;
+inline constexpr uint32_t kOffEchoSeq = 6;
+
+inline constexpr uint8_t kEchoReply = 0;
+inline constexpr uint8_t kEchoRequest = 8;
+inline constexpr uint8_t kV6EchoRequest = 128;
+inline constexpr uint8_t kV6EchoReply = 129;
+
+inline uint8_t Type(const uint8_t* h) noexcept { return h[kOffType]; }
+inline uint8_t Code(const uint8_t* h) noexcept { return h[kOffCode]; }
+inline uint16_t EchoId(const uint8_t* h) noexcept { return LoadBe16(h + kOffEchoId); }
+
+}  // namespace sluice::icmp

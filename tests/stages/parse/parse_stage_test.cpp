@@ -1,0 +1,360 @@
+#include "engine/stages/parse/parse_stage.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/graph/stage.h"
+#include "engine/pool/buffer_pool.h"
+#include "engine/proto/tcp.h"
+#include "tests/stages/parse/parse_test_util.h"
+#include "tests/testing/alloc_counter.h"
+#include "tests/testing/test_batch.h"
+
+namespace sluice {
+namespace {
+
+static_assert(Stage<ParseStage>, "the graph runs it through StageRef");
+
+using testing::FragmentPacket;
+using testing::PacketBuilder;
+using testing::ParseOnce;
+using testing::ParseOutcome;
+using testing::TestPacket;
+
+// A parsed packet: where the builder put things is where parse found them.
+void ExpectParsedAsBuilt(const TestPacket& p, const ParseOutcome& o) {
+  ASSERT_EQ(o.next, Next::kClassify) << Name(o.reason);
+  EXPECT_EQ(o.reason, DropReason::kNone);
+  EXPECT_EQ(o.meta.l3_off, p.l3_off);
+  EXPECT_EQ(o.meta.l4_off, p.l4_off);
+  EXPECT_EQ(o.meta.len, p.l3_off + p.ip_len);
+}
+
+TEST(ParseStage, Ipv4TcpOffsetsFlagsAndCounters) {
+  const TestPacket p =
+      PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Tcp(40000, 80).Payload(10).Build();
+  ParseCounts c{};
+  const ParseOutcome o = ParseOnce(p, {}, &c);
+  ExpectParsedAsBuilt(p, o);
+  EXPECT_EQ(o.meta.l3, L3Type::kIpv4);
+  EXPECT_EQ(o.meta.l3_off, 0);
+  EXPECT_EQ(o.meta.l4_off, 20);
+  EXPECT_EQ(o.meta.l4_proto, 6);
+  EXPECT_EQ(o.meta.flags, pkt_flag::kL4Valid);
+  EXPECT_NE(o.meta.flow_hash, 0u);
+  EXPECT_EQ(c[ParseCounter::kParsed], 1u);
+  EXPECT_EQ(c[ParseCounter::kIpv4], 1u);
+  EXPECT_EQ(c[ParseCounter::kTcp], 1u);
+  EXPECT_EQ(c[ParseCounter::kMalformed], 0u);
+}
+
+TEST(ParseStage, EveryLinkLayer) {
+  const std::vector<PacketBuilder> links = {
+      PacketBuilder(),
+      PacketBuilder().Ethernet(),
+      PacketBuilder().Ethernet().Vlan(5),
+      PacketBuilder().Ethernet().Vlan(5, 0x88a8).Vlan(6),
+      PacketBuilder().LinuxSll(),
+      PacketBuilder().LinuxSll2(),
+      PacketBuilder().Loopback(2, true),
+      PacketBuilder().Loopback(2, false),
+      PacketBuilder().LinkIpv4(),
+  };
+  for (std::size_t i = 0; i < links.size(); ++i) {
+    SCOPED_TRACE(i);
+    PacketBuilder b = links[i];
+    const TestPacket p = b.Ipv4("198.18.0.1", "198.18.0.2").Udp(53, 5353).Payload(3).Build();
+    const ParseOutcome o = ParseOnce(p);
+    ExpectParsedAsBuilt(p, o);
+    EXPECT_EQ(o.meta.l3, L3Type::kIpv4);
+    EXPECT_EQ(o.meta.flags, pkt_flag::kL4Valid);
+  }
+  const std::vector<PacketBuilder> links6 = {
+      PacketBuilder(),
+      PacketBuilder().Ethernet().Vlan(5),
+      PacketBuilder().LinuxSll2(),
+      PacketBuilder().Loopback(24, false),
+      PacketBuilder().Loopback(28, false),
+      PacketBuilder().Loopback(30, true),
+      PacketBuilder().LinkIpv6(),
+  };
+  for (std::size_t i = 0; i < links6.size(); ++i) {
+    SCOPED_TRACE(i);
+    PacketBuilder b = links6[i];
+    const TestPacket p = b.Ipv6("2001:2::1", "2001:2::2").Icmp(128, 0, 7, 1).Payload(4).Build();
+    const ParseOutcome o = ParseOnce(p);
+    ExpectParsedAsBuilt(p, o);
+    EXPECT_EQ(o.meta.l3, L3Type::kIpv6);
+    EXPECT_EQ(o.meta.l4_proto, 58);
+  }
+}
+
+TEST(ParseStage, TrimsPaddingAndTrailersButNothingElse) {
+  // 14 + 20 + 20 = 54 bytes, padded to Ethernet's 60-byte minimum.
+  const TestPacket padded =
+      PacketBuilder().Ethernet().Ipv4("198.18.0.1", "198.18.0.2").Tcp(1, 2).PadTo(60).Build();
+  ASSERT_EQ(padded.bytes.size(), 60u);
+  ParseCounts c{};
+  ParseOutcome o = ParseOnce(padded, {}, &c);
+  ExpectParsedAsBuilt(padded, o);
+  EXPECT_EQ(o.meta.len, 54u);
+  EXPECT_EQ(c[ParseCounter::kPaddingTrimmed], 1u);
+
+  const TestPacket fcs =
+      PacketBuilder().Ethernet().Ipv6("2001:2::1", "2001:2::2").Udp(1, 2).Trailer(4).Build();
+  o = ParseOnce(fcs);
+  ExpectParsedAsBuilt(fcs, o);
+  EXPECT_EQ(o.meta.len, fcs.bytes.size() - 4);
+
+  const TestPacket exact = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").Tcp(1, 2).Build();
+  o = ParseOnce(exact, {}, &c);
+  EXPECT_EQ(o.meta.len, exact.bytes.size());
+}
+
+TEST(ParseStage, MalformedPacketsAreNotTrimmed) {
+  // Skip means "unmodified": the padding stays when a header fails.
+  TestPacket p =
+      PacketBuilder().Ethernet().Ipv4("198.18.0.1", "198.18.0.2").Tcp(1, 2).PadTo(60).Build();
+  p.bytes[p.l4_off + 12] = 0x40;  // data offset 4
+  const ParseOutcome o = ParseOnce(p);
+  EXPECT_EQ(o.reason, DropReason::kTcpBadDataOffset);
+  EXPECT_EQ(o.meta.len, 60u);
+  EXPECT_EQ(o.bytes, p.bytes);
+}
+
+TEST(ParseStage, Ipv4OptionsAndIpv6ExtensionChain) {
+  const TestPacket v4 = PacketBuilder()
+                            .Ethernet()
+                            .Ipv4("198.18.0.1", "198.18.0.2")
+                            .Ipv4Options({1, 1, 0x94, 4, 0, 0})  // NOP NOP router alert
+                            .Tcp(1, 2)
+                            .Mss(1460)
+                            .Build();
+  ParseOutcome o = ParseOnce(v4);
+  ExpectParsedAsBuilt(v4, o);
+  EXPECT_EQ(o.meta.l4_off, 14 + 28);
+
+  const TestPacket v6 = PacketBuilder()
+                            .Ipv6("2001:2::1", "2001:2::2")
+                            .HopByHop({5, 2, 0, 0})
+                            .DestOpts()
+                            .Routing(4, 0, {"2001:2::2"})
+                            .Ah()
+                            .Tcp(1, 2)
+                            .Build();
+  ParseCounts c{};
+  o = ParseOnce(v6, {}, &c);
+  ExpectParsedAsBuilt(v6, o);
+  EXPECT_EQ(o.meta.l4_proto, 6);
+  EXPECT_EQ(o.meta.flags, pkt_flag::kL4Valid);
+  EXPECT_EQ(c[ParseCounter::kIpv6ExtHeaders], 4u);
+}
+
+TEST(ParseStage, FragmentsFirstAndLaterIpv4AndIpv6) {
+  for (const bool v6 : {false, true}) {
+    SCOPED_TRACE(v6 ? "ipv6" : "ipv4");
+    PacketBuilder b;
+    if (v6) {
+      b.Ipv6("2001:2::1", "2001:2::2");
+    } else {
+      b.Ipv4("198.18.0.1", "198.18.0.2");
+    }
+    const TestPacket whole = b.Udp(1000, 2000).Payload(3000).Build();
+    const auto frags = FragmentPacket(whole, 1232);
+    ASSERT_EQ(frags.size(), 3u);
+    const ParseOutcome plain = ParseOnce(whole);
+    uint32_t hash = 0;
+    for (std::size_t i = 0; i < frags.size(); ++i) {
+      ParseCounts c{};
+      const ParseOutcome o = ParseOnce(frags[i], {}, &c);
+      ExpectParsedAsBuilt(frags[i], o);
+      EXPECT_TRUE(o.meta.flags & pkt_flag::kFragment);
+      EXPECT_EQ(c[ParseCounter::kFragments], 1u);
+      if (i == 0) {
+        EXPECT_FALSE(o.meta.flags & pkt_flag::kFragmentLater);
+        EXPECT_TRUE(o.meta.flags & pkt_flag::kL4Valid);
+        EXPECT_NE(o.meta.l4_off, 0);
+        EXPECT_EQ(c[ParseCounter::kUdp], 1u);
+        hash = o.meta.flow_hash;
+      } else {
+        EXPECT_TRUE(o.meta.flags & pkt_flag::kFragmentLater);
+        EXPECT_FALSE(o.meta.flags & pkt_flag::kL4Valid);
+        EXPECT_EQ(o.meta.l4_off, 0);
+        EXPECT_EQ(c[ParseCounter::kLaterFragments], 1u);
+        EXPECT_EQ(c[ParseCounter::kUdp], 0u);
+        // Every fragment of a datagram hashes alike (addresses and protocol only).
+        EXPECT_EQ(o.meta.flow_hash, hash);
+      }
+      EXPECT_EQ(o.meta.l4_proto, 17);
+    }
+    EXPECT_NE(plain.meta.flow_hash, hash);  // the unfragmented packet hashes its ports too
+  }
+}
+
+TEST(ParseStage, AtomicIpv6FragmentIsWhole) {
+  const TestPacket p =
+      PacketBuilder().Ipv6("2001:2::1", "2001:2::2").Fragment(0, false).Tcp(1, 2).Build();
+  const ParseOutcome o = ParseOnce(p);
+  ExpectParsedAsBuilt(p, o);
+  EXPECT_EQ(o.meta.flags, pkt_flag::kL4Valid);
+}
+
+TEST(ParseStage, UpperLayersItDoesNotValidate) {
+  ParseCounts c{};
+  // GRE: l4_off points at it, kL4Valid stays clear.
+  TestPacket p = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").L4Proto(47).Payload(24).Build();
+  ParseOutcome o = ParseOnce(p, {}, &c);
+  ExpectParsedAsBuilt(p, o);
+  EXPECT_EQ(o.meta.l4_proto, 47);
+  EXPECT_EQ(o.meta.flags, 0);
+  EXPECT_EQ(c[ParseCounter::kOtherL4], 1u);
+  // With no payload byte there is no header to point at.
+  p = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").L4Proto(47).Build();
+  o = ParseOnce(p);
+  EXPECT_EQ(o.next, Next::kClassify);
+  EXPECT_EQ(o.meta.l4_off, 0);
+  // No next header.
+  p = PacketBuilder().Ipv6("2001:2::1", "2001:2::2").Build();
+  o = ParseOnce(p);
+  ExpectParsedAsBuilt(p, o);
+  EXPECT_EQ(o.meta.l4_proto, 59);
+  EXPECT_EQ(o.meta.l4_off, 0);
+  // ICMPv4's number inside IPv6 is just another protocol.
+  p = PacketBuilder().Ipv6("2001:2::1", "2001:2::2").L4Proto(1).Payload(2).Build();
+  o = ParseOnce(p);
+  EXPECT_EQ(o.next, Next::kClassify);
+  EXPECT_EQ(o.meta.flags & pkt_flag::kL4Valid, 0);
+}
+
+TEST(ParseStage, UdpLengthShorterThanThePayloadIsAccepted) {
+  TestPacket p = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").Udp(1, 2).Payload(20).Build();
+  p.bytes[20 + 5] = 8 + 10;  // UDP length 18 of 28 payload bytes
+  const ParseOutcome o = ParseOnce(p);
+  EXPECT_EQ(o.next, Next::kClassify);
+  EXPECT_TRUE(o.meta.flags & pkt_flag::kL4Valid);
+}
+
+TEST(ParseStage, FlowHashIsSymmetricAndSeeded) {
+  for (const bool v6 : {false, true}) {
+    const auto build = [&](bool reverse) {
+      PacketBuilder b;
+      const char* a = v6 ? "2001:2::1" : "198.18.0.1";
+      const char* z = v6 ? "2001:2:ffff::2" : "198.19.7.2";
+      if (v6) {
+        b.Ipv6(reverse ? z : a, reverse ? a : z);
+      } else {
+        b.Ipv4(reverse ? z : a, reverse ? a : z);
+      }
+      return b.Tcp(reverse ? 443 : 51000, reverse ? 51000 : 443).Build();
+    };
+    const ParseOutcome fwd = ParseOnce(build(false), testing::WithSeed(99));
+    const ParseOutcome rev = ParseOnce(build(true), testing::WithSeed(99));
+    EXPECT_EQ(fwd.meta.flow_hash, rev.meta.flow_hash);
+    const ParseOutcome other = ParseOnce(build(false), testing::WithSeed(100));
+    EXPECT_NE(fwd.meta.flow_hash, other.meta.flow_hash);
+  }
+}
+
+TEST(ParseStage, ClearsStaleParseOutputsAndKeepsSourceFlags) {
+  const TestPacket arp = [] {
+    TestPacket p = PacketBuilder().Ethernet().Ipv4("198.18.0.1", "198.18.0.2").Build();
+    p.bytes[12] = 0x08;
+    p.bytes[13] = 0x06;
+    return p;
+  }();
+  testing::GuardedPacket g;
+  PacketBuffer& buf = g.Load(arp.bytes, arp.link);
+  buf.meta().flags = pkt_flag::kL4Valid | pkt_flag::kFragment | pkt_flag::kL4CsumNotReady;
+  buf.meta().l3 = L3Type::kIpv6;
+  buf.meta().l4_off = 77;
+  ParseCounts c{};
+  EXPECT_EQ(ParsePacket(buf, {}, c), DropReason::kNotIp);
+  EXPECT_EQ(buf.meta().flags, pkt_flag::kL4CsumNotReady);
+  EXPECT_EQ(buf.meta().l3, L3Type::kNone);
+  EXPECT_EQ(buf.meta().l4_off, 0);
+  EXPECT_EQ(c[ParseCounter::kNotIp], 1u);
+}
+
+TEST(ParseStage, NotIpAndUnsupportedLinkAreSkippedUnderEitherPolicy) {
+  TestPacket arp = PacketBuilder().Ethernet().Ipv4("198.18.0.1", "198.18.0.2").Build();
+  arp.bytes[12] = 0x08;
+  arp.bytes[13] = 0x06;
+  TestPacket other = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").Build();
+  other.link = LinkType::kUnsupported;
+  for (const auto policy : {MalformedPolicy::kPass, MalformedPolicy::kDrop}) {
+    ParseCounts c{};
+    ParseOutcome o = ParseOnce(arp, testing::WithPolicy(policy), &c);
+    EXPECT_EQ(o.next, Next::kSkip);
+    EXPECT_EQ(o.reason, DropReason::kNotIp);
+    EXPECT_EQ(c[ParseCounter::kNotIp], 1u);
+    EXPECT_EQ(c[ParseCounter::kMalformed], 0u);
+    o = ParseOnce(other, testing::WithPolicy(policy));
+    EXPECT_EQ(o.next, Next::kSkip);
+    EXPECT_EQ(o.reason, DropReason::kUnsupportedLinkType);
+  }
+}
+
+TEST(ParseStage, OnlyTouchesSlotsBoundForParse) {
+  auto pool = std::move(BufferPool::Create({.small_buffers = 8, .large_buffers = 0})).value();
+  const TestPacket p = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").Tcp(1, 2).Build();
+  Batch batch;
+  testing::PushPackets(*pool, batch, {p});
+  testing::PushPackets(*pool, batch, {p}, Next::kAccept);
+  testing::PushPackets(*pool, batch, {p});
+  ParseStage stage({});
+  stage.Process(batch);
+  EXPECT_EQ(batch.next(0), Next::kClassify);
+  EXPECT_EQ(batch.next(1), Next::kAccept);
+  EXPECT_EQ(batch.packet(1).meta().l3, L3Type::kNone);
+  EXPECT_EQ(batch.next(2), Next::kClassify);
+  EXPECT_EQ(stage.counters().Load(ParseCounter::kParsed), 2u);
+  batch.RecordVerdicts();  // slots 0 and 2 were never finished: no_verdict drops
+  batch.Clear();
+}
+
+TEST(ParseStage, AllocatesNothing) {
+  auto pool = std::move(BufferPool::Create({.small_buffers = 256, .large_buffers = 0})).value();
+  std::vector<TestPacket> mix = {
+      PacketBuilder().Ethernet().Ipv4("198.18.0.1", "198.18.0.2").Tcp(1, 2).PadTo(60).Build(),
+      PacketBuilder()
+          .Ipv6("2001:2::1", "2001:2::2")
+          .HopByHop()
+          .Fragment(0, true)
+          .Udp(1, 2)
+          .Payload(8)
+          .Build(),
+      PacketBuilder().LinuxSll().Ipv4("198.18.0.1", "198.18.0.2").Icmp(8, 0).Build(),
+  };
+  mix.push_back(mix[0]);
+  mix.back().bytes[14] = 0x46;  // malformed: IHL 6 with no options
+  Batch batch;
+  batch.set_limit(kMaxBatch);
+  for (int i = 0; i < 16; ++i) testing::PushPackets(*pool, batch, mix);
+  ParseStage stage({});
+  testing::AllocationScope scope;
+  stage.Process(batch);
+  EXPECT_EQ(scope.count(), 0u);
+  EXPECT_EQ(stage.counters().Load(ParseCounter::kParsed), 48u);
+  EXPECT_EQ(stage.counters().Load(ParseCounter::kMalformed), 16u);
+  for (uint32_t i = 0; i < batch.size(); ++i) {
+    if (batch.next(i) == Next::kClassify) batch.set_next(i, Next::kAccept);
+  }
+  batch.RecordVerdicts();
+  batch.Clear();
+}
+
+TEST(ParseStage, ConfigIsValidated) {
+  EXPECT_TRUE(Validate(ParseConfig{}).ok());
+  ParseConfig c;
+  c.ipv6.max_bytes = kMaxIpv6ExtBytesCap + 1;
+  EXPECT_FALSE(Validate(c).ok());
+}
+
+TEST(ParseStage, CounterTableIsDocumented) {
+  for (const CounterInfo& info : kParseCounterTable) {
+    EXPECT_FALSE(info.name.empty());
+    EXPECT_FALSE(info.description.empty());
+  }
+}
+
+}  // namespace
+}  // namespace sluice

@@ -1,0 +1,34 @@
+// Reading and writing pcap files in tests, with libpcap directly (the product's reader is
+// engine/io/pcap; tests stay independent of it).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/packet/packet_buffer.h"
+
+namespace sluice::testing {
+
+struct PcapRecord {
+  std::vector<uint8_t> bytes;  // captured bytes
+  uint32_t wire_len = 0;
+};
+
+struct PcapContents {
+  int dlt = -1;  // pcap_datalink() of the file
+  LinkType link = LinkType::kUnsupported;
+  std::vector<PcapRecord> records;
+  std::string error;  // non-empty when the file could not be opened or read whole
+};
+
+// DLT_* (as pcap_datalink returns it) to the parser's link type.
+LinkType LinkTypeFromDlt(int dlt);
+
+// Every record of a pcap or pcapng file.
+PcapContents ReadPcap(const std::string& path);
+
+// Writes packets as a pcap file of the given DLT; false on any error.
+bool WritePcap(const std::string& path, int dlt, const std::vector<std::vector<uint8_t>>& packets);
+
+}  // namespace sluice::testing
