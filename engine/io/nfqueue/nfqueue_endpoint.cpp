@@ -229,6 +229,7 @@ uint64_t NfqueueEndpoint::TakeOrdinal(uint32_t id) noexcept {
   }
   last_id_ = id;
   have_last_id_ = true;
+  last_id_seen_.store(id, std::memory_order_relaxed);
   counters_.Add(C::kIdsReceived);
   return next_ordinal_++;
 }
@@ -302,17 +303,18 @@ uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max, 
   const uint64_t now = NowNs();
 
   uint32_t spare = 0, pushed = 0;
-  uint64_t large = 0, truncated = 0, malformed = 0, other = 0;
+  uint64_t large = 0, truncated = 0, no_large = 0, malformed = 0, other = 0;
   for (int k = 0; k < got; ++k) {
     PacketBuffer* buf = slot_bufs_[k];
     const uint32_t len = recv_msgs_[k].msg_len;
     if (len > kSmallRoom || (recv_msgs_[k].msg_hdr.msg_flags & MSG_TRUNC)) {
-      PacketBuffer* big = (recv_msgs_[k].msg_hdr.msg_flags & MSG_TRUNC) ? nullptr : cache.Get(SizeClass::kLarge);
+      const bool cut = recv_msgs_[k].msg_hdr.msg_flags & MSG_TRUNC;
+      PacketBuffer* big = cut ? nullptr : cache.Get(SizeClass::kLarge);
       if (big == nullptr) {
-        // Cut short, or no large buffer free: what arrived still shows the id.
+        // What arrived still shows the id: drop it by id, never leave it queued.
         uint32_t id = 0;
         if (PeekNfqPacketId(buf->room(), kSmallRoom, &id)) VerdictNow(id, TakeOrdinal(id), OutMark(0), false);
-        ++truncated;
+        ++(cut ? truncated : no_large);
         spare_bufs_[spare++] = buf;
         continue;
       }
@@ -347,6 +349,7 @@ uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max, 
   counters_.Add(C::kReceived, pushed);
   if (large) counters_.Add(C::kLargeCopies, large);
   if (truncated) counters_.Add(C::kTruncated, truncated);
+  if (no_large) counters_.Add(C::kNoLargeBuffer, no_large);
   if (malformed) counters_.Add(C::kMalformed, malformed);
   if (other) counters_.Add(C::kOtherMessages, other);
   return pushed;

@@ -14,7 +14,8 @@
 // (GSO super-packets, jumbo or loopback MTUs) continues into a per-slot spill area (a second
 // iovec) and is copied into a large buffer: one copy, for those packets only, and nothing is
 // ever cut or lost silently. A message that outgrows even that, or finds no large buffer
-// free, is dropped by its id and counted.
+// free (the pool's large class bounds the GSO packets in flight), is dropped by its id and
+// counted (truncated, no_large_buffer).
 //
 // Per packet: link_type kRaw (kUnsupported when the kernel says it is neither IPv4 nor IPv6),
 // io_token = the kernel's packet id, rx_ns (one NowNs() per syscall), in_if/out_if (ifindex),
@@ -48,6 +49,7 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -93,8 +95,8 @@ static_assert(sizeof(NfqueueToken) <= sizeof(IoContext::token));
 // X(Enumerator, "name", "description"): the endpoint's counters, exported as
 // sluice_nfqueue_<name>{queue="N"}. Reconciliation with the kernel
 // (/proc/net/netfilter/nfnetlink_queue, see queue_stats.h), when the endpoint is at rest:
-//   ids_received + lost_ids (+ ids lost after the last one received) == id_sequence
-//   lost_ids == queue_user_dropped (without fail-open)
+//   ids_received + lost_ids + (id_sequence - last_id()) == id_sequence
+//   lost_ids + (id_sequence - last_id()) == queue_user_dropped   (without fail-open)
 //   ids_received == batch_accepted + single_accepted + payload_accepted + dropped
 #define SLUICE_NFQUEUE_COUNTERS(X)                                                                    \
   X(kIdsReceived, "ids_received", "packet ids received: handed to the graph, or dropped at once as truncated or malformed") \
@@ -105,7 +107,8 @@ static_assert(sizeof(NfqueueToken) <= sizeof(IoContext::token));
   X(kLostIds, "lost_ids", "packet ids never delivered (gaps): the kernel's queue_user_dropped, or with fail-open the packets that bypassed") \
   X(kRecvErrors, "recv_errors", "recvmmsg errors other than EAGAIN, EINTR and ENOBUFS")                 \
   X(kLargeCopies, "large_copies", "messages longer than a small buffer, copied from the spill area into a large buffer") \
-  X(kTruncated, "truncated", "messages longer than the receive area, or with no large buffer free: dropped by id") \
+  X(kTruncated, "truncated", "messages longer than the largest buffer: dropped by id")             \
+  X(kNoLargeBuffer, "no_large_buffer", "long messages (GSO) that found no large buffer free: dropped by id; size the pool's large class") \
   X(kMalformed, "malformed", "packet messages that do not parse: dropped by id when it can be read")     \
   X(kOtherMessages, "other_messages", "messages that are neither packets nor error reports: ignored")   \
   X(kPoolEmpty, "pool_empty", "Receive calls that got no buffer from the pool (back-pressure: the kernel queue absorbs)") \
@@ -176,6 +179,10 @@ class NfqueueEndpoint final : public InlineEndpoint {
   uint32_t sndbuf_bytes() const noexcept { return sndbuf_; }
   // Verdicts waiting for a retry (see Send above).
   uint32_t deferred() const noexcept;
+  // The last packet id received (0 before any). The kernel's id_sequence minus this is what
+  // it lost after that id, which no gap can show yet: the loss sluice can account for is
+  //   lost_ids + (id_sequence - last_id)  ==  queue_user_dropped   (without fail-open).
+  uint32_t last_id() const noexcept { return last_id_seen_.load(std::memory_order_relaxed); }
 
   static const NfqueueToken& Token(const PacketBuffer& buf) noexcept {
     return *reinterpret_cast<const NfqueueToken*>(buf.io().token);
@@ -222,6 +229,7 @@ class NfqueueEndpoint final : public InlineEndpoint {
   uint64_t next_ordinal_ = 0;
   uint32_t last_id_ = 0;
   bool have_last_id_ = false;
+  std::atomic<uint32_t> last_id_seen_{0};  // last_id_, for readers on other threads
   int64_t rcvtimeo_us_ = -1;     // SO_RCVTIMEO in effect
 
   // Send side (under mu_).

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "engine/stats/report.h"
+
 namespace sluice {
 
 Result<std::vector<KernelQueueStats>> ParseKernelQueueStats(std::string_view text) {
@@ -80,6 +82,20 @@ std::optional<KernelQueueStats> FindQueue(std::span<const KernelQueueStats> all,
     if (s.queue == queue) return s;
   }
   return std::nullopt;
+}
+
+void AppendKernelQueueStats(std::span<const KernelQueueStats> all, StatsReport& report) {
+  for (const KernelQueueStats& k : all) {
+    const std::vector<std::pair<std::string, std::string>> labels = {{"queue", std::to_string(k.queue)}};
+    report.counters.push_back({"nfqueue_kernel_queue_total", "packets queued and not yet verdicted (kernel)",
+                               k.queue_total, labels});
+    report.counters.push_back({"nfqueue_kernel_queue_dropped",
+                               "packets dropped because the queue was at its maxlen (kernel)", k.queue_dropped, labels});
+    report.counters.push_back({"nfqueue_kernel_queue_user_dropped",
+                               "packets dropped because the netlink socket buffer was full (kernel)",
+                               k.queue_user_dropped, labels});
+    report.counters.push_back({"nfqueue_kernel_id_sequence", "last packet id the kernel handed out", k.id_sequence, labels});
+  }
 }
 
 }  // namespace sluice

@@ -23,6 +23,8 @@
 
 namespace sluice {
 
+struct StatsReport;
+
 inline constexpr const char* kNfqueueProcPath = "/proc/net/netfilter/nfnetlink_queue";
 
 struct KernelQueueStats {
@@ -47,5 +49,9 @@ Result<std::vector<KernelQueueStats>> ReadKernelQueueStats(const std::string& pa
 
 // The entry for `queue`, if it is bound.
 std::optional<KernelQueueStats> FindQueue(std::span<const KernelQueueStats> all, uint32_t queue);
+
+// Appends the kernel's figures to a stats report as sluice_nfqueue_kernel_<column>{queue="N"}
+// (queue_total, queue_dropped, queue_user_dropped, id_sequence).
+void AppendKernelQueueStats(std::span<const KernelQueueStats> all, StatsReport& report);
 
 }  // namespace sluice

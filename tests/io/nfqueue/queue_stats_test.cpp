@@ -2,6 +2,8 @@
 // ("%5u %6u %5u %1u %5u %5u %5u %8u %2d\n").
 #include "engine/io/nfqueue/queue_stats.h"
 
+#include "engine/stats/report.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -74,6 +76,24 @@ TEST(KernelQueueStats, ReadsAFileAndTreatsAMissingOneAsNoQueues) {
   auto missing = ReadKernelQueueStats(path);
   ASSERT_TRUE(missing.ok());
   EXPECT_TRUE(missing->empty());
+}
+
+TEST(KernelQueueStats, ExportsEachQueuesFiguresLabelledByQueue) {
+  auto parsed = ParseKernelQueueStats("    3  100     4 2 65531     5     6       70  1\n");
+  ASSERT_TRUE(parsed.ok());
+  StatsReport report;
+  AppendKernelQueueStats(*parsed, report);
+  ASSERT_EQ(report.counters.size(), 4u);
+  const std::pair<const char*, uint64_t> want[] = {{"nfqueue_kernel_queue_total", 4},
+                                                    {"nfqueue_kernel_queue_dropped", 5},
+                                                    {"nfqueue_kernel_queue_user_dropped", 6},
+                                                    {"nfqueue_kernel_id_sequence", 70}};
+  for (std::size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(report.counters[i].name, want[i].first);
+    EXPECT_EQ(report.counters[i].value, want[i].second);
+    EXPECT_FALSE(report.counters[i].help.empty());
+    EXPECT_EQ(report.counters[i].labels, (std::vector<std::pair<std::string, std::string>>{{"queue", "3"}}));
+  }
 }
 
 }  // namespace
