@@ -299,8 +299,7 @@ Status OfflinePipeline::Validate(const PipelineOptions& o, const BufferPool& poo
     return InvalidArgument("batch size must be 1.." + std::to_string(kMaxBatch) + ", got " +
                            std::to_string(o.batch_size));
   }
-  // Every burst in flight may hold a full burst of buffers, and two caches may hold theirs.
-  const uint64_t need = uint64_t{BurstsInFlight(o)} * BurstSize(o) + 2 * PoolCache::kDefaultSize;
+  const uint64_t need = SmallBuffersNeeded(o);
   if (pool.Capacity(SizeClass::kSmall) < need) {
     return InvalidArgument("pool too small: " + std::to_string(pool.Capacity(SizeClass::kSmall)) +
                            " small buffers for " + std::to_string(BurstsInFlight(o)) + " bursts of " +
@@ -318,6 +317,10 @@ Status OfflinePipeline::Validate(const PipelineOptions& o, const BufferPool& poo
 //   every shard node receives its batches in order; classify and rewrite run back to back in
 //   the shard node, so per-flow order holds through both stages without a sequencer;
 // - collect receives shard batches in any order and reassembles bursts by number itself.
+uint64_t OfflinePipeline::SmallBuffersNeeded(const PipelineOptions& o) {
+  return uint64_t{BurstsInFlight(o)} * BurstSize(o) + 2 * PoolCache::kDefaultSize;
+}
+
 Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
   tbb::task_arena arena(static_cast<int>(options_.threads));
   arena.execute([&] {

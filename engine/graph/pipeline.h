@@ -62,6 +62,8 @@ class OfflinePipeline {
 
   // Checks the options against the pool before any packet moves.
   static Status Validate(const PipelineOptions& options, const BufferPool& pool);
+  // Small buffers the options need: a full burst per burst in flight, plus two caches.
+  static uint64_t SmallBuffersNeeded(const PipelineOptions& options);
 
   // Runs until the source is exhausted or Stop(); returns the source's, then the sink's error.
   Status Run(PacketSource& source, PacketSink& sink);

@@ -69,7 +69,15 @@ namespace sluice {
   X(kIcmpTruncated, "icmp_truncated", "fewer than 8 bytes of ICMP or ICMPv6 header")              \
   /* rewrite */                                                                                   \
   X(kTtlExpired, "ttl_expired", "TTL or hop limit would reach 0 on a decrement")                  \
-  X(kRewriteNoPlan, "rewrite_no_plan", "sent to rewrite without a plan (a bug upstream)")
+  X(kRewriteNoPlan, "rewrite_no_plan", "sent to rewrite without a plan (a bug upstream)")        \
+  /* rules */                                                                                     \
+  X(kRuleDrop, "rule_drop", "a rule with action drop matched")                                    \
+  X(kNoRuleMatch, "no_rule_match", "no rule matched and classify.default_action is drop")         \
+  X(kNatExhausted, "nat_exhausted",                                                               \
+    "translate-source-port: no free port in this shard's share of the rule's range")              \
+  X(kNatTableFull, "nat_table_full", "translate-source-port: flow table full, nat.on_full = drop-new") \
+  X(kNatUntranslatable, "nat_untranslatable",                                                     \
+    "translate-source-port matched a packet without TCP/UDP ports that is no ICMP echo request")
 
 enum class DropReason : uint16_t {
 #define SLUICE_X(e, name, desc) e,

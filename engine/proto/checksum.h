@@ -7,8 +7,10 @@
 // path. A header field that is a number (a port, a length, the protocol) enters a sum through
 // MemBe16(), the memory-order image of its big-endian encoding.
 //
-// Costs (bench/proto/checksum_bench.cpp, BM_ChecksumFull vs BM_ChecksumPlain16): the full sum
-// adds 8 bytes per step in four independent 64-bit lanes with end-around carry.
+// Costs (bench/proto/checksum_bench.cpp, BM_Checksum/wide vs BM_Checksum/plain16, one loaded
+// 2-core run): the full sum adds 8 bytes per step in four independent 64-bit lanes with
+// end-around carry: 1500 B in ~48 ns against ~420 ns, 64 KiB in ~2.2 us against ~15 us; an
+// incremental update of a 16-, 32- or 128-bit field is ~4 ns.
 #pragma once
 
 #include <bit>

@@ -18,7 +18,8 @@ struct ToolRun {
 // Runs a shell command line; captures stdout and stderr.
 ToolRun RunTool(const std::string& command);
 
-// A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
+// A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction
+// (kept, and its path printed, when SLUICE_KEEP_TEMP is set).
 class TempDir {
  public:
   TempDir();

@@ -2,9 +2,16 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <random>
 
 namespace sluice::testing {
+
+uint64_t SeedFromEnv() {
+  const char* v = std::getenv("SLUICE_TEST_SEED");
+  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : std::random_device{}();
+}
 
 std::string RandomTraffic::Ipv4Text() {
   return "198." + std::to_string(18 + U(2)) + "." + std::to_string(U(256)) + "." +

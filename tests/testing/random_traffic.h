@@ -10,6 +10,9 @@
 
 namespace sluice::testing {
 
+// SLUICE_TEST_SEED when set (to replay a run), else a fresh random seed. Print it.
+uint64_t SeedFromEnv();
+
 // splitmix64: fast, and plenty for test data.
 class Rng {
  public:

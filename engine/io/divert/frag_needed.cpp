@@ -4,23 +4,15 @@
 #include <cstring>
 
 #include "engine/core/byte_order.h"
+#include "engine/proto/checksum.h"
 
 namespace sluice {
 
 namespace divert_detail {
 
-uint16_t Checksum(const uint8_t* p, std::size_t n) noexcept {
-  uint64_t sum = 0;
-  std::size_t i = 0;
-  for (; i + 1 < n; i += 2) sum += LoadBe16(p + i);
-  if (i < n) sum += static_cast<uint32_t>(p[i]) << 8;  // odd byte: high half of a padded word
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
-}
-
 void SetIpv4HeaderChecksum(uint8_t* ip, std::size_t hlen) noexcept {
-  StoreBe16(ip + 10, 0);
-  StoreBe16(ip + 10, Checksum(ip, hlen));
+  StoreHost16(ip + 10, 0);
+  StoreHost16(ip + 10, InternetChecksum(ip, hlen));
 }
 
 }  // namespace divert_detail
@@ -94,7 +86,7 @@ FragNeededResult BuildFragNeeded(PacketBuffer& pkt, uint16_t mtu, uint32_t sourc
   StoreBe16(icmp + 2, 0);
   StoreBe16(icmp + 4, 0);    // unused
   StoreBe16(icmp + 6, mtu);  // next-hop MTU (RFC 1191)
-  StoreBe16(icmp + 2, divert_detail::Checksum(icmp, kIcmpHeader + quote));
+  StoreHost16(icmp + 2, InternetChecksum(icmp, kIcmpHeader + quote));
 
   const uint32_t out_len = kIpHeader + kIcmpHeader + quote;
   out[0] = 0x45;

@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "engine/packet/packet_buffer.h"
+#include "engine/proto/checksum.h"
 
 namespace sluice {
 
@@ -42,12 +43,9 @@ FragNeededResult BuildFragNeeded(PacketBuffer& pkt, uint16_t mtu, uint32_t sourc
                                  uint16_t ip_id) noexcept;
 
 namespace divert_detail {
-// RFC 1071 checksum of n bytes, as the 16-bit value to store big-endian (StoreBe16).
-// Local to the divert backend until engine/proto's checksum is on main.
-uint16_t Checksum(const uint8_t* p, std::size_t n) noexcept;
 // True when an IPv4 header of hlen bytes sums to zero (its checksum field is right).
 inline bool Ipv4HeaderChecksumOk(const uint8_t* ip, std::size_t hlen) noexcept {
-  return Checksum(ip, hlen) == 0;
+  return InternetChecksum(ip, hlen) == 0;
 }
 // Rewrites the checksum field (bytes 10..11) of an IPv4 header of hlen bytes.
 void SetIpv4HeaderChecksum(uint8_t* ip, std::size_t hlen) noexcept;

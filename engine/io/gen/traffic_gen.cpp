@@ -7,24 +7,12 @@
 #include <memory>
 
 #include "engine/core/byte_order.h"
+#include "engine/proto/checksum.h"
 
 namespace sluice {
 namespace {
 
 constexpr uint32_t kEthHeader = 14;
-
-// One's-complement sum of 16-bit big-endian words (the generator's own, kept simple: it is
-// not on any data path).
-uint32_t SumWords(const uint8_t* p, std::size_t n, uint32_t sum) {
-  for (; n >= 2; p += 2, n -= 2) sum += LoadBe16(p);
-  if (n) sum += static_cast<uint32_t>(p[0]) << 8;
-  return sum;
-}
-
-uint16_t Fold(uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
-}
 
 // 60 / 590 / 1514 in the ratio 7:4:1, spread out over a cycle of 12.
 constexpr uint32_t kImixCycle[12] = {60, 590, 60, 60, 1514, 60, 590, 60, 60, 590, 60, 590};
@@ -115,7 +103,7 @@ void TrafficGenerator::Next(std::vector<uint8_t>& frame) {
   uint8_t* ip = p + kEthHeader;
   uint8_t* l4 = ip + l3_len;
   const auto l4_total = static_cast<uint16_t>(l4_len + payload);
-  uint32_t pseudo = 0;
+  uint64_t pseudo = 0;
   if (f.ipv6) {
     StoreBe32(ip, 0x60000000u);
     StoreBe16(ip + 4, l4_total);
@@ -123,7 +111,7 @@ void TrafficGenerator::Next(std::vector<uint8_t>& frame) {
     ip[7] = 64;
     std::memcpy(ip + 8, src, 16);
     std::memcpy(ip + 24, dst, 16);
-    pseudo = SumWords(ip + 8, 32, 0) + f.proto + l4_total;
+    pseudo = Ipv6PseudoHeaderSum(ip + 8, ip + 24, f.proto, l4_total);
   } else {
     ip[0] = 0x45;
     StoreBe16(ip + 2, static_cast<uint16_t>(20 + l4_total));
@@ -133,8 +121,8 @@ void TrafficGenerator::Next(std::vector<uint8_t>& frame) {
     ip[9] = f.proto;
     std::memcpy(ip + 12, src, 4);
     std::memcpy(ip + 16, dst, 4);
-    StoreBe16(ip + 10, Fold(SumWords(ip, 20, 0)));
-    pseudo = SumWords(ip + 12, 8, 0) + f.proto + l4_total;
+    StoreHost16(ip + 10, InternetChecksum(ip, 20));
+    pseudo = Ipv4PseudoHeaderSum(ip + 12, ip + 16, f.proto, l4_total);
   }
 
   StoreBe16(l4, sport);
@@ -157,9 +145,8 @@ void TrafficGenerator::Next(std::vector<uint8_t>& frame) {
   }
   for (uint32_t i = 0; i < payload; ++i) l4[l4_len + i] = static_cast<uint8_t>(rng_());
   const int csum_at = f.proto == 17 ? 6 : 16;
-  uint16_t csum = Fold(SumWords(l4, l4_total, pseudo));
-  if (csum == 0 && f.proto == 17) csum = 0xffff;  // 0 means "no checksum" for UDP
-  StoreBe16(l4 + csum_at, csum);
+  const CsumZero zero = f.proto != 17 ? CsumZero::kPlain : (f.ipv6 ? CsumZero::kUdpIpv6 : CsumZero::kUdpIpv4);
+  StoreHost16(l4 + csum_at, FinishL4Checksum(ChecksumFold(ChecksumAccumulate(l4, l4_total, pseudo)), zero));
 }
 
 std::vector<std::vector<uint8_t>> TrafficGenerator::Generate(uint64_t count) {

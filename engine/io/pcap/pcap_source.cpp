@@ -3,6 +3,7 @@
 #include <pcap/pcap.h>
 
 #include <cstring>
+#include <filesystem>
 
 namespace sluice {
 
@@ -37,6 +38,9 @@ Result<std::unique_ptr<PcapSource>> PcapSource::Open(const std::string& path, ui
   std::unique_ptr<PcapSource> src(new PcapSource(path, loops < 1 ? 1 : loops));
   Status s = src->Reopen();
   if (!s.ok()) return s;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  src->total_bytes_ = ec ? 0 : size * (loops < 1 ? 1 : loops);
   return src;
 }
 
@@ -81,6 +85,8 @@ bool PcapSource::ReadBurst(PoolCache& cache, Batch& batch, uint32_t max) {
         break;
       }
       ++records_;
+      consumed_.store(consumed_.load(std::memory_order_relaxed) + pending_hdr_->caplen + 16,
+                      std::memory_order_relaxed);
     }
     const pcap_pkthdr& hdr = *pending_hdr_;
     SizeClass size_class;

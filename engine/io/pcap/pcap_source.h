@@ -9,6 +9,7 @@
 // mid-record ends the run with status() saying so, after every packet read before it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -42,6 +43,11 @@ class PcapSource final : public PacketSource {
   int datalink() const noexcept { return dlt_; }
   bool nanosecond() const noexcept { return nanosecond_; }
   uint64_t records() const noexcept { return records_; }
+  // How far through all loops the reading is, 0..1, from file bytes consumed; any thread.
+  double Progress() const noexcept {
+    const uint64_t total = total_bytes_;
+    return total == 0 ? 0.0 : static_cast<double>(consumed_.load(std::memory_order_relaxed)) / static_cast<double>(total);
+  }
 
  private:
   PcapSource(std::string path, uint32_t loops) : path_(std::move(path)), loops_left_(loops) {}
@@ -54,6 +60,8 @@ class PcapSource final : public PacketSource {
   LinkType link_type_ = LinkType::kUnsupported;
   bool nanosecond_ = false;
   uint64_t records_ = 0;
+  uint64_t total_bytes_ = 0;              // file size × loops
+  std::atomic<uint64_t> consumed_{0};     // record bytes (header included) read so far
   pcap_pkthdr* pending_hdr_ = nullptr;  // a record read but not yet placed in a buffer
   const unsigned char* pending_data_ = nullptr;
   Status status_;

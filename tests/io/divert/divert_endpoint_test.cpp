@@ -378,7 +378,7 @@ TEST(DivertEndpoint, EmsgsizeIsAnsweredWithFragmentationNeededTowardTheSource) {
   EXPECT_EQ(icmp[20], 3);
   EXPECT_EQ(icmp[21], 4);
   EXPECT_EQ(LoadBe16(&icmp[26]), 1400);
-  EXPECT_EQ(divert_detail::Checksum(&icmp[20], icmp.size() - 20), 0);
+  EXPECT_EQ(InternetChecksum(&icmp[20], icmp.size() - 20), 0);
   EXPECT_TRUE(divert_detail::Ipv4HeaderChecksumOk(&icmp[28], 20)) << "quoted header repaired";
   EXPECT_EQ(std::memcmp(&icmp[28 + 12], &big[12], 8), 0) << "quoted addresses";
   EXPECT_EQ(std::memcmp(&icmp[48], &big[20], 8), 0) << "first 8 payload bytes";

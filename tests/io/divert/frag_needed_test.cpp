@@ -61,7 +61,7 @@ TEST_F(FragNeededTest, BuildsTheMessageWithValidChecksumsAndTheQuote) {
   EXPECT_EQ(icmp[1], 4);
   EXPECT_EQ(LoadBe16(icmp + 4), 0);
   EXPECT_EQ(LoadBe16(icmp + 6), 1400);
-  EXPECT_EQ(divert_detail::Checksum(icmp, p.len() - 20), 0) << "ICMP checksum";
+  EXPECT_EQ(InternetChecksum(icmp, p.len() - 20), 0) << "ICMP checksum";
   // The quote: the refused header and the first 8 bytes of its payload, byte for byte.
   EXPECT_EQ(std::memcmp(icmp + 8, original.data(), 28), 0);
 }
@@ -86,7 +86,7 @@ TEST_F(FragNeededTest, QuotesOptionsAndFewerThanEightBytesWhenThatIsAll) {
   ASSERT_EQ(BuildFragNeeded(p, 20, kRouter, 1), FragNeededResult::kBuilt);
   EXPECT_EQ(p.len(), 28u + 24u + 3u);
   EXPECT_EQ(std::memcmp(p.data() + 28, original.data(), 27), 0);
-  EXPECT_EQ(divert_detail::Checksum(p.data() + 20, p.len() - 20), 0);  // odd length
+  EXPECT_EQ(InternetChecksum(p.data() + 20, p.len() - 20), 0);  // odd length
 }
 
 TEST_F(FragNeededTest, LeavesEverythingElseUntouched) {

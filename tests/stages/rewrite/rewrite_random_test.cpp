@@ -32,7 +32,7 @@ uint64_t EnvOr(const char* name, uint64_t fallback) {
 }
 
 TEST(RewriteRandom, IncrementalEqualsFullRecompute) {
-  const uint64_t seed = EnvOr("SLUICE_TEST_SEED", std::random_device{}());
+  const uint64_t seed = testing::SeedFromEnv();
   const uint64_t total = EnvOr("SLUICE_RANDOM_PACKETS", 1000000);
   std::printf("rewrite random: seed %lu (SLUICE_TEST_SEED=%lu replays), %lu packets\n", seed, seed,
               total);

@@ -1,0 +1,83 @@
+#include "engine/graph/stage_set.h"
+
+#include <random>
+#include <string>
+
+namespace sluice {
+namespace {
+
+uint64_t RandomSeed() {
+  std::random_device rd;
+  uint64_t s = 0;
+  while (s == 0) s = (uint64_t{rd()} << 32) | rd();
+  return s;
+}
+
+// Adds one counter table, summed over every shard's copy of it, as report counters.
+template <typename Table, typename Get>
+void AddTable(const std::string& prefix, const Table& table, Get get, std::size_t shards, StatsReport& r) {
+  for (std::size_t k = 0; k < table.size(); ++k) {
+    uint64_t sum = 0;
+    for (std::size_t s = 0; s < shards; ++s) sum += get(s, k);
+    r.counters.push_back({prefix + std::string(table[k].name), std::string(table[k].description), sum, {}});
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<StageSet>> StageSet::Build(const Config& config, const Options& options) {
+  std::unique_ptr<StageSet> set(new StageSet());
+  ParseConfig parse = config.parse;
+  parse.flow_hash_seed = options.flow_hash_seed != 0 ? options.flow_hash_seed : RandomSeed();
+  if (Status s = Validate(parse); !s.ok()) return s;
+
+  RuleSetOptions rule_options = options.rules;
+  rule_options.shards = options.shards;
+  auto handle = RuleSetHandle::Create(config, rule_options);
+  if (!handle.ok()) return handle.status();
+  set->rules_ = std::move(handle).value();
+
+  const uint64_t nat_seed = config.nat.seed != 0 ? config.nat.seed : RandomSeed();
+  for (uint32_t s = 0; s < options.shards; ++s) {
+    set->shards_.push_back(std::make_unique<Shard>(
+        parse, *set->rules_, s, FlowTableOptions::From(config.nat, nat_seed, s, options.shards)));
+  }
+  return set;
+}
+
+std::vector<ShardStages> StageSet::OfflineShards() {
+  std::vector<ShardStages> out;
+  for (auto& s : shards_) out.push_back({StageRef::Of(s->classify), StageRef::Of(s->rewrite)});
+  return out;
+}
+
+std::vector<InlineShard> StageSet::InlineShards(std::span<InlineEndpoint* const> endpoints) {
+  std::vector<InlineShard> out;
+  for (std::size_t i = 0; i < shards_.size() && i < endpoints.size(); ++i) {
+    Shard& s = *shards_[i];
+    out.push_back({endpoints[i], StageRef::Of(s.parse), StageRef::Of(s.classify), StageRef::Of(s.rewrite)});
+  }
+  return out;
+}
+
+void StageSet::Report(StatsReport& r) const {
+  const std::size_t n = shards_.size();
+  AddTable("parse_", kParseCounterTable,
+           [&](std::size_t s, std::size_t k) { return shards_[s]->parse.counters().LoadAt(k); }, n, r);
+  AddTable("classify_", kClassifyCounterTable,
+           [&](std::size_t s, std::size_t k) { return shards_[s]->classify.counters().LoadAt(k); }, n, r);
+  AddTable("rewrite_", kRewriteCounterTable,
+           [&](std::size_t s, std::size_t k) { return shards_[s]->rewrite.counters().LoadAt(k); }, n, r);
+  for (std::size_t s = 0; s < n; ++s) {
+    r.counters.push_back({"nat_flows", "Live translations in the shard's flow table.",
+                          shards_[s]->classify.nat_flows(), {{"shard", std::to_string(s)}}});
+  }
+  const std::shared_ptr<const RuleSet> rules = rules_->Load();
+  for (uint32_t i = 0; i < rules->size(); ++i) {
+    const RuleInfo& info = rules->info(i);
+    const RuleTotals t = rules->Totals(i);
+    r.rules.push_back({info.number, info.name, std::string(Name(info.action)), t.packets, t.bytes});
+  }
+}
+
+}  // namespace sluice

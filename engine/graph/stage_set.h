@@ -1,0 +1,62 @@
+// StageSet: every stage object a configured sluice runs, built once from a Config.
+//
+//   shard s:  ParseStage  →  ClassifyStage (its own flow table)  →  RewriteStage
+//                                 │
+//                                 └── RuleSetHandle (shared; a reload publishes a new RuleSet)
+//
+// The inline graph runs shard s's parse; the offline graph parses every burst before dispatch
+// with shard 0's. Seeds: the flow hash seed and the NAT seed are random per process unless the
+// options (tests, reproducible runs) or the config (nat.seed) fix them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "engine/graph/pipeline.h"
+#include "engine/rules/config.h"
+#include "engine/rules/rule_set.h"
+#include "engine/stages/classify/classify_stage.h"
+#include "engine/stages/parse/parse_stage.h"
+#include "engine/stages/rewrite/rewrite_stage.h"
+#include "engine/stats/report.h"
+
+namespace sluice {
+
+class StageSet {
+ public:
+  struct Options {
+    uint32_t shards = 1;
+    uint64_t flow_hash_seed = 0;  // 0: random
+    RuleSetOptions rules;         // interface ids; `shards` is filled in from above
+  };
+
+  static Result<std::unique_ptr<StageSet>> Build(const Config& config, const Options& options);
+
+  uint32_t shards() const noexcept { return static_cast<uint32_t>(shards_.size()); }
+  StageRef parse(uint32_t shard) noexcept { return StageRef::Of(shards_[shard]->parse); }
+  std::vector<ShardStages> OfflineShards();
+  std::vector<InlineShard> InlineShards(std::span<InlineEndpoint* const> endpoints);
+
+  RuleSetHandle& rules() noexcept { return *rules_; }
+
+  // The stages' own counters (summed over shards), each rule's hits, and the flow tables.
+  void Report(StatsReport& report) const;
+
+ private:
+  struct Shard {
+    Shard(const ParseConfig& parse_config, const RuleSetHandle& rules, uint32_t shard, const FlowTableOptions& nat)
+        : parse(parse_config), classify(rules, shard, nat) {}
+    ParseStage parse;
+    ClassifyStage classify;
+    RewriteStage rewrite;
+  };
+
+  StageSet() = default;
+  std::unique_ptr<RuleSetHandle> rules_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+}  // namespace sluice

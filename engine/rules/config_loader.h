@@ -1,0 +1,44 @@
+// Reading a sluice config: TOML text → a validated Config, or every error found.
+//
+// Contract: the result has a Config exactly when no error was found. Each error names the
+// file, the 1-based line and column of the offending value (or key, or table header), the
+// dotted key (`rule[2].match.dst_port`, rules counted from 0 in file order) and what was
+// expected. Errors are sorted by position. Nothing here touches the data path or any running
+// state: callers apply a Config only after it loaded cleanly (RuleSetHandle::Reload).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "engine/rules/config.h"
+
+namespace sluice {
+
+struct ConfigError {
+  std::string file;
+  uint32_t line = 0;
+  uint32_t column = 0;
+  std::string key;      // dotted path; "" for a TOML syntax error with no key
+  std::string message;  // what was wrong and what is expected
+
+  // "file:line:column: key: message"
+  std::string ToString() const;
+};
+
+struct ConfigLoad {
+  std::optional<Config> config;       // set if and only if errors is empty
+  std::vector<ConfigError> errors;
+
+  bool ok() const noexcept { return config.has_value(); }
+  // kInvalidArgument with one error per line, or Ok.
+  Status ToStatus() const;
+};
+
+// `source_name` is used in messages (normally the file path).
+ConfigLoad LoadConfigText(std::string_view text, std::string source_name = "<text>");
+ConfigLoad LoadConfigFile(const std::string& path);
+
+}  // namespace sluice

@@ -1,0 +1,204 @@
+// FlowTable: one shard's stateful source-port translations (NAPT), as natd/libalias keeps them.
+//
+//   outbound  in:p  → out:q          becomes   X:x → out:q      (X = translated address, x = port)
+//   reply     out:q → X:x            becomes   out:q → in:p
+//
+// Each translation (a Flow) is indexed under three keys in one open-addressing table:
+//   original  the outbound 5-tuple as the inside host sends it      → translate the source
+//   reply     the 5-tuple replies carry (out:q → X:x)               → translate the destination
+//   claim     (X, protocol, x): the translated port is taken        → port allocation
+// so one probe classifies a packet as "original direction", "reply" or "unknown". The flow
+// keys hash with a seeded symmetric hash (both orientations of a tuple hash alike); claims
+// with their own seeded hash. ICMP echo travels as a "port" too: the identifier is the source
+// port of a request key and the destination port of a reply key (dport / sport 0).
+//
+// Contracts
+// - Per shard, one thread at a time, no locks. Everything is allocated at construction; the
+//   data-path calls (Lookup, Touch, Create, Expire) allocate nothing and never throw.
+// - Time is supplied by the caller (`now`, nanoseconds, monotonic, once per batch): no clock
+//   call per packet. Timeouts are idle times per class: TCP transitory (SYN seen, no reply
+//   yet), TCP established, TCP closed (FIN both ways, or an RST), UDP, ICMP.
+// - Capacity is a hard cap. A full table evicts its least recently used flow — closed TCP
+//   first, then TCP not yet established, then the oldest of the rest — or, with
+//   NatFullPolicy::kDropNew, refuses. Every creation, expiry, eviction and refusal is
+//   reported to the caller, which counts it.
+// - Ports: shard s of S allocates only ports p with p % S == s, so shards never hand out the
+//   same (address, protocol, port) and a reply's port names its shard (ReplyShard). A port
+//   is free when no live flow claims (translated address, protocol, port): uniqueness holds
+//   per (translated address, protocol), not merely per 5-tuple. The choice is pseudo-random
+//   from the table's seed (deterministic for a given seed): a random start, then a stride
+//   coprime with the shard's share of the range, at most kMaxPortProbes probes.
+// - Flows own copies of everything they need (addresses, ports): nothing points into a rule
+//   set, so reloading rules never leaves a translation dangling.
+// - Cost: a lookup hashes 40 bytes and probes a table kept at most half full (~1.5 slots on
+//   average); see bench/rules/flow_table_bench.cpp.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "engine/packet/packet_buffer.h"
+#include "engine/rules/config.h"
+#include "engine/rules/ip_addr.h"
+
+namespace sluice {
+
+// An oriented 5-tuple: src → dst. Addresses in IpAddr's convention (IPv4 in the low 32 bits).
+struct FlowKey {
+  uint64_t src_hi = 0, src_lo = 0, dst_hi = 0, dst_lo = 0;
+  uint16_t sport = 0;
+  uint16_t dport = 0;
+  uint8_t proto = 0;
+  L3Type family = L3Type::kNone;
+  uint16_t zero = 0;  // padding kept zero: keys compare as bytes
+
+  U128 src() const noexcept { return MakeU128(src_hi, src_lo); }
+  U128 dst() const noexcept { return MakeU128(dst_hi, dst_lo); }
+  void set_src(U128 v) noexcept { src_hi = High64(v), src_lo = Low64(v); }
+  void set_dst(U128 v) noexcept { dst_hi = High64(v), dst_lo = Low64(v); }
+  friend bool operator==(const FlowKey& a, const FlowKey& b) noexcept {
+    return std::memcmp(&a, &b, sizeof(FlowKey)) == 0;
+  }
+};
+static_assert(sizeof(FlowKey) == 40);
+
+// Where a translation's source goes: a port range, and an address or "keep the source's".
+struct NatTarget {
+  PortRange ports;
+  bool keep_address = true;
+  U128 address = 0;          // when !keep_address
+  uint32_t rule_number = 0;  // the rule that asks for it (stats)
+};
+
+enum class TimeoutClass : uint8_t { kTcpTransitory = 0, kTcpEstablished, kTcpClosed, kUdp, kIcmp, kCount };
+
+struct FlowTableOptions {
+  uint32_t capacity = 65536;
+  uint64_t seed = 1;  // never 0 here: the owner turns NatConfig::seed 0 into a random one
+  NatFullPolicy on_full = NatFullPolicy::kEvictOldest;
+  std::array<uint64_t, static_cast<std::size_t>(TimeoutClass::kCount)> timeout_ns{};
+  uint32_t shard = 0;
+  uint32_t shards = 1;
+
+  static FlowTableOptions From(const NatConfig& nat, uint64_t seed, uint32_t shard, uint32_t shards);
+};
+
+class FlowTable {
+ public:
+  static constexpr uint32_t kNil = 0xffffffff;
+  static constexpr uint32_t kMaxPortProbes = 128;
+
+  enum class Dir : uint8_t { kOriginal = 0, kReply = 1 };
+
+  struct Flow {
+    FlowKey orig;               // as the inside host sends it
+    U128 xaddr = 0;             // translated source address
+    uint16_t xport = 0;         // translated source port / ICMP identifier
+    uint8_t tcp = 0;            // tcp_state bits
+    TimeoutClass tclass = TimeoutClass::kUdp;
+    uint32_t prev = kNil;       // LRU list of its timeout class (head = least recent)
+    uint32_t next = kNil;
+    uint64_t last_seen_ns = 0;
+    uint32_t rule_number = 0;
+    bool live = false;
+
+    // The key replies carry: orig.dst:orig.dport → xaddr:xport.
+    FlowKey ReplyKey() const noexcept;
+  };
+
+  // Bits of Flow::tcp.
+  struct tcp_state {
+    static constexpr uint8_t kSynOut = 1, kReplySeen = 2, kFinOut = 4, kFinIn = 8, kRst = 16;
+  };
+
+  struct Hit {
+    uint32_t flow = kNil;
+    Dir dir = Dir::kOriginal;
+  };
+
+  enum class CreateStatus : uint8_t {
+    kCreated,
+    kNoPort,     // every probed port of the shard's share of the range is taken
+    kTableFull,  // at capacity with NatFullPolicy::kDropNew
+  };
+  struct CreateResult {
+    CreateStatus status = CreateStatus::kCreated;
+    uint32_t flow = kNil;
+    bool evicted = false;  // a live flow was evicted to make room
+  };
+
+  struct ExpireResult {
+    uint32_t expired = 0;
+  };
+
+  explicit FlowTable(const FlowTableOptions& options);
+  FlowTable(const FlowTable&) = delete;
+  FlowTable& operator=(const FlowTable&) = delete;
+
+  // The flow whose original or reply key is k.
+  bool Lookup(const FlowKey& k, Hit* hit) const noexcept;
+
+  // Records a packet of `flow` seen at `now` in direction `dir`; for TCP, `tcp_flags` (byte 13)
+  // drives close tracking. Moves the flow to the back of its (possibly new) timeout class.
+  void Touch(uint32_t flow, Dir dir, uint8_t tcp_flags, uint64_t now) noexcept;
+
+  // A new translation for the original-direction key k towards `target`. k's protocol must be
+  // TCP, UDP, ICMP or ICMPv6 (ports: TCP/UDP ports, ICMP echo id as sport with dport 0).
+  // Precondition: Lookup(k) found nothing.
+  CreateResult Create(const FlowKey& k, const NatTarget& target, uint8_t tcp_flags, uint64_t now) noexcept;
+
+  // Removes flows idle past their class's timeout, oldest first, at most `budget` of them.
+  ExpireResult Expire(uint64_t now, uint32_t budget) noexcept;
+
+  // Removes a flow (tests, and eviction).
+  void Remove(uint32_t flow) noexcept;
+
+  const Flow& flow(uint32_t i) const noexcept { return flows_[i]; }
+  uint32_t size() const noexcept { return size_; }
+  uint32_t capacity() const noexcept { return capacity_; }
+  const FlowTableOptions& options() const noexcept { return o_; }
+
+  // Whether (address, proto, port) is claimed by a live flow of this table.
+  bool PortTaken(U128 address, L3Type family, uint8_t proto, uint16_t port) const noexcept;
+
+  // The seeded symmetric hash of a key (exposed for tests and benchmarks).
+  uint32_t KeyHash(const FlowKey& k) const noexcept { return HashKey(k); }
+
+  // The shard that owns translated port `port` among `shards`.
+  static uint32_t ReplyShard(uint16_t port, uint32_t shards) noexcept { return port % shards; }
+
+ private:
+  enum Kind : uint32_t { kOrigKey = 0, kReplyKey = 1, kClaimKey = 2 };
+  struct Slot {
+    uint32_t tag = 0;  // 0: empty; else the key's 32-bit hash with 0 mapped to 1
+    uint32_t ref = 0;  // flow * 4 + Kind
+  };
+
+  static TimeoutClass ClassOf(uint8_t proto, uint8_t tcp) noexcept;
+  uint32_t HashKey(const FlowKey& k) const noexcept;
+  uint32_t HashClaim(U128 address, L3Type family, uint8_t proto, uint16_t port) const noexcept;
+  void Insert(uint32_t tag, uint32_t ref) noexcept;
+  void Erase(uint32_t tag, uint32_t ref) noexcept;
+  void LinkTail(uint32_t flow) noexcept;
+  void Unlink(uint32_t flow) noexcept;
+  uint32_t EvictionVictim() const noexcept;
+  bool ChoosePort(const NatTarget& t, U128 xaddr, const FlowKey& k, uint16_t* port) noexcept;
+  uint64_t NextRandom() noexcept;
+
+  FlowTableOptions o_;
+  uint32_t capacity_;
+  uint32_t size_ = 0;
+  std::vector<Flow> flows_;
+  std::vector<uint32_t> free_;  // free flow indices (a stack)
+  std::vector<Slot> slots_;
+  uint32_t mask_;
+  std::array<uint32_t, static_cast<std::size_t>(TimeoutClass::kCount)> head_{};
+  std::array<uint32_t, static_cast<std::size_t>(TimeoutClass::kCount)> tail_{};
+  uint64_t seed_flow_, seed_mix_, seed_claim_;
+  uint64_t rng_;
+};
+
+}  // namespace sluice

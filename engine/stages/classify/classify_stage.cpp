@@ -1,0 +1,206 @@
+#include "engine/stages/classify/classify_stage.h"
+
+#include "engine/core/assert.h"
+#include "engine/core/clock.h"
+#include "engine/rules/packet_fields.h"
+#include "engine/stages/classify/translate.h"
+
+namespace sluice {
+namespace {
+
+// Adds packets and bytes to rule counters one run at a time: consecutive packets of a batch
+// mostly hit the same rule, so the shard's counter lines are touched once per run.
+class RuleTally {
+ public:
+  explicit RuleTally(RuleCounters* counters) noexcept : counters_(counters) {}
+  ~RuleTally() { Flush(); }
+  void Add(uint32_t rule, uint32_t bytes) noexcept {
+    if (rule != rule_) {
+      Flush();
+      rule_ = rule;
+    }
+    ++packets_;
+    bytes_ += bytes;
+  }
+
+ private:
+  void Flush() noexcept {
+    if (packets_ == 0) return;
+    counters_[rule_].packets.Add(packets_);
+    counters_[rule_].bytes.Add(bytes_);
+    packets_ = bytes_ = 0;
+  }
+  RuleCounters* counters_;
+  uint32_t rule_ = kNoMatch;
+  uint64_t packets_ = 0;
+  uint64_t bytes_ = 0;
+};
+
+}  // namespace
+
+ClassifyStage::ClassifyStage(const RuleSetHandle& rules, uint32_t shard, const FlowTableOptions& nat, StageClock clock)
+    : rules_(rules), shard_(shard), flows_(nat), clock_(clock) {
+  TakeSnapshot();
+  SLUICE_CHECK(snapshot_ != nullptr);
+  SLUICE_CHECK(shard_ < snapshot_->shards());
+}
+
+void ClassifyStage::TakeSnapshot() noexcept {
+  snapshot_ = rules_.Load();  // the mutex: only when the generation moved
+  generation_ = snapshot_ != nullptr ? snapshot_->generation() : 0;
+}
+
+void ClassifyStage::Process(Batch& b) noexcept { Process(b, clock_.fn != nullptr ? clock_.fn(clock_.ctx) : NowNs()); }
+
+void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
+  ClassifyCounts tally;
+  if (rules_.generation() != generation_) {
+    TakeSnapshot();
+    tally.Bump(ClassifyCounter::kRuleSetSwaps);
+  }
+  const RuleSet& rs = *snapshot_;
+  if (flows_.size() != 0) {
+    tally.Bump(ClassifyCounter::kNatExpired, flows_.Expire(now, 2 * b.size() + 16).expired);
+  }
+  const bool want_key = rs.has_translations() || flows_.size() != 0;
+  const bool want_counts = rs.has_count_rules();
+  RuleTally rule_tally(rs.counters(shard_));
+
+  // Pass 1: fields, and packets of live translations (translated, accepted, done).
+  uint32_t pending = 0;
+  for (uint32_t i = 0; i < b.size(); ++i) {
+    if (b.next(i) != Next::kClassify) continue;
+    PacketBuffer& pkt = b.packet(i);
+    PacketFields& f = scratch_.fields[pending];
+    ExtractFields(pkt, &f);
+    tally.Bump(ClassifyCounter::kClassified);
+    pkt.meta().rule = kNoRule;
+    FlowKey& key = scratch_.keys[pending];
+    const KeyKind kind = want_key ? TranslationKey(pkt, f, &key) : KeyKind::kNone;
+    const bool has_key = kind != KeyKind::kNone;
+    FlowTable::Hit hit;
+    if (has_key && flows_.size() != 0 && flows_.Lookup(key, &hit)) {
+      Translate(b, i, hit, static_cast<uint8_t>(f.tcp_flags), now, tally);
+      continue;
+    }
+    scratch_.slot[pending] = i;
+    scratch_.kind[pending] = kind;
+    scratch_.field_ptr[pending] = &f;
+    ++pending;
+  }
+
+  // Pass 2: the rules, for every packet pass 1 left, in one call (lookups overlap).
+  rs.classifier().LookupMany(scratch_.field_ptr.data(), pending, scratch_.rule.data(),
+                             want_counts ? scratch_.counts.data() : nullptr);
+
+  // Pass 3: actions, in slot order. A translation created here may own later packets of the
+  // same batch (a reply right behind the first packet): after a creation, those look again.
+  bool created = false;
+  for (uint32_t k = 0; k < pending; ++k) {
+    const uint32_t i = scratch_.slot[k];
+    const PacketFields& f = scratch_.fields[k];
+    const FlowKey& key = scratch_.keys[k];
+    PacketBuffer& pkt = b.packet(i);
+    PacketMeta& m = pkt.meta();
+    FlowTable::Hit hit;
+    if (created && scratch_.kind[k] != KeyKind::kNone && flows_.Lookup(key, &hit)) {
+      Translate(b, i, hit, static_cast<uint8_t>(f.tcp_flags), now, tally);
+      continue;
+    }
+    const uint32_t r = scratch_.rule[k];
+    if (want_counts) {
+      const CountMatches& counts = scratch_.counts[k];
+      if (counts.overflow) {
+        rs.classifier().ForEachCountMatch(f, r, [&](uint32_t c) {
+          rule_tally.Add(c, f.length);
+          tally.Bump(ClassifyCounter::kCountMatches);
+        });
+      } else {
+        for (uint32_t c = 0; c < counts.n; ++c) rule_tally.Add(counts.rule[c], f.length);
+        tally.Bump(ClassifyCounter::kCountMatches, counts.n);
+      }
+    }
+    if (r == kNoMatch) {
+      tally.Bump(ClassifyCounter::kDefaultAction);
+      if (rs.default_action() == DefaultAction::kDrop) b.Drop(i, DropReason::kNoRuleMatch);
+      else b.set_next(i, Next::kAccept);
+      continue;
+    }
+    rule_tally.Add(r, f.length);
+    tally.Bump(ClassifyCounter::kRuleMatched);
+    m.rule = static_cast<uint16_t>(r);  // rule numbers are <= 65535, so indexes fit below kNoRule
+    const CompiledRule& rule = rs.rule(r);
+    switch (rule.action) {
+      case RuleAction::kAccept:
+        b.set_next(i, Next::kAccept);
+        break;
+      case RuleAction::kDrop:
+        b.Drop(i, DropReason::kRuleDrop);
+        break;
+      case RuleAction::kRewrite:
+        b.set_plan(i, rule.plan);
+        b.set_next(i, Next::kRewrite);
+        tally.Bump(ClassifyCounter::kRewritePlanned);
+        break;
+      case RuleAction::kMark:
+        m.mark = (m.mark & ~rule.mark.mask) | rule.mark.value;
+        m.flags |= pkt_flag::kMarkSet;
+        b.set_next(i, Next::kAccept);
+        tally.Bump(ClassifyCounter::kMarked);
+        break;
+      case RuleAction::kTranslateSourcePort:
+        created |= CreateTranslation(b, i, f, rule.nat, scratch_.kind[k], key, now, tally);
+        break;
+      case RuleAction::kCount:  // never terminal: the classifier does not return count rules
+        b.set_next(i, Next::kAccept);
+        break;
+    }
+  }
+
+  tally.AddTo(counters_);
+  nat_flows_.store(flows_.size(), std::memory_order_relaxed);
+}
+
+void ClassifyStage::Translate(Batch& b, uint32_t i, const FlowTable::Hit& hit, uint8_t tcp_flags, uint64_t now,
+                              ClassifyCounts& tally) noexcept {
+  flows_.Touch(hit.flow, hit.dir, tcp_flags, now);
+  ApplyTranslation(b.packet(i), flows_.flow(hit.flow), hit.dir);
+  b.set_next(i, Next::kAccept);
+  tally.Bump(hit.dir == FlowTable::Dir::kOriginal ? ClassifyCounter::kNatOut : ClassifyCounter::kNatIn);
+}
+
+bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& f, const NatTarget& target,
+                                      KeyKind kind, const FlowKey& key, uint64_t now, ClassifyCounts& tally) noexcept {
+  if (kind == KeyKind::kNone || kind == KeyKind::kEchoReply) {
+    // No ports and no echo request (an echo reply nothing went out for included) — except a
+    // non-first fragment under a port-only rule: its ports travelled in the first fragment.
+    if (kind == KeyKind::kNone && (b.packet(i).meta().flags & pkt_flag::kFragmentLater) != 0 && target.keep_address) {
+      b.set_next(i, Next::kAccept);
+      tally.Bump(ClassifyCounter::kNatFragmentPassed);
+    } else {
+      b.Drop(i, DropReason::kNatUntranslatable);
+      tally.Bump(ClassifyCounter::kNatUntranslatable);
+    }
+    return false;
+  }
+  const FlowTable::CreateResult c = flows_.Create(key, target, static_cast<uint8_t>(f.tcp_flags), now);
+  if (c.evicted) tally.Bump(ClassifyCounter::kNatEvicted);
+  switch (c.status) {
+    case FlowTable::CreateStatus::kCreated:
+      tally.Bump(ClassifyCounter::kNatCreated);
+      ApplyTranslation(b.packet(i), flows_.flow(c.flow), FlowTable::Dir::kOriginal);
+      b.set_next(i, Next::kAccept);
+      return true;
+    case FlowTable::CreateStatus::kNoPort:
+      tally.Bump(ClassifyCounter::kNatExhausted);
+      b.Drop(i, DropReason::kNatExhausted);
+      return false;
+    case FlowTable::CreateStatus::kTableFull:
+      tally.Bump(ClassifyCounter::kNatTableFull);
+      b.Drop(i, DropReason::kNatTableFull);
+      return false;
+  }
+  return false;
+}
+
+}  // namespace sluice

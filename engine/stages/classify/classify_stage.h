@@ -1,0 +1,137 @@
+// ClassifyStage: decides what happens to each parsed packet — one per shard.
+//
+// Reads   slots with next() == kClassify: meta (l3, l3_off, l4_off, l4_proto, flags,
+//         direction, in_if, out_if) and the header bytes parse validated.
+// Writes  next(), reason() on drop, plan() for rewrites; meta.rule (the terminal rule's index,
+//         kNoRule when none or when a translation matched); meta.mark and kMarkSet (mark
+//         rules); and, for translated packets only, the header bytes (addresses, ports, ICMP
+//         echo id, checksums) plus kModified.
+// Next    kAccept, kRewrite (with plan) or kDrop (rule_drop, no_rule_match, nat_exhausted,
+//         nat_table_full, nat_untranslatable). Other slots are left alone.
+//
+// Per packet, in this order:
+//   1. Translations first (like ipfw's check-state): a TCP/UDP packet or ICMP echo whose
+//      5-tuple is the original or reply key of a live translation in this shard's flow table
+//      is translated (outbound: source; reply: destination back to the inside host) and
+//      accepted, without a rule scan. A reload therefore never cuts an established flow.
+//   2. Otherwise the rule set's classifier — for all such packets of the batch in one
+//      LookupMany, so their lookups overlap — then, in slot order: count rules that matched
+//      before the terminal rule are counted; the terminal rule's action is applied; no match
+//      → classify.default_action. A translation created for one packet takes later packets of
+//      the same batch that belong to it (they are looked up again), exactly as if the batch
+//      were processed one packet at a time.
+//   3. translate-source-port creates the translation (FlowTable::Create) and translates the
+//      packet here, in classify: the new port is per flow, not per rule, so no static plan
+//      can carry it. Everything else a rule changes is the rewrite stage's job.
+//
+// Time: `now` is taken once per batch (Process(b, now), or the stage's clock in Process(b)),
+// never per packet. Expiry runs at the start of each batch, at most 2 * batch + 16 flows.
+// Rule set: the stage keeps the snapshot it used last and checks the handle's generation once
+// per batch. Plans it puts in a batch belong to that snapshot and stay valid until this
+// stage's next Process(): the graph runs a shard's classify and rewrite back to back on a
+// batch (engine/graph/pipeline.cpp), so rewrite always sees live plans.
+// Counters: the table below (per stage, bumped once per batch), rule counters per rule
+// (RuleSet::Totals), drops by reason (the graph's StageStats). Packets of an established
+// translation count in nat_out / nat_in, not in the translate rule's counters.
+// Cost: PacketFields extraction, one flow-table probe when translations exist, one classifier
+// lookup; see bench/stages/classify_bench.cpp.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "engine/core/counter.h"
+#include "engine/packet/batch.h"
+#include "engine/rules/flow_table.h"
+#include "engine/rules/packet_fields.h"
+#include "engine/rules/rule_set.h"
+#include "engine/stages/classify/translate.h"
+#include "engine/stages/stage_counters.h"
+
+namespace sluice {
+
+// X(Enumerator, "name", "description")
+#define SLUICE_CLASSIFY_COUNTERS(X)                                                                   \
+  X(kClassified, "classified", "packets classified (flow table or rules)")                          \
+  X(kRuleMatched, "rule_matched", "packets whose terminal rule matched")                            \
+  X(kDefaultAction, "default_action", "packets no rule matched (classify.default_action applied)")  \
+  X(kCountMatches, "count_matches", "count-rule matches (one packet may match several)")            \
+  X(kRewritePlanned, "rewrite_planned", "packets sent to rewrite with their rule's plan")           \
+  X(kMarked, "marked", "packets given a mark rule's mark")                                          \
+  X(kNatOut, "nat_out", "packets of a live translation, original direction, translated")           \
+  X(kNatIn, "nat_in", "replies of a live translation translated back")                              \
+  X(kNatCreated, "nat_created", "translations created")                                             \
+  X(kNatExpired, "nat_expired", "translations removed after their idle timeout")                    \
+  X(kNatEvicted, "nat_evicted", "live translations evicted because the flow table was full")        \
+  X(kNatExhausted, "nat_exhausted", "new translations refused: no free port")                       \
+  X(kNatTableFull, "nat_table_full", "new translations refused: table full, on_full = drop-new")    \
+  X(kNatUntranslatable, "nat_untranslatable", "translate rule matched a packet it cannot translate") \
+  X(kNatFragmentPassed, "nat_fragment_passed",                                                      \
+    "non-first fragments a port-only translate rule matched: passed (their ports are in fragment 1)") \
+  X(kRuleSetSwaps, "rule_set_swaps", "times this stage took up a newly published rule set")
+
+enum class ClassifyCounter : uint8_t { SLUICE_CLASSIFY_COUNTERS(SLUICE_COUNTER_ENUMERATOR) };
+inline constexpr std::array kClassifyCounterTable = {SLUICE_CLASSIFY_COUNTERS(SLUICE_COUNTER_INFO)};
+inline constexpr std::size_t kNumClassifyCounters = kClassifyCounterTable.size();
+using ClassifyCounters = CounterSet<ClassifyCounter, kNumClassifyCounters>;
+using ClassifyCounts = BatchCounts<ClassifyCounter, kNumClassifyCounters>;
+
+// Where Process(Batch&) gets `now` (nanoseconds, monotonic): fn(ctx) once per batch.
+// Default (fn == nullptr): NowNs(). Tests and replays of captured time inject their own.
+struct StageClock {
+  uint64_t (*fn)(void* ctx) noexcept = nullptr;
+  void* ctx = nullptr;
+};
+
+class ClassifyStage {
+ public:
+  // `rules` must outlive the stage and hold a rule set. `nat` sizes this shard's flow table
+  // (allocated here, once): FlowTableOptions::From(config.nat, seed, shard, shards).
+  ClassifyStage(const RuleSetHandle& rules, uint32_t shard, const FlowTableOptions& nat, StageClock clock = {});
+  ClassifyStage(const ClassifyStage&) = delete;
+  ClassifyStage& operator=(const ClassifyStage&) = delete;
+
+  void Process(Batch& b) noexcept;
+  void Process(Batch& b, uint64_t now_ns) noexcept;
+
+  const ClassifyCounters& counters() const noexcept { return counters_; }
+  // Live translations at the end of the last batch (any thread may read it).
+  uint64_t nat_flows() const noexcept { return nat_flows_.load(std::memory_order_relaxed); }
+  // The flow table itself: only from the thread that runs Process (or when it is idle).
+  const FlowTable& flows() const noexcept { return flows_; }
+  uint32_t shard() const noexcept { return shard_; }
+
+ private:
+  void TakeSnapshot() noexcept;
+  void Translate(Batch& b, uint32_t i, const FlowTable::Hit& hit, uint8_t tcp_flags, uint64_t now,
+                 ClassifyCounts& tally) noexcept;
+  // translate-source-port for slot i (kind and key from TranslationKey). True when a flow
+  // was created.
+  bool CreateTranslation(Batch& b, uint32_t i, const PacketFields& f, const NatTarget& target, KeyKind kind,
+                         const FlowKey& key, uint64_t now, ClassifyCounts& tally) noexcept;
+
+  // Per-batch working space, allocated with the stage (about 50 KiB), never per batch.
+  struct Scratch {
+    std::array<PacketFields, kMaxBatch> fields;
+    std::array<const PacketFields*, kMaxBatch> field_ptr;
+    std::array<FlowKey, kMaxBatch> keys;
+    std::array<uint32_t, kMaxBatch> slot;
+    std::array<KeyKind, kMaxBatch> kind;
+    std::array<uint32_t, kMaxBatch> rule;
+    std::array<CountMatches, kMaxBatch> counts;
+  };
+
+  const RuleSetHandle& rules_;
+  const uint32_t shard_;
+  std::shared_ptr<const RuleSet> snapshot_;
+  uint64_t generation_ = 0;
+  FlowTable flows_;
+  StageClock clock_;
+  ClassifyCounters counters_;
+  std::atomic<uint64_t> nat_flows_{0};
+  Scratch scratch_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,33 @@
+// NAPT's packet side: the flow key of a packet, and the header edits of a translation.
+//
+// The flow table (engine/rules/flow_table.h) decides; these functions read and write the
+// packet, with the rewrite stage's primitives (engine/stages/rewrite/rewrite_ops.h) so every
+// checksum that covers an edited field is fixed incrementally, and FinishChecksums handles
+// packets whose L4 checksum the kernel left partial.
+#pragma once
+
+#include "engine/packet/packet_buffer.h"
+#include "engine/rules/flow_table.h"
+#include "engine/rules/packet_fields.h"
+
+namespace sluice {
+
+// What a packet can be to NAPT.
+enum class KeyKind : uint8_t {
+  kNone,       // nothing to translate: no TCP/UDP ports, no ICMP echo
+  kAny,        // TCP or UDP with ports: may belong to a translation or start one
+  kEchoRequest,  // may belong to a translation or start one
+  kEchoReply,  // may only belong to one (a reply starts nothing)
+};
+
+// The packet's oriented key: TCP or UDP with ports (a complete header, never a non-first
+// fragment), or an ICMP / ICMPv6 echo — a request as (id, 0), a reply as (0, id), matching
+// how FlowTable keys ICMP. *key is meaningful unless the result is kNone.
+KeyKind TranslationKey(const PacketBuffer& pkt, const PacketFields& f, FlowKey* key) noexcept;
+
+// Rewrites the packet for `flow` in direction `dir`: original → source address (when the
+// translation changes it) and source port / echo id; reply → destination address and port /
+// echo id back to the inside host's. Sets kModified when a byte changed. Returns that.
+bool ApplyTranslation(PacketBuffer& pkt, const FlowTable::Flow& flow, FlowTable::Dir dir) noexcept;
+
+}  // namespace sluice

@@ -1,0 +1,520 @@
+// ClassifyStage on real packets: built by the tests' PacketBuilder, parsed by ParseStage, with
+// every checksum after a translation verified by the builder's independent implementation.
+#include "engine/stages/classify/classify_stage.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/core/byte_order.h"
+#include "engine/proto/tcp.h"
+#include "engine/stages/parse/parse_stage.h"
+#include "engine/stages/rewrite/rewrite_plan.h"
+#include "engine/stages/rewrite/rewrite_stage.h"
+#include "tests/testing/alloc_counter.h"
+#include "tests/testing/packet_builder.h"
+#include "tests/testing/test_batch.h"
+
+namespace sluice {
+namespace {
+
+using testing::PacketBuilder;
+using testing::TestPacket;
+
+constexpr uint64_t kSec = 1000000000ull;
+
+// What a packet looks like after the stage, read back from its bytes.
+struct Seen {
+  Next next;
+  DropReason reason;
+  uint16_t rule;
+  uint32_t mark;
+  bool modified;
+  std::string src, dst;
+  uint16_t sport = 0, dport = 0;  // TCP/UDP ports, or the ICMP echo id in both
+  bool ip_ok, l4_ok;
+};
+
+std::string AddrText(const uint8_t* p, bool v6) {
+  return ToString(v6 ? IpAddr::FromV6Bytes(p) : IpAddr::FromV4Bytes(p));
+}
+
+class ClassifyStageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto p = BufferPool::Create({.small_buffers = 1024, .large_buffers = 0});
+    ASSERT_TRUE(p.ok());
+    pool_ = std::move(p).value();
+  }
+
+  void Load(std::string_view toml, uint64_t seed = 7) {
+    ConfigLoad load = LoadConfigText(toml, "test.toml");
+    ASSERT_TRUE(load.ok()) << load.ToStatus().message();
+    config_ = *load.config;
+    RuleSetOptions o;
+    o.shards = config_.pipeline.shards;
+    auto h = RuleSetHandle::Create(config_, o);
+    ASSERT_TRUE(h.ok()) << h.status().message();
+    handle_ = std::move(h).value();
+    stage_ = std::make_unique<ClassifyStage>(*handle_, 0, FlowTableOptions::From(config_.nat, seed, 0, o.shards));
+  }
+
+  // Fills b with the packets, parsed: slots ready for classify.
+  void Fill(Batch& b, const std::vector<TestPacket>& packets) {
+    b.set_limit(kMaxBatch);
+    testing::PushPackets(*pool_, b, packets);
+    parse_.Process(b);
+  }
+
+  // Parses and classifies the packets at time `now`; returns each packet as it left.
+  std::vector<Seen> Run(const std::vector<TestPacket>& packets, uint64_t now = 0) {
+    Batch b;
+    Fill(b, packets);
+    stage_->Process(b, now);
+    std::vector<Seen> out;
+    for (uint32_t i = 0; i < b.size(); ++i) {
+      const PacketBuffer& pkt = b.packet(i);
+      const PacketMeta& m = pkt.meta();
+      Seen s{b.next(i), b.reason(i), m.rule, m.mark, (m.flags & pkt_flag::kModified) != 0, "", "", 0, 0, false, false};
+      const uint8_t* ip = pkt.data() + m.l3_off;
+      const bool v6 = m.l3 == L3Type::kIpv6;
+      s.src = AddrText(ip + (v6 ? 8 : 12), v6);
+      s.dst = AddrText(ip + (v6 ? 24 : 16), v6);
+      if (m.l4_off != 0 && (m.l4_proto == 6 || m.l4_proto == 17)) {
+        s.sport = LoadBe16(pkt.data() + m.l4_off);
+        s.dport = LoadBe16(pkt.data() + m.l4_off + 2);
+      } else if (m.l4_off != 0 && (m.l4_proto == 1 || m.l4_proto == 58)) {
+        s.sport = s.dport = LoadBe16(pkt.data() + m.l4_off + 4);
+      }
+      s.ip_ok = testing::RefIpHeaderChecksumOk(ip, pkt.len() - m.l3_off);
+      s.l4_ok = testing::RefL4ChecksumOk(ip, pkt.len() - m.l3_off);
+      if (b.next(i) == Next::kRewrite) plans_.push_back(b.plan(i));
+      out.push_back(s);
+    }
+    b.RecordVerdicts();
+    b.Clear();
+    return out;
+  }
+
+  uint64_t Count(ClassifyCounter c) const { return stage_->counters().Load(c); }
+  RuleTotals Totals(std::string_view name) const {
+    auto rs = handle_->Load();
+    for (uint32_t i = 0; i < rs->size(); ++i) {
+      if (rs->info(i).name == name) return rs->Totals(i);
+    }
+    ADD_FAILURE() << "no rule " << name;
+    return {};
+  }
+
+  std::unique_ptr<BufferPool> pool_;
+  ParseStage parse_{ParseConfig{}};
+  Config config_;
+  std::unique_ptr<RuleSetHandle> handle_;
+  std::unique_ptr<ClassifyStage> stage_;
+  std::vector<const RewritePlan*> plans_;
+};
+
+TestPacket Tcp4(const char* src, uint16_t sport, const char* dst, uint16_t dport, uint8_t flags = tcp::kAck) {
+  return PacketBuilder().Ipv4(src, dst).Tcp(sport, dport).TcpFlags(flags).Payload(20).Build();
+}
+TestPacket Udp4(const char* src, uint16_t sport, const char* dst, uint16_t dport) {
+  return PacketBuilder().Ipv4(src, dst).Udp(sport, dport).Payload(30).Build();
+}
+
+constexpr char kActions[] = R"(
+[[rule]]
+number = 10
+name = "count-web"
+action = "count"
+match = { proto = "tcp", dst_port = [80, 443] }
+
+[[rule]]
+number = 20
+name = "drop-telnet"
+action = "drop"
+match = { proto = "tcp", dst_port = 23 }
+
+[[rule]]
+number = 30
+name = "web-to-8080"
+action = "rewrite"
+match = { proto = "tcp", dst_port = 80 }
+rewrite = { dst_port = 8080 }
+
+[[rule]]
+number = 40
+name = "mark-dns"
+action = "mark"
+match = { proto = "udp", dst_port = 53 }
+mark = 0x20
+mark_mask = 0xff
+
+[[rule]]
+number = 50
+name = "accept-v4-tls"
+action = "accept"
+match = { family = "ipv4", dst_port = 443, proto = "tcp" }
+)";
+
+TEST_F(ClassifyStageTest, FirstMatchDecidesAndCountRulesCountOnTheWay) {
+  Load(kActions);
+  const auto seen = Run({
+      Tcp4("198.18.0.1", 40000, "198.19.0.5", 23),   // drop
+      Tcp4("198.18.0.1", 40001, "198.19.0.5", 80),   // count, then rewrite
+      Udp4("198.18.0.1", 40002, "198.19.0.5", 53),   // mark
+      Tcp4("198.18.0.1", 40003, "198.19.0.5", 443),  // count, then accept
+      Udp4("198.18.0.1", 40004, "198.19.0.5", 123),  // no rule: default accept
+  });
+  ASSERT_EQ(seen.size(), 5u);
+  EXPECT_EQ(seen[0].next, Next::kDrop);
+  EXPECT_EQ(seen[0].reason, DropReason::kRuleDrop);
+  EXPECT_EQ(seen[0].rule, 1);
+  EXPECT_EQ(seen[1].next, Next::kRewrite);
+  EXPECT_EQ(seen[1].rule, 2);
+  ASSERT_EQ(plans_.size(), 1u);
+  ASSERT_NE(plans_[0], nullptr);
+  EXPECT_EQ(plans_[0]->dst_port.kind, PortRewrite::Kind::kSet);
+  EXPECT_EQ(plans_[0]->dst_port.value, 8080);
+  EXPECT_EQ(seen[2].next, Next::kAccept);
+  EXPECT_EQ(seen[2].mark, 0x20u);
+  EXPECT_EQ(seen[3].next, Next::kAccept);
+  EXPECT_EQ(seen[3].rule, 4);
+  EXPECT_EQ(seen[4].next, Next::kAccept);
+  EXPECT_EQ(seen[4].rule, kNoRule);
+  for (const Seen& s : seen) EXPECT_FALSE(s.modified) << "classify changes no byte outside translations";
+
+  EXPECT_EQ(Totals("count-web").packets, 2u);
+  EXPECT_EQ(Totals("drop-telnet").packets, 1u);
+  EXPECT_EQ(Totals("web-to-8080").packets, 1u);
+  EXPECT_EQ(Totals("mark-dns").packets, 1u);
+  EXPECT_EQ(Totals("accept-v4-tls").packets, 1u);
+  EXPECT_EQ(Totals("mark-dns").bytes, 20u + 8u + 30u) << "IP length";
+  EXPECT_EQ(Count(ClassifyCounter::kClassified), 5u);
+  EXPECT_EQ(Count(ClassifyCounter::kRuleMatched), 4u);
+  EXPECT_EQ(Count(ClassifyCounter::kCountMatches), 2u);
+  EXPECT_EQ(Count(ClassifyCounter::kDefaultAction), 1u);
+  EXPECT_EQ(Count(ClassifyCounter::kRewritePlanned), 1u);
+  EXPECT_EQ(Count(ClassifyCounter::kMarked), 1u);
+}
+
+TEST_F(ClassifyStageTest, DefaultDropUsesItsOwnReason) {
+  Load("[classify]\ndefault_action = \"drop\"\n");
+  const auto seen = Run({Udp4("198.18.0.1", 1, "198.19.0.5", 2)});
+  EXPECT_EQ(seen[0].next, Next::kDrop);
+  EXPECT_EQ(seen[0].reason, DropReason::kNoRuleMatch);
+}
+
+TEST_F(ClassifyStageTest, OnlyClassifySlotsAreTouched) {
+  Load(kActions);
+  Batch b;
+  Fill(b, {Tcp4("198.18.0.1", 1, "198.19.0.5", 23), Tcp4("198.18.0.1", 1, "198.19.0.5", 23)});
+  b.Skip(1, DropReason::kNotIp);
+  stage_->Process(b, 0);
+  EXPECT_EQ(b.next(0), Next::kDrop);
+  EXPECT_EQ(b.next(1), Next::kSkip);
+  EXPECT_EQ(b.reason(1), DropReason::kNotIp);
+  b.RecordVerdicts();
+  b.Clear();
+}
+
+constexpr char kNapt[] = R"(
+[nat]
+max_flows = 64
+udp_s = 30
+
+[[rule]]
+number = 100
+name = "napt"
+action = "translate-source-port"
+match = { src = ["198.18.0.0/16", "2001:2:0:c::/64"], proto = ["tcp", "udp", "icmp", "icmp6"] }
+translate = { ports = "20000-29999" }
+
+[[rule]]
+number = 200
+name = "drop-replies-by-rule"   # replies of live translations never reach the rules
+action = "drop"
+match = { src = ["198.19.0.0/16", "2001:2:0:5::/64"] }
+)";
+
+TEST_F(ClassifyStageTest, NaptRoundTripRestoresTheTupleWithValidChecksums) {
+  Load(kNapt);
+  const auto out = Run({Tcp4("198.18.0.1", 40000, "198.19.0.5", 443, tcp::kSyn)}, 1 * kSec);
+  ASSERT_EQ(out[0].next, Next::kAccept);
+  EXPECT_TRUE(out[0].modified);
+  EXPECT_EQ(out[0].src, "198.18.0.1");
+  EXPECT_EQ(out[0].dst, "198.19.0.5");
+  EXPECT_GE(out[0].sport, 20000);
+  EXPECT_LE(out[0].sport, 29999);
+  EXPECT_EQ(out[0].dport, 443);
+  EXPECT_TRUE(out[0].ip_ok);
+  EXPECT_TRUE(out[0].l4_ok);
+  const uint16_t xport = out[0].sport;
+
+  const auto back = Run({Tcp4("198.19.0.5", 443, "198.18.0.1", xport, tcp::kSyn | tcp::kAck)}, 2 * kSec);
+  ASSERT_EQ(back[0].next, Next::kAccept) << "a reply is translated, not dropped by rule 200";
+  EXPECT_TRUE(back[0].modified);
+  EXPECT_EQ(back[0].src, "198.19.0.5");
+  EXPECT_EQ(back[0].dst, "198.18.0.1");
+  EXPECT_EQ(back[0].sport, 443);
+  EXPECT_EQ(back[0].dport, 40000);
+  EXPECT_TRUE(back[0].ip_ok);
+  EXPECT_TRUE(back[0].l4_ok);
+
+  // Later packets of the flow reuse the translation.
+  const auto again = Run({Tcp4("198.18.0.1", 40000, "198.19.0.5", 443)}, 3 * kSec);
+  EXPECT_EQ(again[0].sport, xport);
+  EXPECT_EQ(Count(ClassifyCounter::kNatCreated), 1u);
+  EXPECT_EQ(Count(ClassifyCounter::kNatOut), 1u);
+  EXPECT_EQ(Count(ClassifyCounter::kNatIn), 1u);
+  EXPECT_EQ(Totals("napt").packets, 1u) << "only the packet that created the flow went through the rules";
+  EXPECT_EQ(Totals("drop-replies-by-rule").packets, 0u);
+  EXPECT_EQ(stage_->nat_flows(), 1u);
+}
+
+TEST_F(ClassifyStageTest, NaptRoundTripUdpIpv6AndIcmpEcho) {
+  Load(kNapt);
+  const TestPacket udp = Udp4("198.18.0.7", 5353, "198.19.0.9", 53);
+  const TestPacket v6 = PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Tcp(50000, 80).TcpFlags(tcp::kSyn).Build();
+  const TestPacket ping = PacketBuilder().Ipv4("198.18.0.7", "198.19.0.9").Icmp(8, 0, /*id=*/0x1234, /*seq=*/1).Payload(16).Build();
+  const TestPacket ping6 = PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Icmp(128, 0, 0x4321, 1).Payload(16).Build();
+  const auto out = Run({udp, v6, ping, ping6}, kSec);
+  for (const Seen& s : out) {
+    ASSERT_EQ(s.next, Next::kAccept);
+    EXPECT_TRUE(s.modified);
+    EXPECT_TRUE(s.ip_ok);
+    EXPECT_TRUE(s.l4_ok);
+    EXPECT_GE(s.sport, 20000);
+    EXPECT_LE(s.sport, 29999);
+  }
+  const auto back = Run({Udp4("198.19.0.9", 53, "198.18.0.7", out[0].sport),
+                         PacketBuilder().Ipv6("2001:2:0:5::9", "2001:2:0:c::7").Tcp(80, out[1].sport).TcpFlags(tcp::kSyn | tcp::kAck).Build(),
+                         PacketBuilder().Ipv4("198.19.0.9", "198.18.0.7").Icmp(0, 0, out[2].sport, 1).Payload(16).Build(),
+                         PacketBuilder().Ipv6("2001:2:0:5::9", "2001:2:0:c::7").Icmp(129, 0, out[3].sport, 1).Payload(16).Build()},
+                        2 * kSec);
+  ASSERT_EQ(back.size(), 4u);
+  EXPECT_EQ(back[0].dport, 5353);
+  EXPECT_EQ(back[1].dport, 50000);
+  EXPECT_EQ(back[1].dst, "2001:2:0:c::7");
+  EXPECT_EQ(back[2].dport, 0x1234);
+  EXPECT_EQ(back[3].dport, 0x4321);
+  for (const Seen& s : back) {
+    EXPECT_EQ(s.next, Next::kAccept);
+    EXPECT_TRUE(s.ip_ok);
+    EXPECT_TRUE(s.l4_ok);
+  }
+  EXPECT_EQ(Count(ClassifyCounter::kNatIn), 4u);
+}
+
+TEST_F(ClassifyStageTest, ATranslationMadeInABatchTakesItsLaterPackets) {
+  // Learn the port seed 7 gives the flow, then replay: first packet, a second one and the
+  // reply all in one batch, as if they had come one batch each.
+  Load(kNapt, 7);
+  const uint16_t xport = Run({Udp4("198.18.0.1", 6000, "198.19.0.9", 53)}, kSec)[0].sport;
+  Load(kNapt, 7);
+  const auto out = Run({Udp4("198.18.0.1", 6000, "198.19.0.9", 53), Udp4("198.18.0.1", 6000, "198.19.0.9", 53),
+                        Udp4("198.19.0.9", 53, "198.18.0.1", xport)},
+                       kSec);
+  EXPECT_EQ(out[0].sport, xport);
+  EXPECT_EQ(out[1].sport, xport);
+  EXPECT_EQ(out[2].next, Next::kAccept) << "the reply is translated, not dropped by rule 200";
+  EXPECT_EQ(out[2].dport, 6000);
+  EXPECT_EQ(Count(ClassifyCounter::kNatCreated), 1u);
+  EXPECT_EQ(Count(ClassifyCounter::kNatOut), 1u);
+  EXPECT_EQ(Count(ClassifyCounter::kNatIn), 1u);
+}
+
+TEST_F(ClassifyStageTest, EchoIdentifierZeroIsARequestLikeAnyOther) {
+  Load(kNapt);
+  const auto out = Run({PacketBuilder().Ipv4("198.18.0.3", "198.19.0.9").Icmp(8, 0, /*id=*/0, 1).Payload(8).Build()}, kSec);
+  ASSERT_EQ(out[0].next, Next::kAccept);
+  EXPECT_GE(out[0].sport, 20000);
+  const auto back = Run({PacketBuilder().Ipv4("198.19.0.9", "198.18.0.3").Icmp(0, 0, out[0].sport, 1).Payload(8).Build()}, kSec);
+  EXPECT_EQ(back[0].next, Next::kAccept);
+  EXPECT_EQ(back[0].dport, 0);
+  EXPECT_TRUE(back[0].l4_ok);
+}
+
+TEST_F(ClassifyStageTest, NaptWithAnAddressRewritesAddressAndPortBothWays) {
+  Load(R"(
+[[rule]]
+number = 1
+name = "masquerade"
+action = "translate-source-port"
+match = { family = "ipv4", src = "10.0.0.0/8", proto = ["tcp", "udp"] }
+translate = { ports = "1024-65535", address = "198.18.0.1" }
+)");
+  const auto out = Run({Udp4("10.1.2.3", 4000, "198.19.0.9", 53)}, kSec);
+  EXPECT_EQ(out[0].src, "198.18.0.1");
+  EXPECT_TRUE(out[0].ip_ok);
+  EXPECT_TRUE(out[0].l4_ok);
+  const auto back = Run({Udp4("198.19.0.9", 53, "198.18.0.1", out[0].sport)}, 2 * kSec);
+  EXPECT_EQ(back[0].dst, "10.1.2.3");
+  EXPECT_EQ(back[0].dport, 4000);
+  EXPECT_TRUE(back[0].ip_ok);
+  EXPECT_TRUE(back[0].l4_ok);
+}
+
+TEST_F(ClassifyStageTest, ExhaustedRangeAndUntranslatablePacketsAreDropped) {
+  Load(R"(
+[[rule]]
+number = 1
+name = "napt"
+action = "translate-source-port"
+match = { src = "198.18.0.0/16", proto = ["udp", "icmp"] }
+translate = { ports = "20000-20001" }
+)");
+  const auto out = Run({Udp4("198.18.0.1", 1, "198.19.0.9", 53), Udp4("198.18.0.1", 2, "198.19.0.9", 53),
+                        Udp4("198.18.0.1", 3, "198.19.0.9", 53),
+                        PacketBuilder().Ipv4("198.18.0.1", "198.19.0.9").Icmp(3, 3).Payload(28).Build(),
+                        PacketBuilder().Ipv4("198.18.0.1", "198.19.0.9").Icmp(0, 0, 9, 1).Payload(8).Build()});
+  EXPECT_EQ(out[0].next, Next::kAccept);
+  EXPECT_EQ(out[1].next, Next::kAccept);
+  EXPECT_NE(out[0].sport, out[1].sport);
+  EXPECT_EQ(out[2].reason, DropReason::kNatExhausted);
+  EXPECT_EQ(out[3].reason, DropReason::kNatUntranslatable) << "an ICMP error is no echo";
+  EXPECT_EQ(out[4].reason, DropReason::kNatUntranslatable) << "an echo reply nothing asked for";
+  EXPECT_EQ(Count(ClassifyCounter::kNatExhausted), 1u);
+  EXPECT_EQ(Count(ClassifyCounter::kNatUntranslatable), 2u);
+}
+
+TEST_F(ClassifyStageTest, NonFirstFragmentsPassAPortOnlyTranslation) {
+  Load(R"(
+[[rule]]
+number = 1
+name = "napt"
+action = "translate-source-port"
+match = { src = "198.18.0.0/16", proto = "udp" }
+translate = { ports = "20000-29999" }
+)");
+  const TestPacket whole = PacketBuilder().Ipv4("198.18.0.1", "198.19.0.9").Udp(5000, 53).Payload(200).Build();
+  const auto frags = testing::FragmentPacket(whole, 96);
+  ASSERT_GE(frags.size(), 2u);
+  const auto out = Run(frags, kSec);
+  EXPECT_EQ(out[0].next, Next::kAccept);
+  EXPECT_TRUE(out[0].modified) << "the first fragment carries the ports";
+  for (std::size_t i = 1; i < out.size(); ++i) {
+    EXPECT_EQ(out[i].next, Next::kAccept);
+    EXPECT_FALSE(out[i].modified);
+  }
+  EXPECT_EQ(Count(ClassifyCounter::kNatFragmentPassed), frags.size() - 1);
+}
+
+TEST_F(ClassifyStageTest, IdleFlowsExpireOnTheBatchClock) {
+  Load(kNapt);
+  const auto out = Run({Udp4("198.18.0.1", 7000, "198.19.0.9", 53)}, 0);
+  const uint16_t xport = out[0].sport;
+  EXPECT_EQ(Run({Udp4("198.19.0.9", 53, "198.18.0.1", xport)}, 29 * kSec)[0].dport, 7000);
+  // 30 s after the last packet the flow is gone: the reply is no longer translated (and rule
+  // 200 now sees it).
+  const auto late = Run({Udp4("198.19.0.9", 53, "198.18.0.1", xport)}, 59 * kSec);
+  EXPECT_EQ(late[0].next, Next::kDrop);
+  EXPECT_EQ(late[0].reason, DropReason::kRuleDrop);
+  EXPECT_EQ(Count(ClassifyCounter::kNatExpired), 1u);
+  EXPECT_EQ(stage_->nat_flows(), 0u);
+}
+
+TEST_F(ClassifyStageTest, FullTableEvictsAndCounts) {
+  Load(kNapt);  // max_flows = 64
+  std::vector<TestPacket> packets;
+  for (uint16_t i = 0; i < 80; ++i) packets.push_back(Udp4("198.18.0.1", static_cast<uint16_t>(1000 + i), "198.19.0.9", 53));
+  const auto out = Run(packets, kSec);
+  for (const Seen& s : out) EXPECT_EQ(s.next, Next::kAccept);
+  EXPECT_EQ(Count(ClassifyCounter::kNatCreated), 80u);
+  EXPECT_EQ(Count(ClassifyCounter::kNatEvicted), 16u);
+  EXPECT_EQ(stage_->nat_flows(), 64u);
+}
+
+TEST_F(ClassifyStageTest, ReloadKeepsTranslationsAndABadReloadChangesNothing) {
+  Load(kNapt);
+  const auto out = Run({Tcp4("198.18.0.1", 40000, "198.19.0.5", 443, tcp::kSyn)}, kSec);
+  const uint16_t xport = out[0].sport;
+  const uint64_t gen = handle_->generation();
+
+  // A config with errors: rejected whole, nothing changes.
+  const Status bad = handle_->ReloadText("[[rule]]\nnumber = 1\nname = \"x\"\naction = \"dorp\"\n", "bad.toml");
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("bad.toml:4:10: rule[0].action"), std::string::npos) << bad.message();
+  EXPECT_EQ(handle_->generation(), gen);
+
+  // New rules without any translation rule, and a catch-all drop.
+  ASSERT_TRUE(handle_->ReloadText("[[rule]]\nnumber = 1\nname = \"drop-all\"\naction = \"drop\"\n").ok());
+  EXPECT_EQ(handle_->generation(), gen + 1);
+  const auto back = Run({Tcp4("198.19.0.5", 443, "198.18.0.1", xport, tcp::kSyn | tcp::kAck),
+                         Tcp4("198.18.0.1", 40000, "198.19.0.5", 443),
+                         Tcp4("198.18.0.1", 40001, "198.19.0.5", 443)},
+                        2 * kSec);
+  EXPECT_EQ(back[0].next, Next::kAccept) << "the established flow survives the reload";
+  EXPECT_EQ(back[0].dport, 40000);
+  EXPECT_EQ(back[1].next, Next::kAccept);
+  EXPECT_EQ(back[1].sport, xport);
+  EXPECT_EQ(back[2].next, Next::kDrop) << "a new flow meets the new rules";
+  EXPECT_EQ(Count(ClassifyCounter::kRuleSetSwaps), 1u);
+  EXPECT_EQ(Totals("drop-all").packets, 1u);
+}
+
+TEST_F(ClassifyStageTest, ReloadRefusesAnotherShardCount) {
+  Load(kNapt);
+  EXPECT_FALSE(handle_->ReloadText("[pipeline]\nshards = 2\n").ok());
+}
+
+TEST_F(ClassifyStageTest, InterfacesResolveThroughTheBackendsNumbering) {
+  ConfigLoad load = LoadConfigText(R"(
+[[rule]]
+number = 1
+name = "from-eth1"
+action = "drop"
+match.in_interface = "eth1"
+[[rule]]
+number = 2
+name = "to-unknown"
+action = "drop"
+match.out_interface = "nosuch0"
+)");
+  ASSERT_TRUE(load.ok());
+  RuleSetOptions o;
+  o.interface_id = [](std::string_view name) -> uint32_t { return name == "eth1" ? 7 : 0; };
+  auto h = RuleSetHandle::Create(*load.config, o);
+  ASSERT_TRUE(h.ok());
+  ClassifyStage stage(*h.value(), 0, FlowTableOptions::From(load.config->nat, 1, 0, 1));
+  Batch b;
+  Fill(b, {Udp4("1.1.1.1", 1, "2.2.2.2", 2), Udp4("1.1.1.1", 1, "2.2.2.2", 2)});
+  b.packet(0).meta().in_if = 7;
+  b.packet(1).meta().in_if = 3;
+  b.packet(1).meta().out_if = 0;
+  stage.Process(b, 0);
+  EXPECT_EQ(b.next(0), Next::kDrop);
+  EXPECT_EQ(b.next(1), Next::kAccept) << "an unknown interface name matches nothing, not everything";
+  b.RecordVerdicts();
+  b.Clear();
+}
+
+TEST_F(ClassifyStageTest, RewritePlansReachTheRewriteStage) {
+  Load(kActions);
+  RewriteStage rewrite;
+  Batch b;
+  Fill(b, {Tcp4("198.18.0.1", 40001, "198.19.0.5", 80)});
+  stage_->Process(b, 0);
+  rewrite.Process(b);
+  ASSERT_EQ(b.next(0), Next::kAccept);
+  const PacketBuffer& p = b.packet(0);
+  EXPECT_EQ(LoadBe16(p.data() + p.meta().l4_off + 2), 8080);
+  EXPECT_TRUE(testing::RefL4ChecksumOk(p.data() + p.meta().l3_off, p.len() - p.meta().l3_off));
+  b.RecordVerdicts();
+  b.Clear();
+}
+
+TEST_F(ClassifyStageTest, SteadyStateAllocatesNothing) {
+  Load(kNapt);
+  std::vector<TestPacket> packets;
+  for (uint16_t i = 0; i < 64; ++i) packets.push_back(Udp4("198.18.0.1", static_cast<uint16_t>(1000 + i), "198.19.0.9", 53));
+  Batch b;
+  for (int round = 0; round < 3; ++round) {
+    Fill(b, packets);
+    testing::AllocationScope scope;
+    stage_->Process(b, static_cast<uint64_t>(round) * kSec);
+    EXPECT_EQ(scope.count(), 0u) << "round " << round;
+    b.RecordVerdicts();
+    b.Clear();
+  }
+}
+
+}  // namespace
+}  // namespace sluice

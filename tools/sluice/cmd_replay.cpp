@@ -1,0 +1,243 @@
+// sluice replay IN -c CONFIG [-o OUT]: a pcap file through the configured rules on the flow
+// graph, then a summary (and optionally JSON and Prometheus stats). The main job: the same
+// rules that run inline, measured offline.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include "engine/core/clock.h"
+#include "engine/graph/pipeline.h"
+#include "engine/graph/stage_set.h"
+#include "engine/io/null/null_sink.h"
+#include "engine/io/pcap/pcap_sink.h"
+#include "engine/io/pcap/pcap_source.h"
+#include "engine/rules/config_loader.h"
+#include "engine/stats/report.h"
+#include "tools/sluice/command.h"
+#include "tools/sluice/stats_file.h"
+
+namespace sluice::cli {
+namespace {
+
+struct ReplayArgs {
+  std::string input;
+  std::string config;
+  std::string output;
+  std::string drops;
+  std::string stats_json;
+  std::string prometheus;
+  double prometheus_interval_s = 10;
+  uint32_t threads = 0;  // 0: from the config
+  uint32_t shards = 0;
+  uint32_t batch = 0;
+  uint32_t loops = 1;
+  uint64_t seed = 0;
+  bool quiet = false;
+};
+
+void Fail(const Status& s) { std::fprintf(stderr, "sluice replay: %s\n", s.message().c_str()); }
+
+// The live line on a terminal: packets, rate, elapsed, ETA. Quiet when stderr is not a tty.
+class Progress {
+ public:
+  Progress(const OfflinePipeline& p, const PcapSource& src, bool enabled) : p_(p), src_(src) {
+    if (enabled) thread_ = std::thread([this] { Loop(); });
+  }
+  ~Progress() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) {
+      thread_.join();
+      std::fprintf(stderr, "\r\033[K");
+    }
+  }
+
+ private:
+  void Loop() {
+    const uint64_t start = NowNs();
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return done_; })) {
+      const double secs = static_cast<double>(NowNs() - start) / 1e9;
+      const uint64_t n = p_.run_stats().packets_in.Load();
+      const double frac = src_.Progress();
+      char eta[32] = "?";
+      if (frac > 0.001) std::snprintf(eta, sizeof eta, "%.1f s", secs * (1 - frac) / frac);
+      std::fprintf(stderr, "\r\033[K  %.2f M packets  %.2f Mpps  %.1f s elapsed  ETA %s", static_cast<double>(n) / 1e6,
+                   static_cast<double>(n) / secs / 1e6, secs, eta);
+    }
+  }
+
+  const OfflinePipeline& p_;
+  const PcapSource& src_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+// Writes the Prometheus file every interval while the run lasts.
+class PrometheusWriter {
+ public:
+  PrometheusWriter(std::string path, double interval_s, std::function<StatsReport()> build)
+      : path_(std::move(path)), interval_(interval_s), build_(std::move(build)) {
+    if (!path_.empty()) thread_ = std::thread([this] { Loop(); });
+  }
+  ~PrometheusWriter() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::duration<double>(interval_), [&] { return done_; })) {
+      const Status s = WriteFileAtomically(path_, ToPrometheus(build_()));
+      if (!s.ok()) std::fprintf(stderr, "sluice replay: %s\n", s.message().c_str());
+    }
+  }
+
+  std::string path_;
+  double interval_;
+  std::function<StatsReport()> build_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+int Replay(const ReplayArgs& a) {
+  ConfigLoad load = a.config.empty() ? LoadConfigText("", "<built-in defaults>") : LoadConfigFile(a.config);
+  if (!load.ok()) {
+    for (const ConfigError& e : load.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
+    return 1;
+  }
+  Config& config = *load.config;
+  PipelineOptions opts;
+  opts.shards = a.shards != 0 ? a.shards : config.pipeline.shards;
+  const uint32_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  opts.threads = a.threads != 0 ? a.threads : (config.pipeline.threads != 0 ? config.pipeline.threads : cpus);
+  opts.batch_size = a.batch != 0 ? a.batch : config.pipeline.batch_size;
+
+  auto source = PcapSource::Open(a.input, a.loops);
+  if (!source.ok()) return Fail(source.status()), 1;
+
+  // The pool holds what the bursts in flight need, or what the config asks if that is more.
+  PoolConfig pool_config = config.pipeline.pool;
+  pool_config.small_buffers = static_cast<uint32_t>(
+      std::max<uint64_t>(pool_config.small_buffers, OfflinePipeline::SmallBuffersNeeded(opts)));
+  auto pool = BufferPool::Create(pool_config);
+  if (!pool.ok()) return Fail(pool.status()), 1;
+  if (Status s = OfflinePipeline::Validate(opts, **pool); !s.ok()) return Fail(s), 1;
+
+  StageSet::Options stage_options;
+  stage_options.shards = opts.shards;
+  stage_options.flow_hash_seed = a.seed;
+  auto stages = StageSet::Build(config, stage_options);
+  if (!stages.ok()) return Fail(stages.status()), 1;
+  std::vector<ShardStages> shard_stages = (*stages)->OfflineShards();
+  OfflinePipeline pipeline(opts, **pool, (*stages)->parse(0), shard_stages);
+
+  std::unique_ptr<PacketSink> sink;
+  if (!a.output.empty() || !a.drops.empty()) {
+    std::unique_ptr<PcapWriter> out, drops;
+    if (!a.output.empty()) {
+      auto w = PcapWriter::Open(a.output, (*source)->datalink(), (*source)->nanosecond());
+      if (!w.ok()) return Fail(w.status()), 1;
+      out = std::move(w).value();
+    }
+    if (!a.drops.empty()) {
+      auto w = PcapWriter::Open(a.drops, (*source)->datalink(), (*source)->nanosecond());
+      if (!w.ok()) return Fail(w.status()), 1;
+      drops = std::move(w).value();
+    }
+    sink = std::make_unique<PcapSink>(std::move(out), std::move(drops));
+  } else {
+    sink = std::make_unique<NullSink>();
+  }
+
+  const uint64_t start = NowNs();
+  auto build_report = [&] {
+    StatsReport r;
+    r.conditions = {{"input", a.input},
+                    {"config", a.config.empty() ? "<built-in defaults>" : a.config},
+                    {"output", a.output.empty() ? "<none>" : a.output},
+                    {"threads", std::to_string(opts.threads)},
+                    {"shards", std::to_string(opts.shards)},
+                    {"batch_size", std::to_string(opts.batch_size)},
+                    {"burst_size", std::to_string(pipeline.burst_size())},
+                    {"bursts_in_flight", std::to_string(pipeline.options().bursts_in_flight)},
+                    {"loops", std::to_string(a.loops)},
+                    {"rules", std::to_string(config.rules.size())},
+                    {"sluice", SLUICE_VERSION}};
+    r.elapsed_s = static_cast<double>(NowNs() - start) / 1e9;
+    AddRun(pipeline.run_stats(), r);
+    AddStage("parse", 0, pipeline.parse_stats(), r);
+    for (uint32_t s = 0; s < opts.shards; ++s) {
+      AddStage("classify", s, pipeline.classify_stats(s), r);
+      AddStage("rewrite", s, pipeline.rewrite_stats(s), r);
+    }
+    (*stages)->Report(r);
+    const PoolStats ps = (*pool)->Stats();
+    r.counters.push_back({"pool_exhausted", "Buffer requests the pool could not serve in full.", ps.exhausted, {}});
+    r.counters.push_back({"pool_orphaned", "Buffers released without a verdict.", ps.orphaned, {}});
+    return r;
+  };
+
+  Status run_status;
+  {
+    Progress progress(pipeline, **source, !a.quiet && isatty(STDERR_FILENO));
+    PrometheusWriter prom(a.prometheus, a.prometheus_interval_s, build_report);
+    run_status = pipeline.Run(**source, *sink);
+  }
+  const StatsReport report = build_report();
+  std::printf("sluice replay: %s → %s   [%u threads, %u shards, batch %u]\n", a.input.c_str(),
+              a.output.empty() ? "(no output file)" : a.output.c_str(), opts.threads, opts.shards, opts.batch_size);
+  std::fputs(ToText(report).c_str(), stdout);
+  if (!a.stats_json.empty()) {
+    if (Status s = WriteFileAtomically(a.stats_json, ToJson(report)); !s.ok()) return Fail(s), 1;
+  }
+  if (!a.prometheus.empty()) {
+    if (Status s = WriteFileAtomically(a.prometheus, ToPrometheus(report)); !s.ok()) return Fail(s), 1;
+  }
+  if (!run_status.ok()) return Fail(run_status), 1;
+  return report.Balanced() ? 0 : 1;
+}
+
+}  // namespace
+
+void RegisterReplay(CLI::App& app, ExitCode& exit_code) {
+  auto a = std::make_shared<ReplayArgs>();
+  auto* cmd = app.add_subcommand("replay", "Run a pcap file through the rules on the flow graph and report");
+  cmd->add_option("input", a->input, "Input pcap or pcapng file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("-c,--config", a->config, "Config file (TOML); default: accept everything");
+  cmd->add_option("-o,--output", a->output, "Write accepted packets (rewritten or not) to this pcap file");
+  cmd->add_option("--drops", a->drops, "Write dropped packets to this pcap file");
+  cmd->add_option("-t,--threads", a->threads, "Threads (default: the config's pipeline.threads, else one per CPU)")
+      ->check(CLI::Range(1u, 256u));
+  cmd->add_option("-s,--shards", a->shards, "Shards (default: the config's pipeline.shards)")->check(CLI::Range(1u, 64u));
+  cmd->add_option("-b,--batch", a->batch, "Packets per batch (default: the config's pipeline.batch_size)")
+      ->check(CLI::Range(1u, kMaxBatch));
+  cmd->add_option("-l,--loop", a->loops, "Read the input this many times")->check(CLI::Range(1u, 1000000u));
+  cmd->add_option("--stats-json", a->stats_json, "Write the summary as JSON to this file");
+  cmd->add_option("--prometheus", a->prometheus, "Write Prometheus text exposition to this file (atomically)");
+  cmd->add_option("--prometheus-interval", a->prometheus_interval_s, "Seconds between Prometheus writes")
+      ->check(CLI::Range(0.1, 3600.0));
+  cmd->add_option("--seed", a->seed, "Flow hash seed (default: random)");
+  cmd->add_flag("-q,--quiet", a->quiet, "No progress line");
+  cmd->callback([a, &exit_code] { exit_code.value = Replay(*a); });
+}
+
+}  // namespace sluice::cli
