@@ -36,14 +36,20 @@ std::vector<VerdictItem> Items(uint32_t n, Mix mix) {
   std::mt19937 rng(7);
   std::vector<VerdictItem> items(n);
   for (uint32_t i = 0; i < n; ++i) {
-    items[i] = {.ordinal = i, .id = i + 1, .mark = 0x100, .kind = VerdictKind::kAccept, .payload = nullptr, .payload_len = 0};
+    items[i] = {.ordinal = i,
+                .id = i + 1,
+                .mark = 0x100,
+                .kind = VerdictKind::kAccept,
+                .payload = nullptr,
+                .payload_len = 0};
     if (mix == kTenPercentDrop && rng() % 10 == 0) items[i].kind = VerdictKind::kDrop;
     if (mix == kTenPercentRewritten && rng() % 10 == 0) {
       items[i].kind = VerdictKind::kAcceptPayload;
       items[i].payload = payload;
       items[i].payload_len = sizeof payload;
     }
-    if (mix == kMarkEveryPacket) items[i].mark = 0x100 | (i & 1);  // adversarial: no two neighbours share a mark
+    if (mix == kMarkEveryPacket)
+      items[i].mark = 0x100 | (i & 1);  // adversarial: no two neighbours share a mark
   }
   return items;
 }
@@ -64,7 +70,9 @@ void BM_PlanAndWrite(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * n);
 }
-BENCHMARK(BM_PlanAndWrite)->ArgsProduct({{1, 16, 64, 256}, {kAllAccept, kTenPercentDrop, kTenPercentRewritten, kMarkEveryPacket}})
+BENCHMARK(BM_PlanAndWrite)
+    ->ArgsProduct({{1, 16, 64, 256},
+                   {kAllAccept, kTenPercentDrop, kTenPercentRewritten, kMarkEveryPacket}})
     ->ArgNames({"batch", "mix"});
 
 // Baseline: one verdict message per packet with libnetfilter_queue's helpers, as naive_nfq

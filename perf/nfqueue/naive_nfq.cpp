@@ -62,13 +62,20 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const unsigned long v = std::strtoul(argv[i + 1], nullptr, 0);
-    if (k == "--queue") loop.queue = static_cast<uint16_t>(v);
-    else if (k == "--maxlen") maxlen = static_cast<uint32_t>(v);
-    else if (k == "--rcvbuf") rcvbuf = static_cast<uint32_t>(v);
-    else if (k == "--mark") loop.mark = static_cast<uint32_t>(v);
-    else if (k == "--gso") gso = v != 0;
+    if (k == "--queue")
+      loop.queue = static_cast<uint16_t>(v);
+    else if (k == "--maxlen")
+      maxlen = static_cast<uint32_t>(v);
+    else if (k == "--rcvbuf")
+      rcvbuf = static_cast<uint32_t>(v);
+    else if (k == "--mark")
+      loop.mark = static_cast<uint32_t>(v);
+    else if (k == "--gso")
+      gso = v != 0;
     else {
-      std::fprintf(stderr, "usage: naive_nfq [--queue N] [--maxlen N] [--rcvbuf BYTES] [--mark M] [--gso 0|1]\n");
+      std::fprintf(
+          stderr,
+          "usage: naive_nfq [--queue N] [--maxlen N] [--rcvbuf BYTES] [--mark M] [--gso 0|1]\n");
       return 2;
     }
   }
@@ -110,14 +117,16 @@ int main(int argc, char** argv) {
     ++loop.recv_calls;
     const ssize_t n = mnl_socket_recvfrom(loop.nl, buf.data(), buf.size());
     if (n < 0) {
-      if (errno == ENOBUFS) ++loop.enobufs;
-      else if (errno != EAGAIN && errno != EINTR) std::perror("naive_nfq: recv");
+      if (errno == ENOBUFS)
+        ++loop.enobufs;
+      else if (errno != EAGAIN && errno != EINTR)
+        std::perror("naive_nfq: recv");
       continue;
     }
     mnl_cb_run(buf.data(), static_cast<size_t>(n), 0, portid, OnPacket, &loop);
   }
-  std::printf("naive_nfq queue=%u packets=%llu recv_calls=%llu send_calls=%llu enobufs=%llu\n", loop.queue,
-              loop.packets, loop.recv_calls, loop.send_calls, loop.enobufs);
+  std::printf("naive_nfq queue=%u packets=%llu recv_calls=%llu send_calls=%llu enobufs=%llu\n",
+              loop.queue, loop.packets, loop.recv_calls, loop.send_calls, loop.enobufs);
   mnl_socket_close(loop.nl);
   return 0;
 }

@@ -135,7 +135,8 @@ int RunCommand(const std::vector<std::string>& argv, std::string* out) {
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (out) *out = std::move(text);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status)
+                           : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
 LabProcess::~LabProcess() {
@@ -209,28 +210,40 @@ bool NetnsLab::Root() { return geteuid() == 0; }
 Result<std::unique_ptr<NetnsLab>> NetnsLab::Create() {
   std::unique_ptr<NetnsLab> lab(new NetnsLab());
   lab->reaper_ = StartReaper(&lab->reaper_parent_);
-  if (lab->reaper_ < 0) return IoError("netns lab: cannot create a PID namespace: " + std::string(std::strerror(errno)));
+  if (lab->reaper_ < 0)
+    return IoError("netns lab: cannot create a PID namespace: " +
+                   std::string(std::strerror(errno)));
   for (pid_t& h : lab->holders_) {
     h = StartHolder();
-    if (h < 0) return IoError("netns lab: cannot create a network namespace: " + std::string(std::strerror(errno)));
+    if (h < 0)
+      return IoError("netns lab: cannot create a network namespace: " +
+                     std::string(std::strerror(errno)));
   }
   const std::string c = std::to_string(lab->pid(Node::kClient));
   const std::string s = std::to_string(lab->pid(Node::kServer));
-  const std::string no_v6 = "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1; ";
+  const std::string no_v6 =
+      "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1; ";
   const struct {
     Node node;
     std::string cmd;
   } steps[] = {
-      {Node::kRouter, no_v6 + "ip link set lo up && sysctl -qw net.ipv4.ip_forward=1 && "
-                      "ip link add r0 type veth peer name c0 netns " + c + " && "
-                      "ip link add r1 type veth peer name s0 netns " + s + " && "
-                      "ip addr add 198.18.1.1/24 dev r0 && ip addr add 198.18.2.1/24 dev r1 && "
-                      "ip link set r0 up && ip link set r1 up"},
-      {Node::kClient, no_v6 + "ip link set lo up && ip addr add 198.18.1.2/24 dev c0 && "
-                      "for i in 3 4 5 6 7 8 9; do ip addr add 198.18.1.$i/24 dev c0 || exit 1; done && "
-                      "ip link set c0 up && ip route add default via 198.18.1.1"},
-      {Node::kServer, no_v6 + "ip link set lo up && ip addr add 198.18.2.2/24 dev s0 && ip link set s0 up && "
-                      "ip route add default via 198.18.2.1"},
+      {Node::kRouter, no_v6 +
+                          "ip link set lo up && sysctl -qw net.ipv4.ip_forward=1 && "
+                          "ip link add r0 type veth peer name c0 netns " +
+                          c +
+                          " && "
+                          "ip link add r1 type veth peer name s0 netns " +
+                          s +
+                          " && "
+                          "ip addr add 198.18.1.1/24 dev r0 && ip addr add 198.18.2.1/24 dev r1 && "
+                          "ip link set r0 up && ip link set r1 up"},
+      {Node::kClient,
+       no_v6 + "ip link set lo up && ip addr add 198.18.1.2/24 dev c0 && "
+               "for i in 3 4 5 6 7 8 9; do ip addr add 198.18.1.$i/24 dev c0 || exit 1; done && "
+               "ip link set c0 up && ip route add default via 198.18.1.1"},
+      {Node::kServer,
+       no_v6 + "ip link set lo up && ip addr add 198.18.2.2/24 dev s0 && ip link set s0 up && "
+               "ip route add default via 198.18.2.1"},
   };
   for (const auto& step : steps) {
     // Outside the reaper's PID namespace: `ip link … netns <pid>` names pids as seen here.
@@ -244,7 +257,10 @@ Result<std::unique_ptr<NetnsLab>> NetnsLab::Create() {
   auto mac = [&](Node n, const char* dev) {
     std::string out;
     // Not /sys/class/net: sysfs there is the host's (nsenter enters the network namespace only).
-    lab->Run(n, std::string("ip -o link show dev ") + dev + " | sed -n 's|.*link/ether \\([0-9a-f:]*\\).*|\\1|p'", &out);
+    lab->Run(n,
+             std::string("ip -o link show dev ") + dev +
+                 " | sed -n 's|.*link/ether \\([0-9a-f:]*\\).*|\\1|p'",
+             &out);
     while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
     return out;
   };
@@ -255,9 +271,10 @@ Result<std::unique_ptr<NetnsLab>> NetnsLab::Create() {
     std::string cmd;
   } neigh[] = {
       {Node::kClient, "ip neigh replace 198.18.1.1 lladdr " + r0 + " dev c0 nud permanent"},
-      {Node::kRouter, "for i in 2 3 4 5 6 7 8 9; do ip neigh replace 198.18.1.$i lladdr " + c0 +
-                          " dev r0 nud permanent || exit 1; done && ip neigh replace 198.18.2.2 lladdr " + s0 +
-                          " dev r1 nud permanent"},
+      {Node::kRouter,
+       "for i in 2 3 4 5 6 7 8 9; do ip neigh replace 198.18.1.$i lladdr " + c0 +
+           " dev r0 nud permanent || exit 1; done && ip neigh replace 198.18.2.2 lladdr " + s0 +
+           " dev r1 nud permanent"},
       {Node::kServer, "ip neigh replace 198.18.2.1 lladdr " + r1 + " dev s0 nud permanent"},
   };
   for (const auto& step : neigh) {
@@ -299,9 +316,12 @@ std::unique_ptr<LabProcess> NetnsLab::Spawn(Node node, const std::vector<std::st
   return std::make_unique<LabProcess>(p, fd);
 }
 
-uint64_t NetnsLab::IptablesPackets(const std::string& table, const std::string& chain, int rule) const {
+uint64_t NetnsLab::IptablesPackets(const std::string& table, const std::string& chain,
+                                   int rule) const {
   std::string out;
-  if (Run(Node::kRouter, "iptables -w -t " + table + " -L " + chain + " -v -x -n --line-numbers", &out) != 0) return UINT64_MAX;
+  if (Run(Node::kRouter, "iptables -w -t " + table + " -L " + chain + " -v -x -n --line-numbers",
+          &out) != 0)
+    return UINT64_MAX;
   std::istringstream lines(out);
   for (std::string l; std::getline(lines, l);) {
     std::istringstream f(l);
@@ -314,7 +334,8 @@ uint64_t NetnsLab::IptablesPackets(const std::string& table, const std::string& 
 
 NetnsLab::RouterScope::RouterScope(const NetnsLab& lab) {
   home_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  const int target = open(("/proc/" + std::to_string(lab.pid(Node::kRouter)) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC);
+  const int target = open(("/proc/" + std::to_string(lab.pid(Node::kRouter)) + "/ns/net").c_str(),
+                          O_RDONLY | O_CLOEXEC);
   ok_ = home_ >= 0 && target >= 0 && setns(target, CLONE_NEWNET) == 0;
   if (target >= 0) close(target);
 }

@@ -72,7 +72,9 @@ class NetnsLab {
   pid_t pid(Node node) const { return holders_[static_cast<int>(node)]; }
   std::string NetnsPath(Node node) const { return "/proc/" + std::to_string(pid(node)) + "/net"; }
   // The router's /proc/net/netfilter/nfnetlink_queue.
-  std::string NfqueueProcPath() const { return NetnsPath(Node::kRouter) + "/netfilter/nfnetlink_queue"; }
+  std::string NfqueueProcPath() const {
+    return NetnsPath(Node::kRouter) + "/netfilter/nfnetlink_queue";
+  }
   // The packet count of rule `rule` (1-based) of an iptables chain in the router.
   uint64_t IptablesPackets(const std::string& table, const std::string& chain, int rule) const;
 
@@ -90,12 +92,13 @@ class NetnsLab {
   };
 
   static constexpr const char* kServerAddr = "198.18.2.2";
-  static constexpr const char* kClientSources = "198.18.1.2,198.18.1.3,198.18.1.4,198.18.1.5,198.18.1.6,198.18.1.7,198.18.1.8,198.18.1.9";
+  static constexpr const char* kClientSources =
+      "198.18.1.2,198.18.1.3,198.18.1.4,198.18.1.5,198.18.1.6,198.18.1.7,198.18.1.8,198.18.1.9";
 
  private:
   NetnsLab() = default;
   pid_t holders_[3] = {-1, -1, -1};
-  pid_t reaper_ = -1;         // init of the PID namespace commands run in
+  pid_t reaper_ = -1;  // init of the PID namespace commands run in
   pid_t reaper_parent_ = -1;
 };
 

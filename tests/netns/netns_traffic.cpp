@@ -1,6 +1,7 @@
 // netns_traffic: deterministic UDP traffic for the network-namespace tests and perf/nfqueue.
 //
-//   netns_traffic udp-send --dst A --port P --count N --rate PPS [--size B] [--src A1,A2,…] [--first S]
+//   netns_traffic udp-send --dst A --port P --count N --rate PPS [--size B] [--src A1,A2,…]
+//   [--first S]
 //       Open-loop sender: N datagrams of B bytes (>= 8) at PPS packets per second, in bursts
 //       of up to 32 per sendmmsg, round-robin over one socket per source address (so a
 //       --queue-balance hash spreads them). Each carries its sequence number (S … S+N-1) in
@@ -39,9 +40,11 @@ uint64_t NowNs() {
 }
 
 int Usage() {
-  std::fprintf(stderr,
-               "usage: netns_traffic udp-send --dst A --port P --count N --rate PPS [--size B] [--src A1,A2] [--first S]\n"
-               "       netns_traffic udp-recv --port P --expect N [--timeout-ms T] [--idle-ms I]\n");
+  std::fprintf(
+      stderr,
+      "usage: netns_traffic udp-send --dst A --port P --count N --rate PPS [--size B] [--src "
+      "A1,A2] [--first S]\n"
+      "       netns_traffic udp-recv --port P --expect N [--timeout-ms T] [--idle-ms I]\n");
   return 2;
 }
 
@@ -57,7 +60,8 @@ uint64_t Num(const std::map<std::string, std::string>& f, const char* k, uint64_
 }
 
 int Send(const std::map<std::string, std::string>& f) {
-  if (!f.count("--dst") || !f.count("--port") || !f.count("--count") || !f.count("--rate")) return Usage();
+  if (!f.count("--dst") || !f.count("--port") || !f.count("--count") || !f.count("--rate"))
+    return Usage();
   const uint64_t count = Num(f, "--count", 0);
   const uint64_t rate = std::max<uint64_t>(1, Num(f, "--rate", 1));
   const uint32_t size = static_cast<uint32_t>(std::max<uint64_t>(8, Num(f, "--size", 64)));
@@ -72,7 +76,8 @@ int Send(const std::map<std::string, std::string>& f) {
     std::string s = it->second;
     for (std::size_t pos = 0; pos != std::string::npos;) {
       const std::size_t comma = s.find(',', pos);
-      sources.push_back(s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+      sources.push_back(
+          s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
       pos = comma == std::string::npos ? comma : comma + 1;
     }
   } else {
@@ -90,7 +95,8 @@ int Send(const std::map<std::string, std::string>& f) {
       if (inet_pton(AF_INET, src.c_str(), &a.sin_addr) != 1) return Usage();
       if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return std::perror("bind"), 1;
     }
-    if (connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0) return std::perror("connect"), 1;
+    if (connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0)
+      return std::perror("connect"), 1;
     socks.push_back(fd);
   }
 
@@ -107,7 +113,8 @@ int Send(const std::map<std::string, std::string>& f) {
     const uint64_t due = std::min<uint64_t>(count, (NowNs() - start) * rate / 1000000000u + 1);
     if (due <= sent) {
       const uint64_t next_ns = start + (sent * 1000000000u) / rate;
-      timespec ts{static_cast<time_t>(next_ns / 1000000000u), static_cast<long>(next_ns % 1000000000u)};
+      timespec ts{static_cast<time_t>(next_ns / 1000000000u),
+                  static_cast<long>(next_ns % 1000000000u)};
       clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
       continue;
     }
@@ -184,7 +191,8 @@ int Recv(const std::map<std::string, std::string>& f) {
       }
     }
   }
-  std::printf("received %llu %llu\n", static_cast<unsigned long long>(unique), static_cast<unsigned long long>(duplicates));
+  std::printf("received %llu %llu\n", static_cast<unsigned long long>(unique),
+              static_cast<unsigned long long>(duplicates));
   return 0;
 }
 

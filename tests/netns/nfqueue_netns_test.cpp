@@ -62,7 +62,8 @@ struct TouchStage {
         m.flags |= pkt_flag::kMarkSet;
         ++marked;
       }
-      if (seen % 5 == 0 && !(m.flags & (pkt_flag::kGso | pkt_flag::kTruncated)) && FixTcpChecksum(p)) {
+      if (seen % 5 == 0 && !(m.flags & (pkt_flag::kGso | pkt_flag::kTruncated)) &&
+          FixTcpChecksum(p)) {
         m.flags |= pkt_flag::kModified;
         ++modified;
       }
@@ -77,7 +78,8 @@ struct TouchStage {
     uint8_t* tcp = ip + ihl;
     const uint32_t tcp_len = total - ihl;
     StoreBe16(tcp + 16, 0);
-    uint64_t sum = LoadBe16(ip + 12) + LoadBe16(ip + 14) + LoadBe16(ip + 16) + LoadBe16(ip + 18) + 6 + tcp_len;
+    uint64_t sum =
+        LoadBe16(ip + 12) + LoadBe16(ip + 14) + LoadBe16(ip + 16) + LoadBe16(ip + 18) + 6 + tcp_len;
     for (uint32_t k = 0; k + 1 < tcp_len; k += 2) sum += LoadBe16(tcp + k);
     if (tcp_len & 1) sum += uint32_t{tcp[tcp_len - 1]} << 8;
     while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
@@ -91,7 +93,8 @@ struct TouchStage {
 class NfqueueNetns : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!NetnsLab::Root()) GTEST_SKIP() << "needs root: network namespaces, veth pairs and iptables";
+    if (!NetnsLab::Root())
+      GTEST_SKIP() << "needs root: network namespaces, veth pairs and iptables";
     auto lab = NetnsLab::Create();
     ASSERT_TRUE(lab.ok()) << lab.status().message();
     lab_ = std::move(lab).value();
@@ -133,7 +136,8 @@ class NfqueueNetns : public ::testing::Test {
                          StageRef::Of(rewrite_[s])});
     }
     pipeline_ = std::make_unique<InlinePipeline>(
-        InlineOptions{.threads = 2, .batch_size = 64, .batches_per_shard = 4, .receive_wait = 5ms}, *pool_, shards_);
+        InlineOptions{.threads = 2, .batch_size = 64, .batches_per_shard = 4, .receive_wait = 5ms},
+        *pool_, shards_);
     pipeline_->Start();
   }
 
@@ -150,7 +154,8 @@ class NfqueueNetns : public ::testing::Test {
   }
   static uint64_t Verdicted(const NfqueueEndpoint& ep) {
     const auto& c = ep.counters();
-    return c.Load(C::kBatchAccepted) + c.Load(C::kSingleAccepted) + c.Load(C::kPayloadAccepted) + c.Load(C::kDropped);
+    return c.Load(C::kBatchAccepted) + c.Load(C::kSingleAccepted) + c.Load(C::kPayloadAccepted) +
+           c.Load(C::kDropped);
   }
 
   // Waits until every endpoint has verdicted all it received and the kernel holds nothing.
@@ -158,7 +163,8 @@ class NfqueueNetns : public ::testing::Test {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       bool done = true;
-      for (const auto& ep : endpoints_) done = done && Verdicted(*ep) == ep->counters().Load(C::kIdsReceived);
+      for (const auto& ep : endpoints_)
+        done = done && Verdicted(*ep) == ep->counters().Load(C::kIdsReceived);
       for (const KernelQueueStats& k : Kernel()) done = done && k.queue_total == 0;
       if (done) return true;
       std::this_thread::sleep_for(10ms);
@@ -166,22 +172,26 @@ class NfqueueNetns : public ::testing::Test {
     return false;
   }
 
-  std::unique_ptr<LabProcess> StartReceiver(uint64_t expect, uint32_t port = 9000, uint32_t idle_ms = 3000) {
-    auto rx = lab_->Spawn(Node::kServer, {SLUICE_NETNS_TRAFFIC, "udp-recv", "--port", std::to_string(port),
-                                          "--expect", std::to_string(expect), "--timeout-ms", "60000",
-                                          "--idle-ms", std::to_string(idle_ms)});
+  std::unique_ptr<LabProcess> StartReceiver(uint64_t expect, uint32_t port = 9000,
+                                            uint32_t idle_ms = 3000) {
+    auto rx =
+        lab_->Spawn(Node::kServer, {SLUICE_NETNS_TRAFFIC, "udp-recv", "--port",
+                                    std::to_string(port), "--expect", std::to_string(expect),
+                                    "--timeout-ms", "60000", "--idle-ms", std::to_string(idle_ms)});
     EXPECT_TRUE(rx && rx->WaitForLine("ready", 5s));
     return rx;
   }
   // Runs the sender to completion; returns how many it sent.
-  uint64_t Send(uint64_t count, uint64_t rate, uint64_t first = 0, uint32_t size = 64, uint32_t port = 9000) {
+  uint64_t Send(uint64_t count, uint64_t rate, uint64_t first = 0, uint32_t size = 64,
+                uint32_t port = 9000) {
     std::string out;
-    const int rc = lab_->Run(Node::kClient, std::string(SLUICE_NETNS_TRAFFIC) + " udp-send --dst " +
-                                                NetnsLab::kServerAddr + " --port " + std::to_string(port) +
-                                                " --count " + std::to_string(count) + " --rate " + std::to_string(rate) +
-                                                " --size " + std::to_string(size) + " --first " + std::to_string(first) +
-                                                " --src " + NetnsLab::kClientSources,
-                             &out);
+    const int rc =
+        lab_->Run(Node::kClient,
+                  std::string(SLUICE_NETNS_TRAFFIC) + " udp-send --dst " + NetnsLab::kServerAddr +
+                      " --port " + std::to_string(port) + " --count " + std::to_string(count) +
+                      " --rate " + std::to_string(rate) + " --size " + std::to_string(size) +
+                      " --first " + std::to_string(first) + " --src " + NetnsLab::kClientSources,
+                  &out);
     EXPECT_EQ(rc, 0) << out;
     return Field(out, "sent");
   }
@@ -214,11 +224,24 @@ class NfqueueNetns : public ::testing::Test {
       out += "\n";
     }
     for (const KernelQueueStats& k : Kernel()) {
-      out += "kernel queue " + std::to_string(k.queue) + ": total=" + std::to_string(k.queue_total) +
-             " dropped=" + std::to_string(k.queue_dropped) + " user_dropped=" + std::to_string(k.queue_user_dropped) +
+      out += "kernel queue " + std::to_string(k.queue) +
+             ": total=" + std::to_string(k.queue_total) +
+             " dropped=" + std::to_string(k.queue_dropped) +
+             " user_dropped=" + std::to_string(k.queue_user_dropped) +
              " id_sequence=" + std::to_string(k.id_sequence) + "\n";
     }
     return out;
+  }
+
+  // The end of a stream: the server got all `count` the sender sent, sluice went quiet, and the
+  // counts reconcile. Stops the pipeline.
+  void ExpectDeliveredWhole(LabProcess& rx, uint64_t sent, uint64_t count) {
+    const uint64_t received = Received(rx);
+    ASSERT_TRUE(Quiescent(5s)) << Dump();
+    pipeline_->Stop();
+    EXPECT_EQ(sent, count);
+    EXPECT_EQ(received, sent);
+    ExpectReconciled();
   }
 
   // Kernel ids versus sluice's counters, queue by queue.
@@ -237,7 +260,9 @@ class NfqueueNetns : public ::testing::Test {
       EXPECT_EQ(Verdicted(*ep), c.Load(C::kIdsReceived)) << "every packet received got a verdict";
       EXPECT_EQ(c.Load(C::kTruncated) + c.Load(C::kNoLargeBuffer) + c.Load(C::kMalformed), 0u);
       EXPECT_EQ(c.Load(C::kSendErrors) + c.Load(C::kSendNoMemory) + c.Load(C::kDeferred), 0u);
-      EXPECT_EQ(c.Load(C::kKernelEnoent) + c.Load(C::kKernelEperm) + c.Load(C::kKernelEinval) + c.Load(C::kKernelOther), 0u);
+      EXPECT_EQ(c.Load(C::kKernelEnoent) + c.Load(C::kKernelEperm) + c.Load(C::kKernelEinval) +
+                    c.Load(C::kKernelOther),
+                0u);
     }
   }
 
@@ -260,13 +285,7 @@ TEST_F(NfqueueNetns, UdpStreamIsVerdictedWholeAndCountsReconcileWithTheKernel) {
   StartPipeline();
   auto rx = StartReceiver(count);
   const uint64_t sent = Send(count, rate);
-  const uint64_t received = Received(*rx);
-  ASSERT_TRUE(Quiescent(5s));
-  pipeline_->Stop();
-
-  EXPECT_EQ(sent, count);
-  EXPECT_EQ(received, sent);
-  ExpectReconciled();
+  ExpectDeliveredWhole(*rx, sent, count);
   uint64_t id_sequence = 0;
   for (const KernelQueueStats& k : Kernel()) {
     EXPECT_EQ(k.queue_dropped, 0u);
@@ -277,7 +296,8 @@ TEST_F(NfqueueNetns, UdpStreamIsVerdictedWholeAndCountsReconcileWithTheKernel) {
   EXPECT_EQ(Sum(C::kReceived), sent);
   EXPECT_EQ(Sum(C::kEnobufs), 0u);
   EXPECT_EQ(lab_->IptablesPackets("mangle", "FORWARD", 1), sent);
-  EXPECT_EQ(lab_->IptablesPackets("filter", "FORWARD", 1), sent) << "every verdict carried the guard mark";
+  EXPECT_EQ(lab_->IptablesPackets("filter", "FORWARD", 1), sent)
+      << "every verdict carried the guard mark";
   EXPECT_EQ(lab_->IptablesPackets("filter", "FORWARD", 2), 0u) << "nothing passed around sluice";
   uint64_t in = 0;
   for (uint32_t s = 0; s < kQueues; ++s) {
@@ -287,7 +307,9 @@ TEST_F(NfqueueNetns, UdpStreamIsVerdictedWholeAndCountsReconcileWithTheKernel) {
   EXPECT_EQ(in, sent);
   // At a rate well below capacity most bursts are a packet or two (the endpoint returns as soon
   // as the socket is empty); syscalls per packet fall as load rises (perf/nfqueue measures it).
-  RecordProperty("syscalls_per_packet", std::to_string(static_cast<double>(Sum(C::kSendmsgCalls) + Sum(C::kRecvSyscalls)) / static_cast<double>(sent)));
+  RecordProperty("syscalls_per_packet",
+                 std::to_string(static_cast<double>(Sum(C::kSendmsgCalls) + Sum(C::kRecvSyscalls)) /
+                                static_cast<double>(sent)));
 }
 
 // (b) A 10 MB HTTP transfer through the queues, with some packets re-marked and some returned
@@ -295,14 +317,15 @@ TEST_F(NfqueueNetns, UdpStreamIsVerdictedWholeAndCountsReconcileWithTheKernel) {
 TEST_F(NfqueueNetns, TcpTransferArrivesIntactThroughBatchAndPayloadVerdicts) {
   OpenQueues();
   StartPipeline(/*touch=*/true);
-  ASSERT_TRUE(lab_->Must(Node::kServer, "mkdir -p /tmp/sluice-netns-$PPID && cd /tmp/sluice-netns-$PPID && "
-                                        "head -c 10000000 /dev/urandom > blob && sha256sum blob > blob.sha")
+  ASSERT_TRUE(lab_->Must(Node::kServer,
+                         "mkdir -p /tmp/sluice-netns-$PPID && cd /tmp/sluice-netns-$PPID && "
+                         "head -c 10000000 /dev/urandom > blob && sha256sum blob > blob.sha")
                   .ok());
   std::string dir;
   lab_->Run(Node::kServer, "echo /tmp/sluice-netns-$PPID", &dir);
   while (!dir.empty() && dir.back() == '\n') dir.pop_back();
-  auto server = lab_->Spawn(Node::kServer, {"python3", "-m", "http.server", "8080", "--bind", NetnsLab::kServerAddr,
-                                            "--directory", dir});
+  auto server = lab_->Spawn(Node::kServer, {"python3", "-m", "http.server", "8080", "--bind",
+                                            NetnsLab::kServerAddr, "--directory", dir});
   ASSERT_TRUE(server != nullptr);
   int up = -1;
   for (int attempt = 0; attempt < 50 && up != 0; ++attempt) {  // until the server listens
@@ -311,7 +334,10 @@ TEST_F(NfqueueNetns, TcpTransferArrivesIntactThroughBatchAndPayloadVerdicts) {
   }
   ASSERT_EQ(up, 0) << "the HTTP server did not come up: " << server->output();
   std::string got;
-  const int rc = lab_->Run(Node::kClient, "curl -sf --max-time 30 -o " + dir + "/got http://198.18.2.2:8080/blob && sha256sum < " + dir + "/got", &got);
+  const int rc = lab_->Run(Node::kClient,
+                           "curl -sf --max-time 30 -o " + dir +
+                               "/got http://198.18.2.2:8080/blob && sha256sum < " + dir + "/got",
+                           &got);
   std::string want;
   lab_->Run(Node::kServer, "cat " + dir + "/blob.sha && rm -rf " + dir, &want);
   ASSERT_EQ(rc, 0) << got << Dump();
@@ -375,9 +401,10 @@ TEST_F(NfqueueNetns, StopMidStreamVerdictsEverythingReceivedAndRestartDrainsTheQ
   OpenQueues();
   StartPipeline();
   auto rx = StartReceiver(count);
-  auto tx = lab_->Spawn(Node::kClient, {SLUICE_NETNS_TRAFFIC, "udp-send", "--dst", NetnsLab::kServerAddr, "--port",
-                                        "9000", "--count", std::to_string(count), "--rate", std::to_string(rate),
-                                        "--src", NetnsLab::kClientSources});
+  auto tx =
+      lab_->Spawn(Node::kClient, {SLUICE_NETNS_TRAFFIC, "udp-send", "--dst", NetnsLab::kServerAddr,
+                                  "--port", "9000", "--count", std::to_string(count), "--rate",
+                                  std::to_string(rate), "--src", NetnsLab::kClientSources});
   std::this_thread::sleep_for(1500ms);
   pipeline_->Stop();
   for (const auto& ep : endpoints_) {
@@ -391,13 +418,7 @@ TEST_F(NfqueueNetns, StopMidStreamVerdictsEverythingReceivedAndRestartDrainsTheQ
 
   StartPipeline();
   ASSERT_EQ(tx->Wait(60s), 0) << tx->output();
-  const uint64_t sent = Field(tx->output(), "sent");
-  const uint64_t received = Received(*rx);
-  ASSERT_TRUE(Quiescent(5s));
-  pipeline_->Stop();
-  EXPECT_EQ(sent, count);
-  EXPECT_EQ(received, sent);
-  ExpectReconciled();
+  ExpectDeliveredWhole(*rx, Field(tx->output(), "sent"), count);
   for (const KernelQueueStats& k : Kernel()) {
     EXPECT_EQ(k.queue_total, 0u);
     EXPECT_EQ(k.queue_dropped, 0u);

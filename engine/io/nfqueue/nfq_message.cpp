@@ -1,7 +1,8 @@
 #include "engine/io/nfqueue/nfq_message.h"
 
-// clang-format off: glibc's socket headers before the kernel's (linux/libc-compat.h then
-// skips its duplicates), and the kernel's nfnetlink_queue.h before libnetfilter_queue's copy.
+// glibc's socket headers before the kernel's (linux/libc-compat.h then skips its duplicates),
+// and the kernel's nfnetlink_queue.h before libnetfilter_queue's copy of it.
+// clang-format off
 #include <netinet/in.h>
 #include <linux/netfilter/nfnetlink_queue.h>
 #include <libmnl/libmnl.h>
@@ -24,7 +25,9 @@ constexpr uint32_t kAttrHdr = sizeof(nlattr);
 
 constexpr uint32_t Align4(uint32_t n) noexcept { return (n + 3u) & ~3u; }
 
-uint32_t AttrU32(const nlattr* a) noexcept { return LoadBe32(static_cast<const uint8_t*>(mnl_attr_get_payload(a))); }
+uint32_t AttrU32(const nlattr* a) noexcept {
+  return LoadBe32(static_cast<const uint8_t*>(mnl_attr_get_payload(a)));
+}
 
 }  // namespace
 
@@ -54,7 +57,8 @@ NfqMessage ParseNfqMessage(const uint8_t* msg, uint32_t len) noexcept {
   nlattr* attr[NFQA_MAX + 1] = {};
   const int parsed = nfq_nlmsg_parse(nlh, attr);  // validates each attribute's type and length
   if (attr[NFQA_PACKET_HDR] == nullptr) return out;
-  const auto* ph = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
+  const auto* ph =
+      static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
   NfqPacketFields& f = out.packet;
   f.id = LoadBe32(reinterpret_cast<const uint8_t*>(&ph->packet_id));
   out.has_id = true;
@@ -81,7 +85,8 @@ bool PeekNfqPacketId(const uint8_t* msg, uint32_t avail, uint32_t* id) noexcept 
   const auto* nlh = reinterpret_cast<const nlmsghdr*>(msg);
   if (nlh->nlmsg_type != kPacketType) return false;
   const auto* a = reinterpret_cast<const nlattr*>(msg + kFirstAttr);
-  if ((a->nla_type & NLA_TYPE_MASK) != NFQA_PACKET_HDR || a->nla_len < kAttrHdr + sizeof(nfqnl_msg_packet_hdr)) {
+  if ((a->nla_type & NLA_TYPE_MASK) != NFQA_PACKET_HDR ||
+      a->nla_len < kAttrHdr + sizeof(nfqnl_msg_packet_hdr)) {
     return false;
   }
   *id = LoadBe32(msg + kFirstAttr + kAttrHdr);
@@ -111,7 +116,8 @@ bool VerdictWriter::Append(const VerdictMessage& m) noexcept {
   static constexpr uint8_t kPad[4] = {};
   const std::size_t wire = Bytes(m);
   const uint32_t iov_needed = m.payload == nullptr ? 1 : 3;
-  if (messages_ == max_messages_ || bytes_ + wire > max_chunk_bytes_ || iov_count_ + iov_needed > kMaxIov ||
+  if (messages_ == max_messages_ || bytes_ + wire > max_chunk_bytes_ ||
+      iov_count_ + iov_needed > kMaxIov ||
       (m.payload != nullptr && m.payload_len > kNfqMaxPayload)) {
     return false;
   }
@@ -129,8 +135,9 @@ bool VerdictWriter::Append(const VerdictMessage& m) noexcept {
     nlh->nlmsg_len = header + Align4(m.payload_len);
   }
   // Header bytes join the previous iovec when it ends where they begin (back-to-back headers).
-  if (iov_count_ > 0 && static_cast<uint8_t*>(iov_[iov_count_ - 1].iov_base) + iov_[iov_count_ - 1].iov_len ==
-                            reinterpret_cast<uint8_t*>(at)) {
+  if (iov_count_ > 0 &&
+      static_cast<uint8_t*>(iov_[iov_count_ - 1].iov_base) + iov_[iov_count_ - 1].iov_len ==
+          reinterpret_cast<uint8_t*>(at)) {
     iov_[iov_count_ - 1].iov_len += header;
   } else {
     iov_[iov_count_++] = iovec{at, header};

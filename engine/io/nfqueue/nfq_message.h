@@ -25,7 +25,13 @@ namespace sluice {
 inline constexpr uint32_t kNfqMaxPayload = 0xffff - 4;
 
 // Netfilter hook numbers (NF_INET_*), as carried in NFQA_PACKET_HDR.
-enum class NfHook : uint8_t { kPreRouting = 0, kLocalIn = 1, kForward = 2, kLocalOut = 3, kPostRouting = 4 };
+enum class NfHook : uint8_t {
+  kPreRouting = 0,
+  kLocalIn = 1,
+  kForward = 2,
+  kLocalOut = 3,
+  kPostRouting = 4
+};
 
 // What a packet message says, with the payload as an offset into the message.
 struct NfqPacketFields {
@@ -42,10 +48,10 @@ struct NfqPacketFields {
 };
 
 enum class NfqMessageKind : uint8_t {
-  kPacket,          // a packet: every field valid
-  kBadPacket,       // a packet message that does not parse; `has_id` says whether its id could be read
-  kError,           // NLMSG_ERROR: `error` is the errno (0 for an acknowledgement), `seq` its sequence
-  kOther,           // anything else (or too short to say): ignored
+  kPacket,     // a packet: every field valid
+  kBadPacket,  // a packet message that does not parse; `has_id` says whether its id could be read
+  kError,      // NLMSG_ERROR: `error` is the errno (0 for an acknowledgement), `seq` its sequence
+  kOther,      // anything else (or too short to say): ignored
 };
 
 struct NfqMessage {

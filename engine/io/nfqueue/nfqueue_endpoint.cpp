@@ -1,7 +1,8 @@
 #include "engine/io/nfqueue/nfqueue_endpoint.h"
 
-// clang-format off: glibc's socket headers before the kernel's (linux/libc-compat.h then
-// skips its duplicates), and the kernel's nfnetlink_queue.h before libnetfilter_queue's copy.
+// glibc's socket headers before the kernel's (linux/libc-compat.h then skips its duplicates),
+// and the kernel's nfnetlink_queue.h before libnetfilter_queue's copy of it.
+// clang-format off
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <linux/netfilter/nfnetlink_queue.h>
@@ -62,7 +63,8 @@ Direction DirectionOf(uint8_t hook, Direction forward) noexcept {
 // else the plain one (capped by net.core.{r,w}mem_max). Returns the size in effect.
 uint32_t SetBufferSize(int fd, int force_opt, int opt, uint32_t bytes) noexcept {
   int v = static_cast<int>(std::min<uint32_t>(bytes, INT32_MAX / 2));
-  if (setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof v) != 0) setsockopt(fd, SOL_SOCKET, opt, &v, sizeof v);
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof v) != 0)
+    setsockopt(fd, SOL_SOCKET, opt, &v, sizeof v);
   int got = 0;
   socklen_t len = sizeof got;
   getsockopt(fd, SOL_SOCKET, opt, &got, &len);
@@ -87,7 +89,8 @@ NfqueueEndpoint::~NfqueueEndpoint() {
 Status NfqueueEndpoint::Init() {
   void* spill = mmap(nullptr, kMaxBatch * kSpillBytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (spill == MAP_FAILED) return IoError("nfqueue: cannot map the receive spill area: " + Errno(errno));
+  if (spill == MAP_FAILED)
+    return IoError("nfqueue: cannot map the receive spill area: " + Errno(errno));
   spill_ = static_cast<uint8_t*>(spill);
   for (uint32_t k = 0; k < kMaxBatch; ++k) {
     recv_iov_[k][0] = iovec{nullptr, kSmallRoom};
@@ -141,7 +144,8 @@ Result<std::unique_ptr<NfqueueEndpoint>> NfqueueEndpoint::Open(const NfqueueOpti
   return ep;
 }
 
-Result<std::unique_ptr<NfqueueEndpoint>> NfqueueEndpoint::Adopt(int fd, const NfqueueOptions& options) {
+Result<std::unique_ptr<NfqueueEndpoint>> NfqueueEndpoint::Adopt(int fd,
+                                                                const NfqueueOptions& options) {
   if (Status s = Validate(options); !s.ok()) {
     close(fd);
     return s;
@@ -164,14 +168,16 @@ Status NfqueueEndpoint::Configure() {
   nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND);
   nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, kNfqMaxPayload);
   nfq_nlmsg_cfg_put_qmaxlen(nlh, options_.queue_maxlen);
-  const uint32_t flags = (options_.gso ? NFQA_CFG_F_GSO : 0) | (options_.fail_open ? NFQA_CFG_F_FAIL_OPEN : 0);
+  const uint32_t flags =
+      (options_.gso ? NFQA_CFG_F_GSO : 0) | (options_.fail_open ? NFQA_CFG_F_FAIL_OPEN : 0);
   mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
   mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
-  if (send(fd_, req, nlh->nlmsg_len, 0) < 0) return IoError(name + ": cannot send the configuration: " + Errno(errno));
+  if (send(fd_, req, nlh->nlmsg_len, 0) < 0)
+    return IoError(name + ": cannot send the configuration: " + Errno(errno));
 
   SetRecvTimeout(std::chrono::seconds(2));
   std::vector<uint8_t> buf(kLargeRoom);  // off the data path: Open() only
-  last_id_ = 0;  // a new queue hands out ids from 1
+  last_id_ = 0;                          // a new queue hands out ids from 1
   have_last_id_ = true;
   for (;;) {
     const ssize_t n = recv(fd_, buf.data(), buf.size(), 0);
@@ -182,8 +188,10 @@ Status NfqueueEndpoint::Configure() {
     const NfqMessage m = ParseNfqMessage(buf.data(), static_cast<uint32_t>(n));
     if ((m.kind == NfqMessageKind::kPacket || m.kind == NfqMessageKind::kBadPacket) && m.has_id) {
       // Queued before we could receive it properly: drop it (TCP resends), never pass it unseen.
-      VerdictNow(m.packet.id, TakeOrdinal(m.packet.id), OutMark(m.packet.mark), false);
-      counters_.Add(C::kStartupDropped);
+      NfqueueCounts t;
+      VerdictNow(m.packet.id, TakeOrdinal(m.packet.id, t), OutMark(m.packet.mark), false);
+      t.Bump(C::kStartupDropped);
+      t.AddTo(counters_);
       continue;
     }
     if (m.kind != NfqMessageKind::kError || m.seq != seq) continue;
@@ -196,15 +204,17 @@ Status NfqueueEndpoint::Configure() {
         if (queues.ok()) {
           if (auto q = FindQueue(*queues, options_.queue); q && q->portid != portid_) {
             return Status(StatusCode::kResourceExhausted,
-                          name + " is already bound by another socket (netlink portid " + std::to_string(q->portid) +
-                              "); each queue takes one listener");
+                          name + " is already bound by another socket (netlink portid " +
+                              std::to_string(q->portid) + "); each queue takes one listener");
           }
         }
-        return Status(StatusCode::kPermissionDenied,
-                      "binding " + name + " needs CAP_NET_ADMIN (run as root or grant the capability)");
+        return Status(
+            StatusCode::kPermissionDenied,
+            "binding " + name + " needs CAP_NET_ADMIN (run as root or grant the capability)");
       }
       case EOPNOTSUPP:
-        return Unsupported(name + ": the kernel does not support the requested queue flags (GSO, fail-open)");
+        return Unsupported(
+            name + ": the kernel does not support the requested queue flags (GSO, fail-open)");
       default:
         return IoError("binding " + name + ": " + Errno(m.error));
     }
@@ -220,28 +230,29 @@ void NfqueueEndpoint::SetRecvTimeout(std::chrono::microseconds wait) noexcept {
   if (setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0) rcvtimeo_us_ = us;
 }
 
-uint64_t NfqueueEndpoint::TakeOrdinal(uint32_t id) noexcept {
+uint64_t NfqueueEndpoint::TakeOrdinal(uint32_t id, NfqueueCounts& t) noexcept {
   if (have_last_id_) {
     // Ids are consecutive per queue; a gap is messages the kernel could not deliver. An id
     // behind the last one (a replayed test message) is not a loss.
     const uint32_t gap = id - last_id_ - 1;
-    if (gap != 0 && gap < 0x80000000u) counters_.Add(C::kLostIds, gap);
+    if (gap != 0 && gap < 0x80000000u) t.Bump(C::kLostIds, gap);
   }
   last_id_ = id;
   have_last_id_ = true;
   last_id_seen_.store(id, std::memory_order_relaxed);
-  counters_.Add(C::kIdsReceived);
+  t.Bump(C::kIdsReceived);
   return next_ordinal_++;
 }
 
-int NfqueueEndpoint::RecvBurst(uint32_t slots, std::chrono::microseconds wait) noexcept {
+int NfqueueEndpoint::RecvBurst(uint32_t slots, std::chrono::microseconds wait,
+                               NfqueueCounts& t) noexcept {
   int flags = MSG_DONTWAIT;
   if (wait.count() > 0) {
     SetRecvTimeout(wait);
     flags = MSG_WAITFORONE;  // block (up to SO_RCVTIMEO) for the first, then take what is there
   }
   for (int attempt = 0; attempt < 8; ++attempt) {
-    counters_.Add(C::kRecvSyscalls);
+    t.Bump(C::kRecvSyscalls);
     const int rc = recvmmsg(fd_, recv_msgs_.data(), slots, flags, nullptr);
     if (rc >= 0) return rc;
     switch (errno) {
@@ -249,25 +260,27 @@ int NfqueueEndpoint::RecvBurst(uint32_t slots, std::chrono::microseconds wait) n
         continue;
       case ENOBUFS:
         // The kernel dropped messages (lost_ids counts them); what it queued is still there.
-        counters_.Add(C::kEnobufs);
+        t.Bump(C::kEnobufs);
         continue;
       case EAGAIN:
-        counters_.Add(C::kRecvIdle);
+        t.Bump(C::kRecvIdle);
         return 0;
       default:
-        counters_.Add(C::kRecvErrors);
+        t.Bump(C::kRecvErrors);
         return 0;
     }
   }
   return 0;
 }
 
-void NfqueueEndpoint::Fill(PacketBuffer& buf, const NfqPacketFields& f, uint64_t now) noexcept {
+void NfqueueEndpoint::Fill(PacketBuffer& buf, const NfqPacketFields& f, uint64_t now,
+                           NfqueueCounts& c) noexcept {
   PacketMeta& m = buf.meta();
   m.data_off = static_cast<uint16_t>(f.payload_off);
   m.len = f.payload_len;
   m.wire_len = std::max(f.cap_len, f.payload_len);
-  m.link_type = (f.hw_protocol == ETH_P_IP || f.hw_protocol == ETH_P_IPV6) ? LinkType::kRaw : LinkType::kUnsupported;
+  m.link_type = (f.hw_protocol == ETH_P_IP || f.hw_protocol == ETH_P_IPV6) ? LinkType::kRaw
+                                                                           : LinkType::kUnsupported;
   m.io_token = f.id;
   m.rx_ns = now;
   m.in_if = f.in_if;
@@ -285,25 +298,27 @@ void NfqueueEndpoint::Fill(PacketBuffer& buf, const NfqPacketFields& f, uint64_t
   t->received_mark = f.mark;
   t->hw_protocol = f.hw_protocol;
   t->hook = f.hook;
-  t->ordinal = TakeOrdinal(f.id);
+  t->ordinal = TakeOrdinal(f.id, c);
 }
 
-uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max, std::chrono::microseconds wait) noexcept {
+uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
+                                  std::chrono::microseconds wait) noexcept {
   const uint32_t space = batch.limit() > batch.size() ? batch.limit() - batch.size() : 0;
   const uint32_t want = std::min({max, space, kMaxBatch});
   if (want == 0) return 0;
   const uint32_t slots = cache.GetBulk(SizeClass::kSmall, slot_bufs_.data(), want);
   if (slots == 0) {
     counters_.Add(C::kPoolEmpty);
-    std::this_thread::sleep_for(std::min<std::chrono::microseconds>(wait, std::chrono::milliseconds(1)));
+    std::this_thread::sleep_for(
+        std::min<std::chrono::microseconds>(wait, std::chrono::milliseconds(1)));
     return 0;
   }
   for (uint32_t k = 0; k < slots; ++k) recv_iov_[k][0].iov_base = slot_bufs_[k]->room();
-  const int got = RecvBurst(slots, wait);
+  NfqueueCounts t;
+  const int got = RecvBurst(slots, wait, t);
   const uint64_t now = NowNs();
 
   uint32_t spare = 0, pushed = 0;
-  uint64_t large = 0, truncated = 0, no_large = 0, malformed = 0, other = 0;
   for (int k = 0; k < got; ++k) {
     PacketBuffer* buf = slot_bufs_[k];
     const uint32_t len = recv_msgs_[k].msg_len;
@@ -313,8 +328,9 @@ uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max, 
       if (big == nullptr) {
         // What arrived still shows the id: drop it by id, never leave it queued.
         uint32_t id = 0;
-        if (PeekNfqPacketId(buf->room(), kSmallRoom, &id)) VerdictNow(id, TakeOrdinal(id), OutMark(0), false);
-        ++(cut ? truncated : no_large);
+        if (PeekNfqPacketId(buf->room(), kSmallRoom, &id))
+          VerdictNow(id, TakeOrdinal(id, t), OutMark(0), false);
+        t.Bump(cut ? C::kTruncated : C::kNoLargeBuffer);
         spare_bufs_[spare++] = buf;
         continue;
       }
@@ -322,54 +338,51 @@ uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max, 
       std::memcpy(big->room() + kSmallRoom, recv_iov_[k][1].iov_base, len - kSmallRoom);
       spare_bufs_[spare++] = buf;
       buf = big;
-      ++large;
+      t.Bump(C::kLargeCopies);
     }
     const NfqMessage m = ParseNfqMessage(buf->room(), len);
     switch (m.kind) {
       case NfqMessageKind::kPacket:
-        Fill(*buf, m.packet, now);
+        Fill(*buf, m.packet, now, t);
         batch.Push(PacketRef(buf));
         ++pushed;
         continue;
       case NfqMessageKind::kBadPacket:
-        if (m.has_id) VerdictNow(m.packet.id, TakeOrdinal(m.packet.id), OutMark(0), false);
-        ++malformed;
+        if (m.has_id) VerdictNow(m.packet.id, TakeOrdinal(m.packet.id, t), OutMark(0), false);
+        t.Bump(C::kMalformed);
         break;
       case NfqMessageKind::kError:
-        CountKernelError(m.error);
+        CountKernelError(m.error, t);
         break;
       case NfqMessageKind::kOther:
-        ++other;
+        t.Bump(C::kOtherMessages);
         break;
     }
     spare_bufs_[spare++] = buf;
   }
-  for (uint32_t k = got > 0 ? static_cast<uint32_t>(got) : 0; k < slots; ++k) spare_bufs_[spare++] = slot_bufs_[k];
+  for (uint32_t k = got > 0 ? static_cast<uint32_t>(got) : 0; k < slots; ++k)
+    spare_bufs_[spare++] = slot_bufs_[k];
   cache.PutBulk(spare_bufs_.data(), spare);
-  counters_.Add(C::kReceived, pushed);
-  if (large) counters_.Add(C::kLargeCopies, large);
-  if (truncated) counters_.Add(C::kTruncated, truncated);
-  if (no_large) counters_.Add(C::kNoLargeBuffer, no_large);
-  if (malformed) counters_.Add(C::kMalformed, malformed);
-  if (other) counters_.Add(C::kOtherMessages, other);
+  t.Bump(C::kReceived, pushed);
+  t.AddTo(counters_);
   return pushed;
 }
 
-void NfqueueEndpoint::CountKernelError(int error) noexcept {
+void NfqueueEndpoint::CountKernelError(int error, NfqueueCounts& t) noexcept {
   switch (error) {
     case 0:
       return;  // an acknowledgement (only Configure asks for one)
     case ENOENT:
-      counters_.Add(C::kKernelEnoent);
+      t.Bump(C::kKernelEnoent);
       return;
     case EPERM:
-      counters_.Add(C::kKernelEperm);
+      t.Bump(C::kKernelEperm);
       return;
     case EINVAL:
-      counters_.Add(C::kKernelEinval);
+      t.Bump(C::kKernelEinval);
       return;
     default:
-      counters_.Add(C::kKernelOther);
+      t.Bump(C::kKernelOther);
       return;
   }
 }
@@ -396,9 +409,12 @@ void NfqueueEndpoint::Send(Batch& batch) noexcept {
     SLUICE_DCHECK(p.owner() == this);
     const NfqueueToken& t = Token(p);
     VerdictItem& it = items_[n++];
-    it = VerdictItem{.ordinal = t.ordinal, .id = t.packet_id,
+    it = VerdictItem{.ordinal = t.ordinal,
+                     .id = t.packet_id,
                      .mark = OutMark((m.flags & pkt_flag::kMarkSet) ? m.mark : t.received_mark),
-                     .kind = VerdictKind::kDrop, .payload = nullptr, .payload_len = 0};
+                     .kind = VerdictKind::kDrop,
+                     .payload = nullptr,
+                     .payload_len = 0};
     if (m.verdict != Verdict::kAccept) continue;
     if (!(m.flags & pkt_flag::kModified)) {
       it.kind = VerdictKind::kAccept;
@@ -421,23 +437,30 @@ void NfqueueEndpoint::OnOrphan(PacketBuffer& buf) noexcept {
   VerdictNowLocked(t.packet_id, t.ordinal, OutMark(t.received_mark), false);
 }
 
-void NfqueueEndpoint::VerdictNow(uint32_t id, uint64_t ordinal, uint32_t mark, bool accept) noexcept {
+void NfqueueEndpoint::VerdictNow(uint32_t id, uint64_t ordinal, uint32_t mark,
+                                 bool accept) noexcept {
   std::lock_guard lock(mu_);
   VerdictNowLocked(id, ordinal, mark, accept);
 }
 
-void NfqueueEndpoint::VerdictNowLocked(uint32_t id, uint64_t ordinal, uint32_t mark, bool accept) noexcept {
+void NfqueueEndpoint::VerdictNowLocked(uint32_t id, uint64_t ordinal, uint32_t mark,
+                                       bool accept) noexcept {
   uint32_t n = BeginItemsLocked();
-  items_[n++] = VerdictItem{.ordinal = ordinal, .id = id, .mark = mark,
+  items_[n++] = VerdictItem{.ordinal = ordinal,
+                            .id = id,
+                            .mark = mark,
                             .kind = accept ? VerdictKind::kAccept : VerdictKind::kDrop,
-                            .payload = nullptr, .payload_len = 0};
+                            .payload = nullptr,
+                            .payload_len = 0};
   FlushLocked(n);
 }
 
 void NfqueueEndpoint::FlushLocked(uint32_t n) noexcept {
+  NfqueueCounts t;
   PlanCounts pc;
-  const uint32_t count = PlanVerdicts(std::span<const VerdictItem>(items_.get(), n), tracker_, messages_.get(), &pc);
-  if (pc.unbatched) counters_.Add(C::kUnbatched, pc.unbatched);
+  const uint32_t count =
+      PlanVerdicts(std::span<const VerdictItem>(items_.get(), n), tracker_, messages_.get(), &pc);
+  t.Bump(C::kUnbatched, pc.unbatched);
   writer_.Clear();
   chunk_first_ = chunk_end_ = 0;
   uint32_t failed_from = count;
@@ -448,10 +471,10 @@ void NfqueueEndpoint::FlushLocked(uint32_t n) noexcept {
       m.payload = nullptr;
       m.payload_len = 0;
       m.accept = false;
-      counters_.Add(C::kOversize);
+      t.Bump(C::kOversize);
     }
     if (!writer_.Append(m)) {
-      if (!SendChunkLocked()) {
+      if (!SendChunkLocked(t)) {
         failed_from = chunk_first_;
         break;
       }
@@ -462,57 +485,57 @@ void NfqueueEndpoint::FlushLocked(uint32_t n) noexcept {
     }
     chunk_end_ = k + 1;
   }
-  if (failed_from == count && writer_.messages() > 0 && !SendChunkLocked()) failed_from = chunk_first_;
+  if (failed_from == count && writer_.messages() > 0 && !SendChunkLocked(t))
+    failed_from = chunk_first_;
   // Verdicts that did not reach the kernel: kept, in order, for the next flush.
   for (uint32_t k = failed_from; k < count; ++k) {
     const VerdictMessage& m = messages_[k];
     for (uint32_t i = m.first; i < m.first + m.count; ++i) {
-      if (!m.batch || items_[i].kind == VerdictKind::kAccept) DeferLocked(items_[i]);
+      if (!m.batch || items_[i].kind == VerdictKind::kAccept) DeferLocked(items_[i], t);
     }
   }
   if (const uint64_t over = tracker_.overflows(); over > counters_.Load(C::kTrackerOverflows)) {
-    counters_.Add(C::kTrackerOverflows, over - counters_.Load(C::kTrackerOverflows));
+    t.Bump(C::kTrackerOverflows, over - counters_.Load(C::kTrackerOverflows));
   }
+  t.AddTo(counters_);
 }
 
-bool NfqueueEndpoint::SendChunkLocked() noexcept {
+bool NfqueueEndpoint::SendChunkLocked(NfqueueCounts& t) noexcept {
   msghdr mh{};
   mh.msg_iov = const_cast<iovec*>(writer_.iov());
   mh.msg_iovlen = writer_.iov_count();
   for (int attempt = 1;; ++attempt) {
-    counters_.Add(C::kSendmsgCalls);
+    t.Bump(C::kSendmsgCalls);
     if (sendmsg(fd_, &mh, MSG_NOSIGNAL) >= 0) break;
     const int e = errno;
     if (e == EINTR) continue;
     const bool transient = e == ENOBUFS || e == ENOMEM || e == EAGAIN;
-    counters_.Add(transient ? C::kSendNoMemory : C::kSendErrors);
+    t.Bump(transient ? C::kSendNoMemory : C::kSendErrors);
     if (!transient || attempt == kSendAttempts) return false;
     std::this_thread::yield();
   }
-  for (uint32_t k = chunk_first_; k < chunk_end_; ++k) ResolveLocked(messages_[k]);
+  for (uint32_t k = chunk_first_; k < chunk_end_; ++k) ResolveLocked(messages_[k], t);
   return true;
 }
 
-void NfqueueEndpoint::ResolveLocked(const VerdictMessage& m) noexcept {
-  counters_.Add(C::kVerdictMessages);
+void NfqueueEndpoint::ResolveLocked(const VerdictMessage& m, NfqueueCounts& t) noexcept {
+  t.Bump(C::kVerdictMessages);
   if (m.batch) {
-    uint64_t accepted = 0;
     for (uint32_t i = m.first; i < m.first + m.count; ++i) {
       if (items_[i].kind != VerdictKind::kAccept) continue;  // a drop with its own message
       tracker_.Resolve(items_[i].ordinal);
-      ++accepted;
+      t.Bump(C::kBatchAccepted);
     }
-    counters_.Add(C::kBatchVerdicts);
-    counters_.Add(C::kBatchAccepted, accepted);
+    t.Bump(C::kBatchVerdicts);
     return;
   }
   tracker_.Resolve(items_[m.first].ordinal);
-  counters_.Add(!m.accept ? C::kDropped : m.payload != nullptr ? C::kPayloadAccepted : C::kSingleAccepted);
+  t.Bump(!m.accept ? C::kDropped : m.payload != nullptr ? C::kPayloadAccepted : C::kSingleAccepted);
 }
 
-void NfqueueEndpoint::DeferLocked(const VerdictItem& item) noexcept {
+void NfqueueEndpoint::DeferLocked(const VerdictItem& item, NfqueueCounts& t) noexcept {
   if (deferred_count_ == kMaxDeferred) {
-    counters_.Add(C::kVerdictsLost);
+    t.Bump(C::kVerdictsLost);
     return;
   }
   VerdictItem& d = deferred_[deferred_count_++];
@@ -521,9 +544,9 @@ void NfqueueEndpoint::DeferLocked(const VerdictItem& item) noexcept {
     d.kind = VerdictKind::kDrop;
     d.payload = nullptr;
     d.payload_len = 0;
-    counters_.Add(C::kPayloadLost);
+    t.Bump(C::kPayloadLost);
   }
-  counters_.Add(C::kDeferred);
+  t.Bump(C::kDeferred);
 }
 
 void AppendNfqueueCounters(const NfqueueEndpoint& endpoint, StatsReport& report) {
@@ -531,7 +554,8 @@ void AppendNfqueueCounters(const NfqueueEndpoint& endpoint, StatsReport& report)
   for (std::size_t i = 0; i < kNfqueueCounterTable.size(); ++i) {
     report.counters.push_back(NamedCounter{"nfqueue_" + std::string(kNfqueueCounterTable[i].name),
                                            std::string(kNfqueueCounterTable[i].description),
-                                           endpoint.counters().LoadAt(i), {{"queue", queue}}});
+                                           endpoint.counters().LoadAt(i),
+                                           {{"queue", queue}}});
   }
 }
 

@@ -61,6 +61,7 @@
 #include "engine/graph/endpoints.h"
 #include "engine/io/nfqueue/nfq_message.h"
 #include "engine/io/nfqueue/verdict_plan.h"
+#include "engine/stages/stage_counters.h"
 
 namespace sluice {
 
@@ -68,13 +69,15 @@ struct StatsReport;
 
 struct NfqueueOptions {
   uint16_t queue = 0;
-  uint32_t queue_maxlen = 8192;       // NFQA_CFG_QUEUE_MAXLEN (the kernel's default 1024 overflows easily)
-  uint32_t rcvbuf_bytes = 16u << 20;  // SO_RCVBUFFORCE, falling back to SO_RCVBUF (capped by rmem_max)
-  uint32_t sndbuf_bytes = 1u << 20;   // SO_SNDBUFFORCE / SO_SNDBUF: bounds the bytes of one sendmsg
-  bool fail_open = false;             // NFQA_CFG_F_FAIL_OPEN: a full queue passes packets unqueued
-  bool gso = true;                    // NFQA_CFG_F_GSO: GSO packets arrive whole (else the kernel segments them)
-  uint32_t verdict_mark = 0;          // the loop guard: every verdict sets
-  uint32_t verdict_mask = 0;          //   mark = (mark & ~verdict_mask) | verdict_mark
+  uint32_t queue_maxlen =
+      8192;  // NFQA_CFG_QUEUE_MAXLEN (the kernel's default 1024 overflows easily)
+  uint32_t rcvbuf_bytes =
+      16u << 20;  // SO_RCVBUFFORCE, falling back to SO_RCVBUF (capped by rmem_max)
+  uint32_t sndbuf_bytes = 1u << 20;  // SO_SNDBUFFORCE / SO_SNDBUF: bounds the bytes of one sendmsg
+  bool fail_open = false;            // NFQA_CFG_F_FAIL_OPEN: a full queue passes packets unqueued
+  bool gso = true;  // NFQA_CFG_F_GSO: GSO packets arrive whole (else the kernel segments them)
+  uint32_t verdict_mark = 0;  // the loop guard: every verdict sets
+  uint32_t verdict_mask = 0;  //   mark = (mark & ~verdict_mask) | verdict_mark
   // A forwarded packet is inbound on in_if and outbound on out_if; the endpoint cannot tell
   // which side is "outside", so FORWARD packets get this direction (kUnknown by default: rules
   // that care match on the interfaces). PREROUTING and INPUT are kIn, OUTPUT and POSTROUTING kOut.
@@ -98,55 +101,74 @@ static_assert(sizeof(NfqueueToken) <= sizeof(IoContext::token));
 //   ids_received + lost_ids + (id_sequence - last_id()) == id_sequence
 //   lost_ids + (id_sequence - last_id()) == queue_user_dropped   (without fail-open)
 //   ids_received == batch_accepted + single_accepted + payload_accepted + dropped
-#define SLUICE_NFQUEUE_COUNTERS(X)                                                                    \
-  X(kIdsReceived, "ids_received", "packet ids received: handed to the graph, or dropped at once as truncated or malformed") \
-  X(kReceived, "received", "packets handed to the graph")                                              \
-  X(kRecvSyscalls, "recv_syscalls", "recvmmsg calls")                                                   \
-  X(kRecvIdle, "recv_idle", "recvmmsg calls that found nothing within the wait")                        \
-  X(kEnobufs, "enobufs", "ENOBUFS from recvmmsg: the kernel dropped messages for lack of socket buffer (see lost_ids)") \
-  X(kLostIds, "lost_ids", "packet ids never delivered (gaps): the kernel's queue_user_dropped, or with fail-open the packets that bypassed") \
-  X(kRecvErrors, "recv_errors", "recvmmsg errors other than EAGAIN, EINTR and ENOBUFS")                 \
-  X(kLargeCopies, "large_copies", "messages longer than a small buffer, copied from the spill area into a large buffer") \
+#define SLUICE_NFQUEUE_COUNTERS(X)                                                                 \
+  X(kIdsReceived, "ids_received",                                                                  \
+    "packet ids received: handed to the graph, or dropped at once as truncated or malformed")      \
+  X(kReceived, "received", "packets handed to the graph")                                          \
+  X(kRecvSyscalls, "recv_syscalls", "recvmmsg calls")                                              \
+  X(kRecvIdle, "recv_idle", "recvmmsg calls that found nothing within the wait")                   \
+  X(kEnobufs, "enobufs",                                                                           \
+    "ENOBUFS from recvmmsg: the kernel dropped messages for lack of socket buffer (see lost_ids)") \
+  X(kLostIds, "lost_ids",                                                                          \
+    "packet ids never delivered (gaps): the kernel's queue_user_dropped, or with fail-open the "   \
+    "packets that bypassed")                                                                       \
+  X(kRecvErrors, "recv_errors", "recvmmsg errors other than EAGAIN, EINTR and ENOBUFS")            \
+  X(kLargeCopies, "large_copies",                                                                  \
+    "messages longer than a small buffer, copied from the spill area into a large buffer")         \
   X(kTruncated, "truncated", "messages longer than the largest buffer: dropped by id")             \
-  X(kNoLargeBuffer, "no_large_buffer", "long messages (GSO) that found no large buffer free: dropped by id; size the pool's large class") \
-  X(kMalformed, "malformed", "packet messages that do not parse: dropped by id when it can be read")     \
-  X(kOtherMessages, "other_messages", "messages that are neither packets nor error reports: ignored")   \
-  X(kPoolEmpty, "pool_empty", "Receive calls that got no buffer from the pool (back-pressure: the kernel queue absorbs)") \
-  X(kVerdictMessages, "verdict_messages", "verdict messages sent (batch and single)")                    \
-  X(kBatchVerdicts, "batch_verdicts", "NFQNL_MSG_VERDICT_BATCH messages sent")                            \
-  X(kBatchAccepted, "batch_accepted", "packets accepted by batch verdicts")                               \
-  X(kSingleAccepted, "single_accepted", "unmodified packets accepted by a verdict of their own")         \
-  X(kPayloadAccepted, "payload_accepted", "modified packets accepted with their new bytes")               \
-  X(kDropped, "dropped", "packets dropped by verdict (rules, no_verdict, oversize, orphans, malformed)")  \
-  X(kUnbatched, "unbatched", "unmodified accepts verdicted alone because an earlier packet was unresolved") \
-  X(kSendmsgCalls, "sendmsg_calls", "sendmsg calls (one per batch unless split by the socket's sndbuf)")  \
-  X(kSendNoMemory, "send_enobufs", "sendmsg failures with ENOBUFS, ENOMEM or EAGAIN (retried, then deferred)") \
-  X(kSendErrors, "send_errors", "other sendmsg failures (deferred)")                                      \
-  X(kDeferred, "deferred", "verdicts whose sendmsg failed, kept to go ahead of the next batch's")        \
-  X(kPayloadLost, "payload_lost", "deferred payload verdicts turned into drops (the bytes were gone)")    \
-  X(kVerdictsLost, "verdicts_lost", "verdicts that found the deferred list full: the packets stay queued until the socket closes") \
-  X(kOversize, "oversize_payload", "modified packets whose bytes cannot be returned (over 65,531 bytes, or captured in part): dropped") \
-  X(kOrphans, "orphans", "packets destroyed without a verdict: a DROP sent at once")                      \
-  X(kKernelEnoent, "kernel_enoent", "verdicts the kernel rejected with ENOENT: no such id (flushed when an interface went down, or verdicted twice)") \
-  X(kKernelEperm, "kernel_eperm", "verdicts the kernel rejected with EPERM (CAP_NET_ADMIN lost, or the queue is another socket's)") \
-  X(kKernelEinval, "kernel_einval", "verdicts the kernel rejected as malformed (EINVAL)")                \
-  X(kKernelOther, "kernel_other", "other errors the kernel reported for our messages")                  \
-  X(kStartupDropped, "startup_dropped", "packets that reached the socket while Open() waited for the kernel's answer: dropped (never passed unprocessed)") \
-  X(kTrackerOverflows, "tracker_overflows", "resolutions too far ahead of the oldest unresolved packet to record: batching stays off past it")
+  X(kNoLargeBuffer, "no_large_buffer",                                                             \
+    "long messages (GSO) that found no large buffer free: dropped by id; size the pool's large "   \
+    "class")                                                                                       \
+  X(kMalformed, "malformed",                                                                       \
+    "packet messages that do not parse: dropped by id when it can be read")                        \
+  X(kOtherMessages, "other_messages",                                                              \
+    "messages that are neither packets nor error reports: ignored")                                \
+  X(kPoolEmpty, "pool_empty",                                                                      \
+    "Receive calls that got no buffer from the pool (back-pressure: the kernel queue absorbs)")    \
+  X(kVerdictMessages, "verdict_messages", "verdict messages sent (batch and single)")              \
+  X(kBatchVerdicts, "batch_verdicts", "NFQNL_MSG_VERDICT_BATCH messages sent")                     \
+  X(kBatchAccepted, "batch_accepted", "packets accepted by batch verdicts")                        \
+  X(kSingleAccepted, "single_accepted", "unmodified packets accepted by a verdict of their own")   \
+  X(kPayloadAccepted, "payload_accepted", "modified packets accepted with their new bytes")        \
+  X(kDropped, "dropped",                                                                           \
+    "packets dropped by verdict (rules, no_verdict, oversize, orphans, malformed)")                \
+  X(kUnbatched, "unbatched",                                                                       \
+    "unmodified accepts verdicted alone because an earlier packet was unresolved")                 \
+  X(kSendmsgCalls, "sendmsg_calls",                                                                \
+    "sendmsg calls (one per batch unless split by the socket's sndbuf)")                           \
+  X(kSendNoMemory, "send_enobufs",                                                                 \
+    "sendmsg failures with ENOBUFS, ENOMEM or EAGAIN (retried, then deferred)")                    \
+  X(kSendErrors, "send_errors", "other sendmsg failures (deferred)")                               \
+  X(kDeferred, "deferred", "verdicts whose sendmsg failed, kept to go ahead of the next batch's")  \
+  X(kPayloadLost, "payload_lost",                                                                  \
+    "deferred payload verdicts turned into drops (the bytes were gone)")                           \
+  X(kVerdictsLost, "verdicts_lost",                                                                \
+    "verdicts that found the deferred list full: the packets stay queued until the socket closes") \
+  X(kOversize, "oversize_payload",                                                                 \
+    "modified packets whose bytes cannot be returned (over 65,531 bytes, or captured in part): "   \
+    "dropped")                                                                                     \
+  X(kOrphans, "orphans", "packets destroyed without a verdict: a DROP sent at once")               \
+  X(kKernelEnoent, "kernel_enoent",                                                                \
+    "verdicts the kernel rejected with ENOENT: no such id (flushed when an interface went down, "  \
+    "or verdicted twice)")                                                                         \
+  X(kKernelEperm, "kernel_eperm",                                                                  \
+    "verdicts the kernel rejected with EPERM (CAP_NET_ADMIN lost, or the queue is another "        \
+    "socket's)")                                                                                   \
+  X(kKernelEinval, "kernel_einval", "verdicts the kernel rejected as malformed (EINVAL)")          \
+  X(kKernelOther, "kernel_other", "other errors the kernel reported for our messages")             \
+  X(kStartupDropped, "startup_dropped",                                                            \
+    "packets that reached the socket while Open() waited for the kernel's answer: dropped (never " \
+    "passed unprocessed)")                                                                         \
+  X(kTrackerOverflows, "tracker_overflows",                                                        \
+    "resolutions too far ahead of the oldest unresolved packet to record: batching stays off "     \
+    "past it")
 
-enum class NfqueueCounter : uint8_t {
-#define SLUICE_X(e, name, desc) e,
-  SLUICE_NFQUEUE_COUNTERS(SLUICE_X)
-#undef SLUICE_X
-};
-
-inline constexpr std::array kNfqueueCounterTable = {
-#define SLUICE_X(e, name, desc) CounterInfo{name, desc},
-    SLUICE_NFQUEUE_COUNTERS(SLUICE_X)
-#undef SLUICE_X
-};
-
-using NfqueueCounters = CounterSet<NfqueueCounter, kNfqueueCounterTable.size()>;
+enum class NfqueueCounter : uint8_t { SLUICE_NFQUEUE_COUNTERS(SLUICE_COUNTER_ENUMERATOR) };
+inline constexpr std::array kNfqueueCounterTable = {SLUICE_NFQUEUE_COUNTERS(SLUICE_COUNTER_INFO)};
+inline constexpr std::size_t kNumNfqueueCounters = kNfqueueCounterTable.size();
+using NfqueueCounters = CounterSet<NfqueueCounter, kNumNfqueueCounters>;
+// Bumped per packet or message in locals, added to the endpoint's counters once per call.
+using NfqueueCounts = BatchCounts<NfqueueCounter, kNumNfqueueCounters>;
 
 class NfqueueEndpoint final : public InlineEndpoint {
  public:
@@ -164,7 +186,8 @@ class NfqueueEndpoint final : public InlineEndpoint {
   NfqueueEndpoint(const NfqueueEndpoint&) = delete;
   NfqueueEndpoint& operator=(const NfqueueEndpoint&) = delete;
 
-  uint32_t Receive(PoolCache& cache, Batch& batch, uint32_t max, std::chrono::microseconds wait) noexcept override;
+  uint32_t Receive(PoolCache& cache, Batch& batch, uint32_t max,
+                   std::chrono::microseconds wait) noexcept override;
   void Send(Batch& batch) noexcept override;
   // A packet destroyed without a verdict: its DROP goes to the kernel at once.
   void OnOrphan(PacketBuffer& buf) noexcept override;
@@ -195,10 +218,10 @@ class NfqueueEndpoint final : public InlineEndpoint {
   NfqueueEndpoint(int fd, const NfqueueOptions& options);
   Status Init();
   Status Configure();
-  int RecvBurst(uint32_t slots, std::chrono::microseconds wait) noexcept;
-  void Fill(PacketBuffer& buf, const NfqPacketFields& f, uint64_t now) noexcept;
+  int RecvBurst(uint32_t slots, std::chrono::microseconds wait, NfqueueCounts& t) noexcept;
+  void Fill(PacketBuffer& buf, const NfqPacketFields& f, uint64_t now, NfqueueCounts& t) noexcept;
   void SetRecvTimeout(std::chrono::microseconds wait) noexcept;
-  uint64_t TakeOrdinal(uint32_t id) noexcept;
+  uint64_t TakeOrdinal(uint32_t id, NfqueueCounts& t) noexcept;
   uint32_t OutMark(uint32_t base) const noexcept {
     return (base & ~options_.verdict_mask) | options_.verdict_mark;
   }
@@ -208,10 +231,10 @@ class NfqueueEndpoint final : public InlineEndpoint {
   // Plans, writes and sends items_[0, n) (deferred ones first); resolves or defers each.
   uint32_t BeginItemsLocked() noexcept;
   void FlushLocked(uint32_t n) noexcept;
-  bool SendChunkLocked() noexcept;
-  void ResolveLocked(const VerdictMessage& m) noexcept;
-  void DeferLocked(const VerdictItem& item) noexcept;
-  void CountKernelError(int error) noexcept;
+  bool SendChunkLocked(NfqueueCounts& t) noexcept;
+  void ResolveLocked(const VerdictMessage& m, NfqueueCounts& t) noexcept;
+  void DeferLocked(const VerdictItem& item, NfqueueCounts& t) noexcept;
+  static void CountKernelError(int error, NfqueueCounts& t) noexcept;
 
   NfqueueOptions options_;
   int fd_;
@@ -224,13 +247,14 @@ class NfqueueEndpoint final : public InlineEndpoint {
   std::array<mmsghdr, kMaxBatch> recv_msgs_{};
   std::array<std::array<iovec, 2>, kMaxBatch> recv_iov_{};
   std::array<PacketBuffer*, kMaxBatch> slot_bufs_{};
-  std::array<PacketBuffer*, 2 * kMaxBatch> spare_bufs_{};  // a long message may spare a small and a large one
-  uint8_t* spill_ = nullptr;     // kMaxBatch × kSpillBytes, mapped once, touched only by long messages
+  std::array<PacketBuffer*, 2 * kMaxBatch>
+      spare_bufs_{};          // a long message may spare a small and a large one
+  uint8_t* spill_ = nullptr;  // kMaxBatch × kSpillBytes, mapped once, touched only by long messages
   uint64_t next_ordinal_ = 0;
   uint32_t last_id_ = 0;
   bool have_last_id_ = false;
   std::atomic<uint32_t> last_id_seen_{0};  // last_id_, for readers on other threads
-  int64_t rcvtimeo_us_ = -1;     // SO_RCVTIMEO in effect
+  int64_t rcvtimeo_us_ = -1;               // SO_RCVTIMEO in effect
 
   // Send side (under mu_).
   mutable std::mutex mu_;

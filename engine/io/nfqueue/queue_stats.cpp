@@ -34,7 +34,8 @@ Result<std::vector<KernelQueueStats>> ParseKernelQueueStats(std::string_view tex
       const char* first = line.data() + pos;
       const char* last = line.data() + line.size();
       const auto [end, ec] = std::from_chars(first, last, col[n]);
-      if (ec != std::errc() || (end != last && *end != ' ' && *end != '\t') || col[n] > UINT32_MAX) {
+      if (ec != std::errc() || (end != last && *end != ' ' && *end != '\t') ||
+          col[n] > UINT32_MAX) {
         bad = true;
         break;
       }
@@ -86,15 +87,20 @@ std::optional<KernelQueueStats> FindQueue(std::span<const KernelQueueStats> all,
 
 void AppendKernelQueueStats(std::span<const KernelQueueStats> all, StatsReport& report) {
   for (const KernelQueueStats& k : all) {
-    const std::vector<std::pair<std::string, std::string>> labels = {{"queue", std::to_string(k.queue)}};
-    report.counters.push_back({"nfqueue_kernel_queue_total", "packets queued and not yet verdicted (kernel)",
-                               k.queue_total, labels});
+    const std::vector<std::pair<std::string, std::string>> labels = {
+        {"queue", std::to_string(k.queue)}};
+    report.counters.push_back({"nfqueue_kernel_queue_total",
+                               "packets queued and not yet verdicted (kernel)", k.queue_total,
+                               labels});
     report.counters.push_back({"nfqueue_kernel_queue_dropped",
-                               "packets dropped because the queue was at its maxlen (kernel)", k.queue_dropped, labels});
-    report.counters.push_back({"nfqueue_kernel_queue_user_dropped",
-                               "packets dropped because the netlink socket buffer was full (kernel)",
-                               k.queue_user_dropped, labels});
-    report.counters.push_back({"nfqueue_kernel_id_sequence", "last packet id the kernel handed out", k.id_sequence, labels});
+                               "packets dropped because the queue was at its maxlen (kernel)",
+                               k.queue_dropped, labels});
+    report.counters.push_back(
+        {"nfqueue_kernel_queue_user_dropped",
+         "packets dropped because the netlink socket buffer was full (kernel)",
+         k.queue_user_dropped, labels});
+    report.counters.push_back({"nfqueue_kernel_id_sequence", "last packet id the kernel handed out",
+                               k.id_sequence, labels});
   }
 }
 

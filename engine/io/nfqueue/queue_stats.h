@@ -2,7 +2,8 @@
 //
 // One line per bound queue in the reading process's network namespace (the file is per
 // namespace), nine columns printed by the kernel's seq_show():
-//   queue  portid  queue_total  copy_mode  copy_range  queue_dropped  queue_user_dropped  id_sequence  1
+//   queue  portid  queue_total  copy_mode  copy_range  queue_dropped  queue_user_dropped
+//   id_sequence  1
 // - queue_total: packets queued and not yet verdicted (in the socket buffer or in sluice).
 // - queue_dropped: dropped because queue_total reached the queue's maxlen (no fail-open).
 // - queue_user_dropped: dropped because the netlink socket buffer was full (ENOBUFS).
@@ -29,9 +30,9 @@ inline constexpr const char* kNfqueueProcPath = "/proc/net/netfilter/nfnetlink_q
 
 struct KernelQueueStats {
   uint32_t queue = 0;
-  uint32_t portid = 0;              // netlink port id of the bound socket
+  uint32_t portid = 0;  // netlink port id of the bound socket
   uint32_t queue_total = 0;
-  uint32_t copy_mode = 0;           // 0 none, 1 meta, 2 packet
+  uint32_t copy_mode = 0;  // 0 none, 1 meta, 2 packet
   uint32_t copy_range = 0;
   uint32_t queue_dropped = 0;
   uint32_t queue_user_dropped = 0;
@@ -45,7 +46,8 @@ Result<std::vector<KernelQueueStats>> ParseKernelQueueStats(std::string_view tex
 // Reads and parses `path` (normally kNfqueueProcPath, or /proc/<pid>/net/netfilter/… to see
 // another process's namespace). A missing file means the nfnetlink_queue module is not
 // loaded: reported as no queues, not as an error.
-Result<std::vector<KernelQueueStats>> ReadKernelQueueStats(const std::string& path = kNfqueueProcPath);
+Result<std::vector<KernelQueueStats>> ReadKernelQueueStats(
+    const std::string& path = kNfqueueProcPath);
 
 // The entry for `queue`, if it is bound.
 std::optional<KernelQueueStats> FindQueue(std::span<const KernelQueueStats> all, uint32_t queue);

@@ -57,8 +57,13 @@ uint32_t PlanVerdicts(std::span<const VerdictItem> items, const VerdictTracker& 
   auto close_run = [&] {
     if (!run_open) return;
     const VerdictItem& last = items[run_last];
-    out[n++] = VerdictMessage{.batch = run_count > 1, .accept = true, .id = last.id, .mark = run_mark,
-                              .payload = nullptr, .payload_len = 0, .first = run_first,
+    out[n++] = VerdictMessage{.batch = run_count > 1,
+                              .accept = true,
+                              .id = last.id,
+                              .mark = run_mark,
+                              .payload = nullptr,
+                              .payload_len = 0,
+                              .first = run_first,
                               .count = run_last - run_first + 1};
     if (run_count > 1) {
       ++counts->batch_messages;
@@ -77,8 +82,14 @@ uint32_t PlanVerdicts(std::span<const VerdictItem> items, const VerdictTracker& 
       // item range; see VerdictMessage). A drop that is not in order ends the run: the items
       // after it are not in order either.
       if (!in_order) close_run();
-      out[n++] = VerdictMessage{.batch = false, .accept = false, .id = it.id, .mark = it.mark,
-                                .payload = nullptr, .payload_len = 0, .first = i, .count = 1};
+      out[n++] = VerdictMessage{.batch = false,
+                                .accept = false,
+                                .id = it.id,
+                                .mark = it.mark,
+                                .payload = nullptr,
+                                .payload_len = 0,
+                                .first = i,
+                                .count = 1};
       continue;
     }
     if (it.kind == VerdictKind::kAccept && in_order) {
@@ -95,10 +106,15 @@ uint32_t PlanVerdicts(std::span<const VerdictItem> items, const VerdictTracker& 
     }
     close_run();
     if (it.kind == VerdictKind::kAccept) ++counts->unbatched;
-    out[n++] = VerdictMessage{.batch = false, .accept = true, .id = it.id, .mark = it.mark,
-                              .payload = it.kind == VerdictKind::kAcceptPayload ? it.payload : nullptr,
-                              .payload_len = it.kind == VerdictKind::kAcceptPayload ? it.payload_len : 0,
-                              .first = i, .count = 1};
+    out[n++] =
+        VerdictMessage{.batch = false,
+                       .accept = true,
+                       .id = it.id,
+                       .mark = it.mark,
+                       .payload = it.kind == VerdictKind::kAcceptPayload ? it.payload : nullptr,
+                       .payload_len = it.kind == VerdictKind::kAcceptPayload ? it.payload_len : 0,
+                       .first = i,
+                       .count = 1};
   }
   close_run();
   return n;

@@ -61,9 +61,9 @@ struct VerdictItem {
 // that a batch message's range may also hold drops, which have their own (earlier) messages:
 // a batch message resolves the kAccept items of its range.
 struct VerdictMessage {
-  bool batch;            // NFQNL_MSG_VERDICT_BATCH (else NFQNL_MSG_VERDICT)
-  bool accept;           // NF_ACCEPT (else NF_DROP)
-  uint32_t id;           // the packet's id; for a batch, the highest id of the run
+  bool batch;   // NFQNL_MSG_VERDICT_BATCH (else NFQNL_MSG_VERDICT)
+  bool accept;  // NF_ACCEPT (else NF_DROP)
+  uint32_t id;  // the packet's id; for a batch, the highest id of the run
   uint32_t mark;
   const uint8_t* payload;  // non-null: NFQA_PAYLOAD with these bytes
   uint32_t payload_len;
@@ -97,13 +97,15 @@ class VerdictTracker {
   }
   uint64_t low_ = 0;
   uint64_t overflows_ = 0;
-  std::unique_ptr<uint64_t[]> bits_;  // kWindow bits; bit (o mod kWindow) for o in [low_, low_ + kWindow)
+  std::unique_ptr<uint64_t[]>
+      bits_;  // kWindow bits; bit (o mod kWindow) for o in [low_, low_ + kWindow)
 };
 
 struct PlanCounts {
   uint32_t batch_messages = 0;   // NFQNL_MSG_VERDICT_BATCH messages
   uint32_t batched_packets = 0;  // packets they accept
-  uint32_t unbatched = 0;        // unmodified accepts sent alone because an earlier ordinal was unresolved
+  uint32_t unbatched =
+      0;  // unmodified accepts sent alone because an earlier ordinal was unresolved
 };
 
 // Plans the messages for `items` (receive order) into `out` (room for items.size() messages);

@@ -117,14 +117,21 @@ TEST(ParseNfqMessage, ErrorReportsAndOtherMessages) {
 
   auto done = BuildErrorMessage(0);
   reinterpret_cast<nlmsghdr*>(done.data())->nlmsg_type = NLMSG_DONE;
-  EXPECT_EQ(ParseNfqMessage(done.data(), static_cast<uint32_t>(done.size())).kind, NfqMessageKind::kOther);
+  EXPECT_EQ(ParseNfqMessage(done.data(), static_cast<uint32_t>(done.size())).kind,
+            NfqMessageKind::kOther);
   EXPECT_EQ(ParseNfqMessage(done.data(), 8).kind, NfqMessageKind::kOther);
 }
 
-VerdictMessage Msg(bool batch, bool accept, uint32_t id, uint32_t mark, const uint8_t* payload = nullptr,
-                   uint32_t len = 0) {
-  return {.batch = batch, .accept = accept, .id = id, .mark = mark, .payload = payload, .payload_len = len,
-          .first = 0, .count = 1};
+VerdictMessage Msg(bool batch, bool accept, uint32_t id, uint32_t mark,
+                   const uint8_t* payload = nullptr, uint32_t len = 0) {
+  return {.batch = batch,
+          .accept = accept,
+          .id = id,
+          .mark = mark,
+          .payload = payload,
+          .payload_len = len,
+          .first = 0,
+          .count = 1};
 }
 
 std::vector<uint8_t> Gather(const VerdictWriter& w) {

@@ -34,10 +34,10 @@ struct PacketSpec {
   uint32_t mark = 0;  // 0: no NFQA_MARK, as the kernel does
   uint32_t in_if = 0;
   uint32_t out_if = 0;
-  uint32_t skb_info = 0;  // 0: no NFQA_SKB_INFO
-  uint32_t cap_len = 0;   // 0: no NFQA_CAP_LEN
-  bool hwaddr = false;    // NFQA_HWADDR (input packets on Ethernet)
-  bool timestamp = false; // NFQA_TIMESTAMP
+  uint32_t skb_info = 0;      // 0: no NFQA_SKB_INFO
+  uint32_t cap_len = 0;       // 0: no NFQA_CAP_LEN
+  bool hwaddr = false;        // NFQA_HWADDR (input packets on Ethernet)
+  bool timestamp = false;     // NFQA_TIMESTAMP
   uint32_t secctx_bytes = 0;  // an NFQA_SECCTX of this many bytes (to make a message longer)
   std::vector<uint8_t> payload;
 };
@@ -122,7 +122,8 @@ inline bool DecodeVerdicts(const uint8_t* data, std::size_t len, std::vector<Dec
   while (mnl_nlmsg_ok(nlh, remaining)) {
     const uint16_t type = nlh->nlmsg_type;
     if ((type >> 8) != NFNL_SUBSYS_QUEUE) return false;
-    if ((type & 0xff) != NFQNL_MSG_VERDICT && (type & 0xff) != NFQNL_MSG_VERDICT_BATCH) return false;
+    if ((type & 0xff) != NFQNL_MSG_VERDICT && (type & 0xff) != NFQNL_MSG_VERDICT_BATCH)
+      return false;
     if (!(nlh->nlmsg_flags & NLM_F_REQUEST)) return false;
     DecodedVerdict v;
     v.batch = (type & 0xff) == NFQNL_MSG_VERDICT_BATCH;
@@ -131,7 +132,8 @@ inline bool DecodeVerdicts(const uint8_t* data, std::size_t len, std::vector<Dec
     bool has_hdr = false;
     const auto* tail = static_cast<const char*>(mnl_nlmsg_get_payload_tail(nlh));
     for (auto* a = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(nlh, sizeof(nfgenmsg)));
-         mnl_attr_ok(a, static_cast<int>(tail - reinterpret_cast<const char*>(a))); a = mnl_attr_next(a)) {
+         mnl_attr_ok(a, static_cast<int>(tail - reinterpret_cast<const char*>(a)));
+         a = mnl_attr_next(a)) {
       switch (mnl_attr_get_type(a)) {
         case NFQA_VERDICT_HDR: {
           if (mnl_attr_get_payload_len(a) != sizeof(nfqnl_msg_verdict_hdr)) return false;
@@ -246,7 +248,8 @@ class FakeKernel {
     const ssize_t n = recv(kernel_fd_, buf.data(), buf.size(), MSG_DONTWAIT);
     if (n < 0) return std::nullopt;
     std::vector<DecodedVerdict> out;
-    if (!DecodeVerdicts(buf.data(), static_cast<std::size_t>(n), &out)) return std::vector<DecodedVerdict>{};
+    if (!DecodeVerdicts(buf.data(), static_cast<std::size_t>(n), &out))
+      return std::vector<DecodedVerdict>{};
     return out;
   }
   // Every waiting datagram, flattened; `datagrams` counts them.

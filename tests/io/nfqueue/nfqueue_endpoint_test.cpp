@@ -53,6 +53,24 @@ struct Rig {
     PacketBuffer* bufs[kMaxBatch];
     cache->PutBulk(bufs, b.TakeBuffers(bufs));
   }
+  // What the shard node does once the stages have run: verdicts, Send, buffers back.
+  void Finish(Batch& b) {
+    b.RecordVerdicts();
+    endpoint->Send(b);
+    Retire(b);
+  }
+  // Delivers n packets from first_id, receives them, accepts them all (every 4th rewritten
+  // when asked) and sends the verdicts.
+  void AcceptRound(uint32_t first_id, uint32_t n, bool rewrite_fourth = false) {
+    Deliver(first_id, n);
+    Batch b;
+    ASSERT_EQ(Receive(b), n);
+    for (uint32_t i = 0; i < n; ++i) {
+      b.set_next(i, Next::kAccept);
+      if (rewrite_fourth && i % 4 == 3) b.packet(i).meta().flags |= pkt_flag::kModified;
+    }
+    Finish(b);
+  }
   // Sends the kernel side's view of everything the endpoint wrote so far into the model.
   int Settle() {
     int datagrams = 0;
@@ -73,8 +91,10 @@ TEST(NfqueueEndpoint, ReceiveFillsMetadataAndPointsIntoTheBufferWithoutACopy) {
   const struct {
     uint8_t hook;
     Direction dir;
-  } cases[] = {{NF_INET_PRE_ROUTING, Direction::kIn}, {NF_INET_LOCAL_IN, Direction::kIn},
-               {NF_INET_FORWARD, Direction::kOut},    {NF_INET_LOCAL_OUT, Direction::kOut},
+  } cases[] = {{NF_INET_PRE_ROUTING, Direction::kIn},
+               {NF_INET_LOCAL_IN, Direction::kIn},
+               {NF_INET_FORWARD, Direction::kOut},
+               {NF_INET_LOCAL_OUT, Direction::kOut},
                {NF_INET_POST_ROUTING, Direction::kOut}};
   std::vector<std::vector<uint8_t>> payloads;
   for (uint32_t i = 0; i < 5; ++i) {
@@ -125,9 +145,7 @@ TEST(NfqueueEndpoint, ReceiveFillsMetadataAndPointsIntoTheBufferWithoutACopy) {
   EXPECT_EQ(rig.Count(C::kReceived), 5u);
   EXPECT_EQ(rig.Count(C::kRecvSyscalls), 1u);
   for (uint32_t i = 0; i < b.size(); ++i) b.set_next(i, Next::kAccept);
-  b.RecordVerdicts();
-  rig.endpoint->Send(b);
-  rig.Retire(b);
+  rig.Finish(b);
 }
 
 TEST(NfqueueEndpoint, ForwardDirectionDefaultsToUnknownAndNonIpIsUnsupported) {
@@ -146,9 +164,7 @@ TEST(NfqueueEndpoint, ForwardDirectionDefaultsToUnknownAndNonIpIsUnsupported) {
   EXPECT_EQ(b.packet(1).meta().link_type, LinkType::kUnsupported);
   b.Drop(0, DropReason::kNotIp);
   b.Drop(1, DropReason::kNotIp);
-  b.RecordVerdicts();
-  rig.endpoint->Send(b);
-  rig.Retire(b);
+  rig.Finish(b);
 }
 
 TEST(NfqueueEndpoint, APartlyCapturedPacketIsFlaggedAndKeepsItsWireLength) {
@@ -166,9 +182,7 @@ TEST(NfqueueEndpoint, APartlyCapturedPacketIsFlaggedAndKeepsItsWireLength) {
   // Rewritten, it cannot go back whole: dropped, not cut.
   b.set_next(0, Next::kAccept);
   b.packet(0).meta().flags |= pkt_flag::kModified;
-  b.RecordVerdicts();
-  rig.endpoint->Send(b);
-  rig.Retire(b);
+  rig.Finish(b);
   const auto v = rig.kernel.ReadAll();
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].verdict, static_cast<uint32_t>(NF_DROP));
@@ -198,10 +212,8 @@ TEST(NfqueueEndpoint, AGsoSizedMessageArrivesWholeInALargeBuffer) {
   b.packet(0).data()[100] ^= 0xff;
   b.packet(0).meta().flags |= pkt_flag::kModified;
   for (uint32_t i = 0; i < 3; ++i) b.set_next(i, Next::kAccept);
-  b.RecordVerdicts();
-  rig.endpoint->Send(b);
-  std::vector<uint8_t> expected(big.data(), big.data() + big.len());
-  rig.Retire(b);
+  const std::vector<uint8_t> expected(big.data(), big.data() + big.len());
+  rig.Finish(b);
   EXPECT_EQ(rig.Settle(), 1);
   ASSERT_TRUE(rig.model.outcome[9].has_payload);
   EXPECT_EQ(rig.model.outcome[9].payload, expected);
@@ -224,9 +236,7 @@ TEST(NfqueueEndpoint, AMessageThatFitsNowhereIsDroppedByIdNotLost) {
   EXPECT_EQ(rig.Count(C::kTruncated), 1u);
   EXPECT_EQ(rig.Count(C::kIdsReceived), 2u);
   b.set_next(0, Next::kAccept);
-  b.RecordVerdicts();
-  rig.endpoint->Send(b);
-  rig.Retire(b);
+  rig.Finish(b);
   rig.Settle();
   EXPECT_EQ(rig.model.outcome[1].verdict, static_cast<uint32_t>(NF_DROP));
   EXPECT_EQ(rig.model.outcome[2].verdict, static_cast<uint32_t>(NF_ACCEPT));
@@ -256,7 +266,7 @@ TEST(NfqueueEndpoint, ErrorReportsAreCountedAndIdGapsAreLoss) {
   ASSERT_TRUE(rig.kernel.Deliver(BuildErrorMessage(EPERM)));
   ASSERT_TRUE(rig.kernel.Deliver(BuildErrorMessage(EINVAL)));
   ASSERT_TRUE(rig.kernel.Deliver(BuildErrorMessage(EBADMSG)));
-  rig.Deliver(7, 1);   // ids 3..6 were never delivered
+  rig.Deliver(7, 1);  // ids 3..6 were never delivered
   rig.Deliver(8, 1);
   Batch b;
   ASSERT_EQ(rig.Receive(b), 4u);
@@ -264,12 +274,11 @@ TEST(NfqueueEndpoint, ErrorReportsAreCountedAndIdGapsAreLoss) {
   EXPECT_EQ(rig.Count(C::kKernelEperm), 1u);
   EXPECT_EQ(rig.Count(C::kKernelEinval), 1u);
   EXPECT_EQ(rig.Count(C::kKernelOther), 1u);
-  EXPECT_EQ(rig.Count(C::kLostIds), 4u);  // the first id is not judged: Adopt() does not know where ids start
+  EXPECT_EQ(rig.Count(C::kLostIds),
+            4u);  // the first id is not judged: Adopt() does not know where ids start
   EXPECT_EQ(rig.endpoint->last_id(), 8u);
   for (uint32_t i = 0; i < b.size(); ++i) b.set_next(i, Next::kAccept);
-  b.RecordVerdicts();
-  rig.endpoint->Send(b);
-  rig.Retire(b);
+  rig.Finish(b);
   EXPECT_EQ(rig.Settle(), 1);
   EXPECT_TRUE(rig.model.queue.empty());
   EXPECT_EQ(rig.model.enoent, 0);
@@ -292,17 +301,19 @@ TEST(NfqueueEndpoint, SendPacksTheWholeBatchIntoOneSendmsgWithTheRightVerdictsAn
   b.packet(10).meta().flags |= pkt_flag::kMarkSet | pkt_flag::kModified;
   b.packet(9).meta().mark = 0x77;  // changed without kMarkSet: not returned
   b.Skip(11, DropReason::kNotIp);
-  b.RecordVerdicts();
   const std::vector<uint8_t> p6(b.packet(6).data(), b.packet(6).data() + b.packet(6).len());
-  rig.endpoint->Send(b);
-  rig.Retire(b);
+  rig.Finish(b);
 
   auto d = rig.kernel.ReadDatagram();
   ASSERT_TRUE(d.has_value());
   EXPECT_FALSE(rig.kernel.ReadDatagram().has_value()) << "one sendmsg per batch";
   std::string plan;
   for (const auto& v : *d) {
-    plan += (plan.empty() ? "" : " ") + std::string(v.batch ? "B" : v.verdict == NF_DROP ? "D" : v.has_payload ? "P" : "A") +
+    plan += (plan.empty() ? "" : " ") +
+            std::string(v.batch                ? "B"
+                        : v.verdict == NF_DROP ? "D"
+                        : v.has_payload        ? "P"
+                                               : "A") +
             std::to_string(v.id);
   }
   EXPECT_EQ(plan, "D103 B105 P106 A107 B109 P110 A111");
@@ -347,9 +358,7 @@ TEST(NfqueueEndpoint, AReceivedMarkOutsideTheMaskIsKept) {
   Batch b;
   ASSERT_EQ(rig.Receive(b), 1u);
   b.set_next(0, Next::kAccept);
-  b.RecordVerdicts();
-  rig.endpoint->Send(b);
-  rig.Retire(b);
+  rig.Finish(b);
   rig.Settle();
   EXPECT_EQ(rig.model.outcome[1].mark, 0x1101u);
 }
@@ -407,10 +416,8 @@ TEST(NfqueueEndpoint, AnOrphanIsDroppedAtOnceAndBatchingResumesAfterIt) {
   }
   received.Clear();
   for (uint32_t i = 0; i < rest.size(); ++i) rest.set_next(i, Next::kAccept);
-  rest.RecordVerdicts();
   // While it is out there, no batch verdict may cover it: 1-2 batch, then singles after it.
-  rig.endpoint->Send(rest);
-  rig.Retire(rest);
+  rig.Finish(rest);
   auto first = rig.kernel.ReadAll();
   rig.model.Apply(first);
   EXPECT_EQ(rig.model.queue.size(), 1u);
@@ -424,13 +431,7 @@ TEST(NfqueueEndpoint, AnOrphanIsDroppedAtOnceAndBatchingResumesAfterIt) {
   EXPECT_EQ(rig.Count(C::kOrphans), 1u);
   EXPECT_EQ(rig.pool->Stats().orphaned, 1u);
   // Batching is back for what follows.
-  rig.Deliver(9, 4);
-  Batch next;
-  ASSERT_EQ(rig.Receive(next), 4u);
-  for (uint32_t i = 0; i < next.size(); ++i) next.set_next(i, Next::kAccept);
-  next.RecordVerdicts();
-  rig.endpoint->Send(next);
-  rig.Retire(next);
+  rig.AcceptRound(9, 4);
   const auto last = rig.kernel.ReadAll();
   ASSERT_EQ(last.size(), 1u);
   EXPECT_TRUE(last[0].batch);
@@ -442,34 +443,19 @@ TEST(NfqueueEndpoint, AnOrphanIsDroppedAtOnceAndBatchingResumesAfterIt) {
 TEST(NfqueueEndpoint, VerdictsWhoseSendmsgFailsAreSentAheadOfTheNextBatch) {
   Rig rig({.sndbuf_bytes = 2048});  // the peer does not read: our send buffer fills up
   uint32_t id = 1;
-  int rounds = 0;
-  while (rig.endpoint->deferred() == 0 && rounds++ < 2000) {
-    rig.Deliver(id, 4);
-    Batch b;
-    ASSERT_EQ(rig.Receive(b), 4u);
-    for (uint32_t i = 0; i < 4; ++i) b.set_next(i, Next::kAccept);
-    b.packet(3).meta().flags |= pkt_flag::kModified;
-    b.RecordVerdicts();
-    rig.endpoint->Send(b);
-    rig.Retire(b);
-    id += 4;
+  for (int rounds = 0; rig.endpoint->deferred() == 0 && rounds < 2000; ++rounds, id += 4) {
+    rig.AcceptRound(id, 4, /*rewrite_fourth=*/true);
   }
   ASSERT_GT(rig.endpoint->deferred(), 0u) << "the send buffer never filled";
   EXPECT_GT(rig.Count(C::kSendNoMemory), 0u);
   EXPECT_GT(rig.Count(C::kPayloadLost), 0u);
   // The kernel catches up; the next batch carries the deferred verdicts first.
   rig.Settle();
-  rig.Deliver(id, 4);
-  Batch b;
-  ASSERT_EQ(rig.Receive(b), 4u);
-  for (uint32_t i = 0; i < 4; ++i) b.set_next(i, Next::kAccept);
-  b.packet(3).meta().flags |= pkt_flag::kModified;
-  b.RecordVerdicts();
-  rig.endpoint->Send(b);
-  rig.Retire(b);
+  rig.AcceptRound(id, 4, /*rewrite_fourth=*/true);
   rig.Settle();
   EXPECT_EQ(rig.endpoint->deferred(), 0u);
-  EXPECT_TRUE(rig.model.queue.empty()) << rig.model.queue.size() << " packets left without a verdict";
+  EXPECT_TRUE(rig.model.queue.empty())
+      << rig.model.queue.size() << " packets left without a verdict";
   EXPECT_EQ(rig.model.enoent, 0);
   for (const auto& [pid, o] : rig.model.outcome) {
     EXPECT_EQ(o.times, 1) << pid;
@@ -507,9 +493,7 @@ TEST(NfqueueEndpoint, ReceiveAndSendAllocateNothingPerPacket) {
       b.set_next(i, i % 8 == 0 ? Next::kDrop : Next::kAccept);
       if (i % 8 == 4) b.packet(i).meta().flags |= pkt_flag::kModified;
     }
-    b.RecordVerdicts();
-    rig.endpoint->Send(b);
-    rig.Retire(b);
+    rig.Finish(b);
     while (recv(rig.kernel.kernel_fd(), sink.data(), sink.size(), MSG_DONTWAIT) > 0) {
     }
   };
@@ -519,8 +503,8 @@ TEST(NfqueueEndpoint, ReceiveAndSendAllocateNothingPerPacket) {
   for (int i = 0; i < 500; ++i, base += 64) round(base);
   EXPECT_EQ(allocs.count(), 0u);
   EXPECT_EQ(rig.Count(C::kReceived), 520u * 64);
-  EXPECT_EQ(rig.Count(C::kBatchAccepted) + rig.Count(C::kSingleAccepted) + rig.Count(C::kPayloadAccepted) +
-                rig.Count(C::kDropped),
+  EXPECT_EQ(rig.Count(C::kBatchAccepted) + rig.Count(C::kSingleAccepted) +
+                rig.Count(C::kPayloadAccepted) + rig.Count(C::kDropped),
             520u * 64);
 }
 
@@ -531,9 +515,7 @@ TEST(NfqueueEndpoint, CountersExportWithTheirNamesAndQueue) {
   ASSERT_EQ(rig.Receive(b), 2u);
   b.set_next(0, Next::kAccept);
   b.set_next(1, Next::kAccept);
-  b.RecordVerdicts();
-  rig.endpoint->Send(b);
-  rig.Retire(b);
+  rig.Finish(b);
   StatsReport report;
   AppendNfqueueCounters(*rig.endpoint, report);
   ASSERT_EQ(report.counters.size(), kNfqueueCounterTable.size());
@@ -567,7 +549,8 @@ TEST(NfqueueEndpoint, OpenWithoutCapNetAdminSaysSo) {
   close(pipefd[1]);
   std::string msg;
   char buf[512];
-  for (ssize_t n; (n = read(pipefd[0], buf, sizeof buf)) > 0;) msg.append(buf, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = read(pipefd[0], buf, sizeof buf)) > 0;)
+    msg.append(buf, static_cast<std::size_t>(n));
   close(pipefd[0]);
   int status = 0;
   waitpid(pid, &status, 0);

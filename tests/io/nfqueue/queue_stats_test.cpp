@@ -2,13 +2,13 @@
 // ("%5u %6u %5u %1u %5u %5u %5u %8u %2d\n").
 #include "engine/io/nfqueue/queue_stats.h"
 
-#include "engine/stats/report.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <fstream>
 #include <string>
+
+#include "engine/stats/report.h"
 
 namespace sluice {
 namespace {
@@ -50,14 +50,16 @@ TEST(KernelQueueStats, NoQueueBoundIsEmpty) {
 }
 
 TEST(KernelQueueStats, RejectsLinesThatAreNotNineUnsignedColumnsAndNamesTheLine) {
-  for (const char* bad : {"    0  12345     3 2 65531     7    11   200018\n",           // eight
-                          "    0  12345     3 2 65531     7    11   200018  1  9\n",     // ten
-                          "    0  12345    -3 2 65531     7    11   200018  1\n",        // a sign
-                          "    0  12345     3 2 65531     7    11   2x0018  1\n",        // junk
+  for (const char* bad : {"    0  12345     3 2 65531     7    11   200018\n",          // eight
+                          "    0  12345     3 2 65531     7    11   200018  1  9\n",    // ten
+                          "    0  12345    -3 2 65531     7    11   200018  1\n",       // a sign
+                          "    0  12345     3 2 65531     7    11   2x0018  1\n",       // junk
                           "    0  12345     3 2 65531     7    11 4294967296  1\n"}) {  // > 32 bits
-    auto parsed = ParseKernelQueueStats(std::string("    5     1     0 2 65531     0     0        9  1\n") + bad);
+    auto parsed = ParseKernelQueueStats(
+        std::string("    5     1     0 2 65531     0     0        9  1\n") + bad);
     ASSERT_FALSE(parsed.ok()) << bad;
-    EXPECT_NE(parsed.status().message().find("line 2"), std::string::npos) << parsed.status().message();
+    EXPECT_NE(parsed.status().message().find("line 2"), std::string::npos)
+        << parsed.status().message();
   }
 }
 
@@ -85,14 +87,15 @@ TEST(KernelQueueStats, ExportsEachQueuesFiguresLabelledByQueue) {
   AppendKernelQueueStats(*parsed, report);
   ASSERT_EQ(report.counters.size(), 4u);
   const std::pair<const char*, uint64_t> want[] = {{"nfqueue_kernel_queue_total", 4},
-                                                    {"nfqueue_kernel_queue_dropped", 5},
-                                                    {"nfqueue_kernel_queue_user_dropped", 6},
-                                                    {"nfqueue_kernel_id_sequence", 70}};
+                                                   {"nfqueue_kernel_queue_dropped", 5},
+                                                   {"nfqueue_kernel_queue_user_dropped", 6},
+                                                   {"nfqueue_kernel_id_sequence", 70}};
   for (std::size_t i = 0; i < 4; ++i) {
     EXPECT_EQ(report.counters[i].name, want[i].first);
     EXPECT_EQ(report.counters[i].value, want[i].second);
     EXPECT_FALSE(report.counters[i].help.empty());
-    EXPECT_EQ(report.counters[i].labels, (std::vector<std::pair<std::string, std::string>>{{"queue", "3"}}));
+    EXPECT_EQ(report.counters[i].labels,
+              (std::vector<std::pair<std::string, std::string>>{{"queue", "3"}}));
   }
 }
 

@@ -15,8 +15,12 @@ namespace sluice {
 namespace {
 
 VerdictItem Accept(uint64_t ordinal, uint32_t mark = 0x10) {
-  return {.ordinal = ordinal, .id = static_cast<uint32_t>(ordinal + 1), .mark = mark, .kind = VerdictKind::kAccept,
-          .payload = nullptr, .payload_len = 0};
+  return {.ordinal = ordinal,
+          .id = static_cast<uint32_t>(ordinal + 1),
+          .mark = mark,
+          .kind = VerdictKind::kAccept,
+          .payload = nullptr,
+          .payload_len = 0};
 }
 VerdictItem Drop(uint64_t ordinal, uint32_t mark = 0x10) {
   VerdictItem it = Accept(ordinal, mark);
@@ -85,7 +89,8 @@ TEST(VerdictTracker, AResolutionBeyondTheWindowIsCountedAndStaysUnresolved) {
   t.Resolve(VerdictTracker::kWindow + 5);
   EXPECT_EQ(t.overflows(), 1u);
   for (uint64_t o = 0; o < VerdictTracker::kWindow + 5; ++o) t.Resolve(o);
-  EXPECT_EQ(t.low(), VerdictTracker::kWindow + 5);  // it was not recorded, so the prefix stops there
+  EXPECT_EQ(t.low(),
+            VerdictTracker::kWindow + 5);  // it was not recorded, so the prefix stops there
   EXPECT_FALSE(t.IsResolved(VerdictTracker::kWindow + 5));
 }
 
@@ -106,7 +111,8 @@ TEST(PlanVerdicts, ARunOfOneIsAnOrdinaryVerdict) {
 
 TEST(PlanVerdicts, ADifferentMarkStartsANewRun) {
   VerdictTracker t;
-  const Plan p = PlanOf({Accept(0, 0x11), Accept(1, 0x11), Accept(2, 0x12), Accept(3, 0x12), Accept(4, 0x11)}, t);
+  const Plan p = PlanOf(
+      {Accept(0, 0x11), Accept(1, 0x11), Accept(2, 0x12), Accept(3, 0x12), Accept(4, 0x11)}, t);
   EXPECT_EQ(Describe(p), "B2/11 B4/12 A5/11");
 }
 
@@ -186,7 +192,8 @@ struct KernelModel {
 
   void Apply(const VerdictMessage& m) {
     if (!m.batch) {
-      auto it = std::find_if(queue.begin(), queue.end(), [&](const Entry& e) { return e.id == m.id; });
+      auto it =
+          std::find_if(queue.begin(), queue.end(), [&](const Entry& e) { return e.id == m.id; });
       if (it == queue.end()) {
         ++enoent;
         return;
@@ -220,7 +227,8 @@ TEST(PlanVerdicts, NeverReachesAPacketItDidNotMeanAgainstAKernelModel) {
     const uint32_t batch = 1 + rng() % 64;
     const uint32_t later = rng() % 4;
     const uint32_t total = history + batch + later;
-    uint32_t id = (trial % 3 == 0) ? 0xffffffffu - static_cast<uint32_t>(rng() % 50) : static_cast<uint32_t>(rng());
+    uint32_t id = (trial % 3 == 0) ? 0xffffffffu - static_cast<uint32_t>(rng() % 50)
+                                   : static_cast<uint32_t>(rng());
     std::vector<uint32_t> ids(total);
     for (uint32_t o = 0; o < total; ++o) {
       id += 1 + ((rng() % 8 == 0) ? rng() % 3 : 0);  // sometimes a lost id
@@ -247,8 +255,12 @@ TEST(PlanVerdicts, NeverReachesAPacketItDidNotMeanAgainstAKernelModel) {
         }
         continue;
       }
-      VerdictItem it{.ordinal = o, .id = ids[o], .mark = 0x100u | (rng() % 4 == 0 ? 1u : 0u),
-                     .kind = VerdictKind::kAccept, .payload = nullptr, .payload_len = 0};
+      VerdictItem it{.ordinal = o,
+                     .id = ids[o],
+                     .mark = 0x100u | (rng() % 4 == 0 ? 1u : 0u),
+                     .kind = VerdictKind::kAccept,
+                     .payload = nullptr,
+                     .payload_len = 0};
       const uint32_t r = rng() % 10;
       if (r == 0) it.kind = VerdictKind::kDrop;
       if (r == 1) {
@@ -259,7 +271,8 @@ TEST(PlanVerdicts, NeverReachesAPacketItDidNotMeanAgainstAKernelModel) {
       items.push_back(it);
     }
     for (uint32_t o = 0; o < total; ++o) {
-      const bool in_batch = std::any_of(items.begin(), items.end(), [&](const VerdictItem& it) { return it.ordinal == o; });
+      const bool in_batch = std::any_of(items.begin(), items.end(),
+                                        [&](const VerdictItem& it) { return it.ordinal == o; });
       if (held[o] || in_batch || o >= history + batch) kernel.queue.push_back({ids[o], o});
     }
     if (items.empty()) continue;
@@ -277,15 +290,18 @@ TEST(PlanVerdicts, NeverReachesAPacketItDidNotMeanAgainstAKernelModel) {
     int last_accept_step = -1;
     for (const VerdictItem& it : items) {
       auto d = kernel.done.find(it.ordinal);
-      ASSERT_NE(d, kernel.done.end()) << "trial " << trial << ": ordinal " << it.ordinal << " got no verdict";
+      ASSERT_NE(d, kernel.done.end())
+          << "trial " << trial << ": ordinal " << it.ordinal << " got no verdict";
       EXPECT_EQ(d->second.accept, it.kind != VerdictKind::kDrop) << "trial " << trial;
       EXPECT_EQ(d->second.mark, it.mark) << "trial " << trial;
       if (d->second.accept) {
-        EXPECT_GT(d->second.step, last_accept_step) << "trial " << trial << ": accepted out of order";
+        EXPECT_GT(d->second.step, last_accept_step)
+            << "trial " << trial << ": accepted out of order";
         last_accept_step = d->second.step;
       }
     }
-    EXPECT_EQ(kernel.done.size(), items.size()) << "trial " << trial << ": a verdict reached a packet not in the batch";
+    EXPECT_EQ(kernel.done.size(), items.size())
+        << "trial " << trial << ": a verdict reached a packet not in the batch";
   }
   EXPECT_GT(batches, 2500);
   EXPECT_GT(batch_messages, batches / 2);  // the safe path still batches most of the time
