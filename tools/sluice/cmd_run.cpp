@@ -186,6 +186,8 @@ int Run(const RunArgs& a) {
                                                 : std::max(1u, std::thread::hardware_concurrency());
   opts.batch_size = config.pipeline.batch_size;
   opts.batches_per_shard = config.pipeline.batches_per_shard;
+  opts.batch_timeout = std::chrono::microseconds(config.pipeline.batch_timeout_us);
+  opts.run_to_completion = config.pipeline.run_to_completion;
   PoolConfig pool_config = config.pipeline.pool;
   const uint64_t need = uint64_t{shards} * (uint64_t{opts.batches_per_shard} * opts.batch_size + 2 * PoolCache::kDefaultSize);
   pool_config.small_buffers = static_cast<uint32_t>(std::max<uint64_t>(pool_config.small_buffers, need));
@@ -231,8 +233,9 @@ int Run(const RunArgs& a) {
   InlinePipeline pipeline(opts, **pool, shard_stages);
   const uint64_t start = NowNs();
   pipeline.Start();
-  Log("%s: %u shard(s), %u thread(s), batch %u, %zu rule(s); pid %d", std::string(Name(config.io.backend)).c_str(),
-      shards, opts.threads, opts.batch_size, config.rules.size(), static_cast<int>(getpid()));
+  Log("%s: %u shard(s), stages on %s, batch %u, %zu rule(s); pid %d", std::string(Name(config.io.backend)).c_str(),
+      shards, opts.run_to_completion ? "the I/O threads" : (std::to_string(opts.threads) + " worker thread(s)").c_str(),
+      opts.batch_size, config.rules.size(), static_cast<int>(getpid()));
 
   auto report = [&] { return BuildReport(a, config, pipeline, **stages, queues, **pool, start); };
   const auto interval = std::chrono::duration<double>(a.stats_interval_s);

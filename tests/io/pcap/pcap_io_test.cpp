@@ -10,13 +10,18 @@
 #include "engine/io/gen/traffic_gen.h"
 #include "engine/io/pcap/pcap_sink.h"
 #include "engine/io/pcap/pcap_source.h"
+#include "tests/testing/external_tool.h"
 
 namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path Temp(const std::string& name) { return fs::temp_directory_path() / ("sluice_pcap_" + name); }
+// Every test's files live in one fresh directory, so parallel runs never share a name.
+fs::path Temp(const std::string& name) {
+  static testing::TempDir dir;
+  return fs::path(dir.path()) / name;
+}
 
 fs::path Corpus(const std::string& name) { return fs::path(SLUICE_SOURCE_DIR) / "tests/corpus/tcpdump" / name; }
 
