@@ -117,17 +117,8 @@ struct DivertOptions {
   X(kOrphans, "orphans",                                                                                \
     "packets released without a verdict: not reinjected (divert has no verdict; the kernel forgot)")
 
-enum class DivertCounter : uint8_t {
-#define SLUICE_X(e, name, desc) e,
-  SLUICE_DIVERT_COUNTERS(SLUICE_X)
-#undef SLUICE_X
-};
-
-inline constexpr std::array kDivertCounterTable = {
-#define SLUICE_X(e, name, desc) CounterInfo{name, desc},
-    SLUICE_DIVERT_COUNTERS(SLUICE_X)
-#undef SLUICE_X
-};
+enum class DivertCounter : uint8_t { SLUICE_DIVERT_COUNTERS(SLUICE_COUNTER_ENUMERATOR) };
+inline constexpr std::array kDivertCounterTable = {SLUICE_DIVERT_COUNTERS(SLUICE_COUNTER_INFO)};
 inline constexpr std::size_t kNumDivertCounters = kDivertCounterTable.size();
 
 // The three system calls the endpoint makes. Open() uses the kernel's; tests inject their own

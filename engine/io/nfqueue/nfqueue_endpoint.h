@@ -61,7 +61,6 @@
 #include "engine/graph/endpoints.h"
 #include "engine/io/nfqueue/nfq_message.h"
 #include "engine/io/nfqueue/verdict_plan.h"
-#include "engine/stages/stage_counters.h"
 
 namespace sluice {
 

@@ -48,7 +48,6 @@
 #include "engine/core/status.h"
 #include "engine/packet/batch.h"
 #include "engine/proto/ipv6.h"
-#include "engine/stages/stage_counters.h"
 
 namespace sluice {
 
