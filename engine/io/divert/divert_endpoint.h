@@ -169,6 +169,11 @@ class DivertEndpoint final : public InlineEndpoint {
   uint64_t counter(DivertCounter c) const noexcept;
   // The interface behind a PacketMeta::in_if this endpoint wrote ("" for none).
   std::string_view InterfaceName(uint32_t id) const noexcept { return interfaces_.Name(id); }
+  // Gives `name` the next interface id now, before any packet arrives, so that every endpoint
+  // that interns the same names in the same order agrees on their ids (what rules that match
+  // on interfaces are compiled with). Names are cut to 7 characters, as divert(4) cuts them.
+  // Before Receive runs only: the table has one writer.
+  uint32_t InternInterface(std::string_view name) noexcept;
   const InterfaceTable& interfaces() const noexcept { return interfaces_; }
   const DivertOptions& options() const noexcept { return options_; }
   int fd() const noexcept { return fd_; }
