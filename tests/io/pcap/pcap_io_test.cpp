@@ -167,7 +167,10 @@ TEST(PcapIo, UnwritableOutputIsAClearError) {
 // accepted packets through a null pointer (found by the corpus replay, docs/reliability.md).
 TEST(PcapIo, SinkWithOnlyADropsFileWritesTheDropsAndSkipsTheRest) {
   const fs::path drops = Temp("drops_only.pcap");
-  auto w = PcapWriter::Open(drops.string(), DLT_RAW, false);
+  PcapFormat raw;
+  raw.linktype = 101;  // LINKTYPE_RAW
+  raw.dlt = DLT_RAW;
+  auto w = PcapWriter::Open(drops.string(), raw);
   ASSERT_TRUE(w.ok());
   PcapSink sink(nullptr, std::move(w).value());
   auto pool = std::move(BufferPool::Create({.small_buffers = 64, .large_buffers = 1})).value();
