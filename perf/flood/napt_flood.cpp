@@ -6,12 +6,12 @@
 // Reports packets/s, translations created and evicted, live flows at the end (must equal the
 // cap), and resident memory (VmRSS) every tenth of the run and its peak (VmHWM, reset first).
 //
-// Part 2, collisions: keys an attacker built to collide in the flow table, knowing its seed
-// A (perf/flood/flood_traffic.h, CollidingFlows). Three runs, interleaved --reps times:
-//   random       as many random flows, seed A                     (the baseline)
-//   known-seed   the colliding flows, the table seeded with A      (the attack working)
-//   other-seed   the same flows, the table seeded with B != A      (what sluice does: a seed
-//                drawn at random per process, which the attacker does not know)
+// Part 2, collisions: keys an attacker built to collide in the flow table, knowing its hash
+// seed A (perf/flood/flood_traffic.h, CollidingFlows). Three runs, interleaved --reps times:
+//   random       as many random flows, hash seed A                 (the baseline)
+//   known-seed   the colliding flows, the table hashed with A      (the attack working)
+//   other-seed   the same flows, the table hashed with B != A      (what sluice does: a hash
+//                seed drawn at random per table, which no config file sets)
 // and the medians of ns/packet, and each run's ratio to random.
 //
 // Usage: napt_flood [--packets N] [--flows N] [--cap N] [--threads N] [--shards N]
@@ -38,6 +38,8 @@
 namespace sluice::flood {
 namespace {
 
+// Flow-table key hash seeds (FlowTableOptions::hash_seed): A is the one the attacker knows.
+// sluice itself draws one at random per table; the harness fixes them to stage the attack.
 constexpr uint64_t kSeedA = 0x5eed0000000000a1ull;
 constexpr uint64_t kSeedB = 0x5eed0000000000b2ull;
 
@@ -111,6 +113,7 @@ RunResult Run(const Args& a, std::vector<Flow> flows, uint64_t packets, uint32_t
   StageSet::Options so;
   so.shards = a.shards;
   so.flow_hash_seed = 1;
+  so.nat_hash_seed = seed;
   auto stages = std::move(StageSet::Build(*load.config, so)).value();
   std::vector<ShardStages> shard_stages = stages->OfflineShards();
   OfflinePipeline pipeline(opts, *pool, stages->parse(0), shard_stages);
@@ -161,7 +164,7 @@ void PrintConditions(const Args& a) {
   }
   std::printf("napt_flood: kernel %s, cpu %s, %ld online\n", u.release, cpu.c_str(), sysconf(_SC_NPROCESSORS_ONLN));
   std::printf("  threads %u, shards %u, batch 64, UDP 46 B packets, translate-source-port 1024-65535,\n"
-              "  on_full evict-oldest, nat seeds A=%#" PRIx64 " B=%#" PRIx64 ", flood source xorshift\n",
+              "  on_full evict-oldest, flow-table hash seeds A=%#" PRIx64 " B=%#" PRIx64 ", flood source xorshift\n",
               a.threads, a.shards, kSeedA, kSeedB);
 }
 
@@ -198,6 +201,7 @@ void Collide(const Args& a) {
   std::printf("\n== collisions: %" PRIu64 " packets from %u flows, cap %u, %u reps interleaved\n", a.collide_packets, n,
               a.collide_cap, a.reps);
   FlowTableOptions known = FlowTableOptions::From(NatConfig{}, kSeedA, 0, 1);
+  known.hash_seed = kSeedA;
   const uint64_t t0 = NowNs();
   const std::vector<Flow> colliding = CollidingFlows(known, n, window);
   std::printf("  attacker's search: %u flows whose key hash (seed A) has its low %u bits below %u, in %.1f s\n",

@@ -154,13 +154,15 @@ TEST(Flood, FloodKeysAreTheKeysClassifyBuilds) {
   }
 }
 
-// An attacker who knows seed A builds keys that all start probing in one window of slots;
-// under seed B the same keys spread like any others.
+// An attacker who knows hash seed A builds keys that all start probing in one window of
+// slots; under seed B the same keys spread like any others.
 TEST(Flood, KeysCraftedToCollideUnderOneSeedSpreadUnderAnother) {
   constexpr uint32_t kWindow = 256, kKeys = 4096;
   constexpr uint32_t kMask = (1u << flood::kCollisionHashBits) - 1;
-  const FlowTableOptions a = FlowTableOptions::From(NatConfig{}, 0xa11ce, 0, 1);
-  const FlowTableOptions b = FlowTableOptions::From(NatConfig{}, 0xb0b, 0, 1);
+  FlowTableOptions a = FlowTableOptions::From(NatConfig{}, 1, 0, 1);
+  FlowTableOptions b = a;
+  a.hash_seed = 0xa11ce;  // the one the attacker knows
+  b.hash_seed = 0xb0b;
   const std::vector<Flow> crafted = flood::CollidingFlows(a, kKeys, kWindow);
   ASSERT_EQ(crafted.size(), kKeys);
   FlowTableOptions small_a = a, small_b = b;
