@@ -39,8 +39,9 @@ Result<std::unique_ptr<StageSet>> StageSet::Build(const Config& config, const Op
 
   const uint64_t nat_seed = config.nat.seed != 0 ? config.nat.seed : RandomSeed();
   for (uint32_t s = 0; s < options.shards; ++s) {
-    set->shards_.push_back(std::make_unique<Shard>(
-        parse, *set->rules_, s, FlowTableOptions::From(config.nat, nat_seed, s, options.shards)));
+    FlowTableOptions nat = FlowTableOptions::From(config.nat, nat_seed, s, options.shards);
+    nat.hash_seed = options.nat_hash_seed;
+    set->shards_.push_back(std::make_unique<Shard>(parse, *set->rules_, s, nat));
   }
   return set;
 }

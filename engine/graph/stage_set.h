@@ -6,7 +6,8 @@
 //
 // The inline graph runs shard s's parse; the offline graph parses every burst before dispatch
 // with shard 0's. Seeds: the flow hash seed and the NAT seed are random per process unless the
-// options (tests, reproducible runs) or the config (nat.seed) fix them.
+// options (tests, reproducible runs) or the config (nat.seed) fix them; the flow tables' key
+// hash is random per table whatever the config says (only the options fix it).
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,7 @@ class StageSet {
   struct Options {
     uint32_t shards = 1;
     uint64_t flow_hash_seed = 0;  // 0: random
+    uint64_t nat_hash_seed = 0;   // the flow tables' key hash (FlowTableOptions::hash_seed); 0: random
     RuleSetOptions rules;         // interface ids; `shards` is filled in from above
   };
 

@@ -88,7 +88,13 @@ enum class TimeoutClass : uint8_t { kTcpTransitory = 0, kTcpEstablished, kTcpClo
 
 struct FlowTableOptions {
   uint32_t capacity = 65536;
-  uint64_t seed = 1;  // never 0 here: the owner turns NatConfig::seed 0 into a random one
+  uint64_t seed = 1;  // port choice; never 0 here: the owner turns NatConfig::seed 0 into a random one
+  // The keys' hash. 0 (the default, and what a config file gets): drawn at random when the
+  // table is built, whatever `seed` is. Anyone who knows it can make every key of a flood
+  // probe one cluster of slots (perf/flood/napt_flood measured ~100x slower per packet), so
+  // only tests and benchmarks fix it. It decides where keys sit, never what the table
+  // answers: with the same `seed`, translations are the same whatever the hash seed.
+  uint64_t hash_seed = 0;
   NatFullPolicy on_full = NatFullPolicy::kEvictOldest;
   std::array<uint64_t, static_cast<std::size_t>(TimeoutClass::kCount)> timeout_ns{};
   uint32_t shard = 0;
@@ -179,7 +185,8 @@ class FlowTable {
   // Whether (address, proto, port) is claimed by a live flow of this table.
   bool PortTaken(U128 address, L3Type family, uint8_t proto, uint16_t port) const noexcept;
 
-  // The seeded symmetric hash of a key (exposed for tests and benchmarks).
+  // The seeded symmetric hash of a key (exposed for tests and benchmarks); its low bits pick
+  // the slot.
   uint32_t KeyHash(const FlowKey& k) const noexcept { return HashKey(k); }
 
   // The shard that owns translated port `port` among `shards`.

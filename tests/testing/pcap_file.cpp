@@ -32,7 +32,7 @@ LinkType LinkTypeFromDlt(int dlt) {
 PcapContents ReadPcap(const std::string& path) {
   PcapContents out;
   char err[PCAP_ERRBUF_SIZE] = {};
-  pcap_t* p = pcap_open_offline(path.c_str(), err);
+  pcap_t* p = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
   if (p == nullptr) {
     out.error = err;
     return out;
@@ -43,7 +43,7 @@ PcapContents ReadPcap(const std::string& path) {
   const u_char* data = nullptr;
   int rc;
   while ((rc = pcap_next_ex(p, &h, &data)) == 1) {
-    out.records.push_back({std::vector<uint8_t>(data, data + h->caplen), h->len});
+    out.records.push_back({std::vector<uint8_t>(data, data + h->caplen), h->len, h->ts.tv_sec, h->ts.tv_usec});
   }
   if (rc == PCAP_ERROR) out.error = pcap_geterr(p);
   pcap_close(p);

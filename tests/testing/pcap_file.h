@@ -13,6 +13,8 @@ namespace sluice::testing {
 struct PcapRecord {
   std::vector<uint8_t> bytes;  // captured bytes
   uint32_t wire_len = 0;
+  int64_t ts_sec = 0;   // the record's timestamp as libpcap gives it at nanosecond precision
+  int64_t ts_nsec = 0;  // (a corrupt file may carry a fraction of a second >= 10^9)
 };
 
 struct PcapContents {
@@ -25,7 +27,7 @@ struct PcapContents {
 // DLT_* (as pcap_datalink returns it) to the parser's link type.
 LinkType LinkTypeFromDlt(int dlt);
 
-// Every record of a pcap or pcapng file.
+// Every record of a pcap or pcapng file, up to the first read error.
 PcapContents ReadPcap(const std::string& path);
 
 // Writes packets as a pcap file of the given DLT; false on any error.

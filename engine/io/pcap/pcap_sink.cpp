@@ -29,16 +29,13 @@ void PcapWriter::Write(const PacketBuffer& p) noexcept {
 
 void PcapSink::Consume(std::span<PacketBuffer* const> packets) noexcept {
   for (PacketBuffer* p : packets) {
-    if (p->meta().verdict == Verdict::kAccept) {
-      out_->Write(*p);
-    } else if (drops_ != nullptr) {
-      drops_->Write(*p);
-    }
+    PcapWriter* w = p->meta().verdict == Verdict::kAccept ? out_.get() : drops_.get();
+    if (w != nullptr) w->Write(*p);
   }
 }
 
 Status PcapSink::Finish() {
-  Status a = out_->Close();
+  Status a = out_ != nullptr ? out_->Close() : Status::Ok();
   Status b = drops_ != nullptr ? drops_->Close() : Status::Ok();
   return a.ok() ? b : a;
 }

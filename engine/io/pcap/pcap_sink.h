@@ -29,7 +29,8 @@ class PcapWriter {
 
 class PcapSink final : public PacketSink {
  public:
-  // `out` receives accepted, rewritten and skipped packets; `drops` (may be null) dropped ones.
+  // `out` receives accepted, rewritten and skipped packets; `drops` dropped ones. Either may
+  // be null: those packets are not written.
   PcapSink(std::unique_ptr<PcapWriter> out, std::unique_ptr<PcapWriter> drops)
       : out_(std::move(out)), drops_(std::move(drops)) {}
 

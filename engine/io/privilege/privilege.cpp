@@ -19,6 +19,16 @@ namespace {
 
 Status Errno(const std::string& step) { return Status(StatusCode::kPermissionDenied, step + ": " + std::strerror(errno)); }
 
+// Threads of this process, from /proc/self/status; 0 if unreadable.
+unsigned Threads() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("Threads:", 0) == 0) return static_cast<unsigned>(std::stoul(line.substr(8)));
+  }
+  return 0;
+}
+
 int LastCap() {
   std::ifstream f("/proc/sys/kernel/cap_last_cap");
   int last = 40;
@@ -29,6 +39,12 @@ int LastCap() {
 }  // namespace
 
 Status DropPrivileges(const std::string& user, std::span<const int> keep) {
+  // glibc's setresuid reaches every thread, capset and prctl only the caller: a thread
+  // started earlier would keep root's capabilities. Refuse rather than half-drop.
+  if (const unsigned threads = Threads(); threads != 1) {
+    return InvalidArgument("drop privileges: the process has " + std::to_string(threads) +
+                           " threads; drop before any other thread starts (capabilities are per thread)");
+  }
   errno = 0;
   const passwd* pw = getpwnam(user.c_str());
   if (pw == nullptr) {

@@ -7,7 +7,8 @@
 // privileges back. /proc/self/status then shows the new Uid, CapEff and NoNewPrivs 1.
 //
 // Capabilities are per thread: call it before any other thread starts (the I/O threads and
-// oneTBB's workers inherit the result). Each step is checked; an error says which step failed
+// oneTBB's workers inherit the result). With more than one thread it refuses and changes
+// nothing. Each step is checked; an error says which step failed
 // and the process must not go on as root by mistake (the caller exits).
 #pragma once
 

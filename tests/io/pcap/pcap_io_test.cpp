@@ -3,6 +3,7 @@
 #include <pcap/pcap.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -160,6 +161,36 @@ TEST(PcapIo, UnwritableOutputIsAClearError) {
   auto w = PcapWriter::Open("/nonexistent/dir/out.pcap", PcapFormat{});
   ASSERT_FALSE(w.ok());
   EXPECT_NE(w.status().message().find("/nonexistent/dir/out.pcap"), std::string::npos);
+}
+
+// `sluice replay IN --drops D` without -o: the sink has no output writer. It used to write
+// accepted packets through a null pointer (found by the corpus replay, docs/reliability.md).
+TEST(PcapIo, SinkWithOnlyADropsFileWritesTheDropsAndSkipsTheRest) {
+  const fs::path drops = Temp("drops_only.pcap");
+  PcapFormat raw;
+  raw.linktype = 101;  // LINKTYPE_RAW
+  raw.dlt = DLT_RAW;
+  auto w = PcapWriter::Open(drops.string(), raw);
+  ASSERT_TRUE(w.ok());
+  PcapSink sink(nullptr, std::move(w).value());
+  auto pool = std::move(BufferPool::Create({.small_buffers = 64, .large_buffers = 1})).value();
+  PoolCache cache(*pool);
+  PacketBuffer* bufs[3] = {cache.Get(SizeClass::kSmall), cache.Get(SizeClass::kSmall), cache.Get(SizeClass::kSmall)};
+  const uint8_t bytes[20] = {0x45};
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_NE(bufs[i], nullptr);
+    ASSERT_TRUE(bufs[i]->Assign(bytes, sizeof bytes));
+    const PcapTimestamp ts{1700000000 + i, 0};
+    std::memcpy(bufs[i]->io().token, &ts, sizeof ts);
+    bufs[i]->meta().verdict = i == 1 ? Verdict::kDrop : Verdict::kAccept;
+  }
+  sink.Consume(std::span<PacketBuffer* const>(bufs, 3));
+  ASSERT_TRUE(sink.Finish().ok());
+  const auto written = ReadAll(drops);
+  ASSERT_EQ(written.size(), 1u);
+  EXPECT_EQ(written[0].ts.tv_sec, 1700000001);
+  for (PacketBuffer* b : bufs) cache.Put(b);
+  fs::remove(drops);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdio>
+#include <thread>
 
 namespace sluice {
 namespace {
@@ -78,6 +79,28 @@ TEST(DropPrivileges, UnknownUserIsAClearErrorAndChangesNothing) {
       &code);
   EXPECT_EQ(code, 0);
   EXPECT_EQ(out, "drop privileges: no such user 'no-such-user-sluice'|0\n");
+}
+
+// Capabilities are per thread: a drop with another thread running would leave that thread
+// with root's capabilities, so it is refused before anything changes.
+TEST(DropPrivileges, RefusedWhileAnotherThreadRuns) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  int code = -1;
+  const std::string out = InChild(
+      [] {
+        std::thread([] { pause(); }).detach();  // the child _exits with it still there
+        const std::array keep = {CAP_NET_ADMIN};
+        const Status s = DropPrivileges("nobody", keep);
+        auto st = ReadPrivilegeState();
+        std::printf("%s|%u|%d\n", s.message().c_str(), st.ok() ? st->uid : 999u, st.ok() ? st->no_new_privs : -1);
+        std::fflush(stdout);
+        return s.ok() ? 1 : 0;
+      },
+      &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(out,
+            "drop privileges: the process has 2 threads; drop before any other thread starts (capabilities are "
+            "per thread)|0|0\n");
 }
 
 TEST(PrivilegeState, ParsesProcStatus) {
