@@ -60,6 +60,8 @@ struct Queues {
   std::vector<std::unique_ptr<DivertEndpoint>> divert;
   std::vector<InlineEndpoint*> endpoints;
   std::vector<std::string> interface_names;  // divert: ids are positions + 1, the same in every endpoint
+  // NFQUEUE: the kernel's per-queue figures, opened with the queues (before root is dropped).
+  KernelQueueStatsFile kernel_stats;
 };
 
 Status OpenQueues(const Config& c, Queues& q) {
@@ -79,6 +81,9 @@ Status OpenQueues(const Config& c, Queues& q) {
       q.endpoints.push_back(ep->get());
       q.nfqueue.push_back(std::move(ep).value());
     }
+    auto kernel_stats = KernelQueueStatsFile::Open();
+    if (!kernel_stats.ok()) return kernel_stats.status();
+    q.kernel_stats = std::move(kernel_stats).value();
     return Status::Ok();
   }
   if (c.io.backend == Backend::kDivert) {
@@ -134,8 +139,8 @@ StatsReport BuildReport(const RunArgs& a, const Config& c, const InlinePipeline&
                             {{"queue", std::to_string(ep->queue())}}});
     }
   }
-  if (!q.nfqueue.empty()) {
-    if (auto kernel = ReadKernelQueueStats(); kernel.ok()) AppendKernelQueueStats(*kernel, r);
+  if (q.kernel_stats.is_open()) {
+    if (auto kernel = q.kernel_stats.Read(); kernel.ok()) AppendKernelQueueStats(*kernel, r);
   }
   for (const auto& ep : q.divert) {
     for (std::size_t k = 0; k < kDivertCounterTable.size(); ++k) {
