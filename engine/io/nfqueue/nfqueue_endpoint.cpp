@@ -221,6 +221,17 @@ Status NfqueueEndpoint::Configure() {
   }
 }
 
+Status NfqueueEndpoint::StopAdmitting() noexcept {
+  alignas(4) char req[64] = {};
+  nlmsghdr* nlh = nfq_nlmsg_put(req, NFQNL_MSG_CONFIG, options_.queue);
+  nfq_nlmsg_cfg_put_qmaxlen(nlh, 0);
+  if (send(fd_, req, nlh->nlmsg_len, MSG_NOSIGNAL) < 0) {
+    return IoError("NFQUEUE queue " + std::to_string(options_.queue) +
+                   ": cannot stop the kernel queueing: " + Errno(errno));
+  }
+  return Status::Ok();
+}
+
 void NfqueueEndpoint::SetRecvTimeout(std::chrono::microseconds wait) noexcept {
   const int64_t us = wait.count();
   if (us == rcvtimeo_us_) return;

@@ -559,6 +559,35 @@ TEST(NfqueueEndpoint, OpenWithoutCapNetAdminSaysSo) {
   EXPECT_NE(msg.find("queue 4321"), std::string::npos) << msg;
 }
 
+// The graceful stop's first step is one config message for this queue carrying maxlen 0 and
+// nothing else: no command (which could unbind the queue), no flags (fail-open stays as set).
+TEST(NfqueueEndpoint, StopAdmittingSetsTheQueueMaxlenToZeroAndNothingElse) {
+  Rig rig({.queue = 5});
+  ASSERT_TRUE(rig.endpoint->StopAdmitting().ok());
+  uint8_t buf[256];
+  const ssize_t n = recv(rig.kernel.kernel_fd(), buf, sizeof buf, MSG_DONTWAIT);
+  ASSERT_GT(n, 0);
+  const auto* nlh = reinterpret_cast<const nlmsghdr*>(buf);
+  ASSERT_TRUE(mnl_nlmsg_ok(nlh, static_cast<int>(n)));
+  EXPECT_EQ(nlh->nlmsg_len, static_cast<uint32_t>(n)) << "one message";
+  EXPECT_EQ(nlh->nlmsg_type, (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_CONFIG);
+  EXPECT_TRUE(nlh->nlmsg_flags & NLM_F_REQUEST);
+  const auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
+  EXPECT_EQ(ntohs(nfg->res_id), 5);
+  std::vector<uint16_t> types;
+  uint32_t maxlen = 1;
+  const auto* tail = static_cast<const char*>(mnl_nlmsg_get_payload_tail(nlh));
+  for (auto* a = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(nlh, sizeof(nfgenmsg)));
+       mnl_attr_ok(a, static_cast<int>(tail - reinterpret_cast<const char*>(a)));
+       a = mnl_attr_next(a)) {
+    types.push_back(mnl_attr_get_type(a));
+    if (mnl_attr_get_type(a) == NFQA_CFG_QUEUE_MAXLEN) maxlen = ntohl(mnl_attr_get_u32(a));
+  }
+  EXPECT_EQ(types, std::vector<uint16_t>{NFQA_CFG_QUEUE_MAXLEN});
+  EXPECT_EQ(maxlen, 0u);
+  EXPECT_EQ(rig.Settle(), 0) << "no verdict went with it";
+}
+
 TEST(NfqueueEndpoint, OpenRejectsAMarkOutsideItsMask) {
   auto ep = NfqueueEndpoint::Open({.verdict_mark = 0x3, .verdict_mask = 0x1});
   ASSERT_FALSE(ep.ok());
