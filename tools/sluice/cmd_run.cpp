@@ -136,13 +136,7 @@ StatsReport BuildReport(const RunArgs& a, const Config& c, const InlinePipeline&
     AddStage("rewrite", s, p.rewrite_stats(s), r);
   }
   stages.Report(r);
-  for (const auto& ep : q.nfqueue) {
-    for (std::size_t k = 0; k < kNfqueueCounterTable.size(); ++k) {
-      r.counters.push_back({"nfqueue_" + std::string(kNfqueueCounterTable[k].name),
-                            std::string(kNfqueueCounterTable[k].description), ep->counters().LoadAt(k),
-                            {{"queue", std::to_string(ep->queue())}}});
-    }
-  }
+  for (const auto& ep : q.nfqueue) AppendNfqueueCounters(*ep, r);
   if (q.kernel_stats.is_open()) {
     if (auto kernel = q.kernel_stats.Read(); kernel.ok()) AppendKernelQueueStats(*kernel, r);
   }

@@ -568,6 +568,12 @@ void AppendNfqueueCounters(const NfqueueEndpoint& endpoint, StatsReport& report)
                                            endpoint.counters().LoadAt(i),
                                            {{"queue", queue}}});
   }
+  report.counters.push_back(NamedCounter{
+      "nfqueue_last_id",
+      "the last packet id received (a gauge): the kernel's id_sequence minus it is the loss after "
+      "it, which no gap shows yet",
+      endpoint.last_id(),
+      {{"queue", queue}}});
 }
 
 }  // namespace sluice

@@ -279,7 +279,8 @@ class NfqueueEndpoint final : public InlineEndpoint {
   uint32_t chunk_end_ = 0;
 };
 
-// Appends the endpoint's counters to a stats report as sluice_nfqueue_<name>{queue="N"}.
+// Appends the endpoint's counters to a stats report as sluice_nfqueue_<name>{queue="N"}, and
+// last_id() as sluice_nfqueue_last_id{queue="N"}.
 void AppendNfqueueCounters(const NfqueueEndpoint& endpoint, StatsReport& report);
 
 }  // namespace sluice

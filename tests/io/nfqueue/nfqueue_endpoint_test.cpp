@@ -518,18 +518,19 @@ TEST(NfqueueEndpoint, CountersExportWithTheirNamesAndQueue) {
   rig.Finish(b);
   StatsReport report;
   AppendNfqueueCounters(*rig.endpoint, report);
-  ASSERT_EQ(report.counters.size(), kNfqueueCounterTable.size());
+  ASSERT_EQ(report.counters.size(), kNfqueueCounterTable.size() + 1);  // and last_id
   std::set<std::string> names;
   for (const NamedCounter& c : report.counters) {
     EXPECT_FALSE(c.help.empty());
     ASSERT_EQ(c.labels.size(), 1u);
     EXPECT_EQ(c.labels[0], (std::pair<std::string, std::string>{"queue", "3"}));
     names.insert(c.name);
-    if (c.name == "nfqueue_received" || c.name == "nfqueue_batch_accepted") {
+    if (c.name == "nfqueue_received" || c.name == "nfqueue_batch_accepted" ||
+        c.name == "nfqueue_last_id") {
       EXPECT_EQ(c.value, 2u) << c.name;
     }
   }
-  EXPECT_EQ(names.size(), kNfqueueCounterTable.size()) << "counter names must be unique";
+  EXPECT_EQ(names.size(), kNfqueueCounterTable.size() + 1) << "counter names must be unique";
 }
 
 // Open() as a user without CAP_NET_ADMIN: the error says what is missing and names the queue.
