@@ -1,8 +1,9 @@
 // netns_traffic: deterministic UDP traffic for the network-namespace tests and perf/nfqueue.
 //
 //   netns_traffic udp-send --dst A --port P --count N --rate PPS [--size B] [--src A1,A2,…]
-//   [--first S]
-//       Open-loop sender: N datagrams of B bytes (>= 8) at PPS packets per second, in bursts
+//   [--first S] [--duration-ms D]
+//       Open-loop sender: N datagrams (or as many as D ms allow, whichever ends first) of B
+//       bytes (>= 8) at PPS packets per second, in bursts
 //       of up to 32 per sendmmsg, round-robin over one socket per source address (so a
 //       --queue-balance hash spreads them). Each carries its sequence number (S … S+N-1) in
 //       its first 8 bytes and, when B >= 16, the time it was due to leave (CLOCK_REALTIME ns,
@@ -60,7 +61,7 @@ int Usage() {
   std::fprintf(
       stderr,
       "usage: netns_traffic udp-send --dst A --port P --count N --rate PPS [--size B] [--src "
-      "A1,A2] [--first S]\n"
+      "A1,A2] [--first S] [--duration-ms D]\n"
       "       netns_traffic udp-recv --port P --expect N [--timeout-ms T] [--idle-ms I] "
       "[--latency 0|1]\n");
   return 2;
@@ -84,6 +85,7 @@ int Send(const std::map<std::string, std::string>& f) {
   const uint64_t rate = std::max<uint64_t>(1, Num(f, "--rate", 1));
   const uint32_t size = static_cast<uint32_t>(std::max<uint64_t>(8, Num(f, "--size", 64)));
   const uint64_t first = Num(f, "--first", 0);
+  const uint64_t duration_ns = Num(f, "--duration-ms", 0) * 1000000u;  // 0: no limit
   sockaddr_in dst{};
   dst.sin_family = AF_INET;
   dst.sin_port = htons(static_cast<uint16_t>(Num(f, "--port", 0)));
@@ -130,7 +132,9 @@ int Send(const std::map<std::string, std::string>& f) {
   while (sent < count && !g_stop.load()) {
     // Open loop: the schedule says how many should be out by now; never catch up in bursts
     // larger than kBurst.
-    const uint64_t due = std::min<uint64_t>(count, (NowNs() - start) * rate / 1000000000u + 1);
+    const uint64_t elapsed = NowNs() - start;
+    if (duration_ns != 0 && elapsed >= duration_ns) break;
+    const uint64_t due = std::min<uint64_t>(count, elapsed * rate / 1000000000u + 1);
     if (due <= sent) {
       const uint64_t next_ns = start + (sent * 1000000000u) / rate;
       timespec ts{static_cast<time_t>(next_ns / 1000000000u),
