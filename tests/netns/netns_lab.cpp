@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -176,6 +177,38 @@ bool LabProcess::WaitForLine(const std::string& line, std::chrono::milliseconds 
   return false;
 }
 
+bool LabProcess::WaitForText(const std::string& text, std::chrono::milliseconds timeout,
+                             std::size_t from) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto seen = [&] { return out_.size() > from && out_.find(text, from) != std::string::npos; };
+  while (!seen()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    if (!exited_ && waitpid(pid_, &status_, WNOHANG) == pid_) exited_ = true;
+    if (exited_) {
+      for (std::size_t before = SIZE_MAX; before != out_.size();) {  // the rest of its output
+        before = out_.size();
+        Drain(0);
+      }
+      return seen();
+    }
+    Drain(20);
+  }
+  return true;
+}
+
+pid_t LabProcess::ProgramPid() const {
+  const std::string path =
+      "/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children";
+  for (int attempt = 0; attempt < 500; ++attempt) {  // nsenter forks right after it starts
+    std::ifstream children(path);
+    if (!children) return -1;  // nsenter is gone, and the program with it
+    pid_t child = -1;
+    if (children >> child) return child;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return -1;
+}
+
 int LabProcess::Wait(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!exited_) {
@@ -328,6 +361,21 @@ uint64_t NetnsLab::IptablesPackets(const std::string& table, const std::string& 
     int num = 0;
     uint64_t pkts = 0;
     if (f >> num >> pkts && num == rule) return pkts;
+  }
+  return UINT64_MAX;
+}
+
+uint64_t NetnsLab::IptablesPackets(const std::string& table, const std::string& chain,
+                                   const std::string& comment) const {
+  std::string out;
+  if (Run(Node::kRouter, "iptables -w -t " + table + " -L " + chain + " -v -x -n", &out) != 0)
+    return UINT64_MAX;
+  std::istringstream lines(out);
+  for (std::string l; std::getline(lines, l);) {
+    if (l.find("/* " + comment + " */") == std::string::npos) continue;
+    std::istringstream f(l);
+    uint64_t pkts = 0;
+    if (f >> pkts) return pkts;
   }
   return UINT64_MAX;
 }

@@ -38,11 +38,19 @@ class LabProcess {
 
   // Waits until its output has a line equal to `line`; false on timeout or exit.
   bool WaitForLine(const std::string& line, std::chrono::milliseconds timeout);
+  // Waits until its output contains `text` after byte `from` (search from where an earlier
+  // output() ended to see only what came since); false on timeout or exit.
+  bool WaitForText(const std::string& text, std::chrono::milliseconds timeout,
+                   std::size_t from = 0);
   // Waits for it to exit; returns its exit status (-1 on timeout, after which it is killed).
   int Wait(std::chrono::milliseconds timeout);
   // Everything it printed so far.
   const std::string& output();
+  // The pid of nsenter, which started the program (Spawn runs argv through it).
   pid_t pid() const { return pid_; }
+  // The program's own pid as this process sees it: nsenter forks it into the lab's PID
+  // namespace, so it is nsenter's only child. For signals and /proc/PID; -1 once it is gone.
+  pid_t ProgramPid() const;
 
  private:
   void Drain(int timeout_ms);
@@ -77,6 +85,10 @@ class NetnsLab {
   }
   // The packet count of rule `rule` (1-based) of an iptables chain in the router.
   uint64_t IptablesPackets(const std::string& table, const std::string& chain, int rule) const;
+  // The packet count of the rule of an iptables chain in the router whose comment is
+  // `comment` (-m comment --comment); UINT64_MAX when there is none.
+  uint64_t IptablesPackets(const std::string& table, const std::string& chain,
+                           const std::string& comment) const;
 
   // For its lifetime, the calling thread is in the router's namespace (sockets opened now
   // belong to it and stay there).

@@ -3,8 +3,12 @@
 // stop.
 //
 // Signals: SIGHUP reloads the rules (an invalid file is reported and the running rules stay);
-// SIGTERM and SIGINT drain — stop receiving, finish every batch in flight, send every verdict,
-// unbind — and exit 0. Stats: --stats-json and --prometheus files rewritten atomically every
+// SIGTERM and SIGINT drain and exit 0. NFQUEUE drains in two steps: the kernel is told to queue
+// nothing more (StopAdmitting: with fail-open new packets then pass unqueued, as --queue-bypass
+// passes them once the queue is unbound; without, they are dropped), and the pipeline keeps
+// running until the kernel holds no packet of ours (queue_total 0 on every queue, at most
+// kDrainLimit); then receiving stops, every batch in flight finishes and has its verdicts
+// sent, and the sockets close. So closing drops nothing the kernel had queued to sluice. Stats: --stats-json and --prometheus files rewritten atomically every
 // --stats-interval seconds and at exit, with the kernel's per-queue counters.
 #include <net/if.h>
 #include <signal.h>
@@ -60,6 +64,8 @@ struct Queues {
   std::vector<std::unique_ptr<DivertEndpoint>> divert;
   std::vector<InlineEndpoint*> endpoints;
   std::vector<std::string> interface_names;  // divert: ids are positions + 1, the same in every endpoint
+  // NFQUEUE: the kernel's per-queue figures, opened with the queues (before root is dropped).
+  KernelQueueStatsFile kernel_stats;
 };
 
 Status OpenQueues(const Config& c, Queues& q) {
@@ -79,6 +85,9 @@ Status OpenQueues(const Config& c, Queues& q) {
       q.endpoints.push_back(ep->get());
       q.nfqueue.push_back(std::move(ep).value());
     }
+    auto kernel_stats = KernelQueueStatsFile::Open();
+    if (!kernel_stats.ok()) return kernel_stats.status();
+    q.kernel_stats = std::move(kernel_stats).value();
     return Status::Ok();
   }
   if (c.io.backend == Backend::kDivert) {
@@ -127,15 +136,9 @@ StatsReport BuildReport(const RunArgs& a, const Config& c, const InlinePipeline&
     AddStage("rewrite", s, p.rewrite_stats(s), r);
   }
   stages.Report(r);
-  for (const auto& ep : q.nfqueue) {
-    for (std::size_t k = 0; k < kNfqueueCounterTable.size(); ++k) {
-      r.counters.push_back({"nfqueue_" + std::string(kNfqueueCounterTable[k].name),
-                            std::string(kNfqueueCounterTable[k].description), ep->counters().LoadAt(k),
-                            {{"queue", std::to_string(ep->queue())}}});
-    }
-  }
-  if (!q.nfqueue.empty()) {
-    if (auto kernel = ReadKernelQueueStats(); kernel.ok()) AppendKernelQueueStats(*kernel, r);
+  for (const auto& ep : q.nfqueue) AppendNfqueueCounters(*ep, r);
+  if (q.kernel_stats.is_open()) {
+    if (auto kernel = q.kernel_stats.Read(); kernel.ok()) AppendKernelQueueStats(*kernel, r);
   }
   for (const auto& ep : q.divert) {
     for (std::size_t k = 0; k < kDivertCounterTable.size(); ++k) {
@@ -148,6 +151,41 @@ StatsReport BuildReport(const RunArgs& a, const Config& c, const InlinePipeline&
   r.counters.push_back({"pool_exhausted", "Buffer requests the pool could not serve in full.", ps.exhausted, {}});
   r.counters.push_back({"pool_orphaned", "Buffers released without a verdict.", ps.orphaned, {}});
   return r;
+}
+
+// How long a stop waits for the kernel's queues to empty before closing them anyway (what is
+// still queued then is dropped by the kernel).
+constexpr auto kDrainLimit = std::chrono::seconds(2);
+
+// The first step of a graceful NFQUEUE stop (see the top of this file), while the pipeline runs.
+void DrainKernelQueues(const Queues& q, bool fail_open) {
+  if (q.nfqueue.empty()) return;
+  for (const auto& ep : q.nfqueue) {
+    if (Status s = ep->StopAdmitting(); !s.ok()) Log("%s", s.message().c_str());
+  }
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t held = 0;
+  for (;;) {
+    auto kernel = q.kernel_stats.Read();
+    if (!kernel.ok()) {
+      Log("cannot see the kernel's queues, closing them without waiting: %s", kernel.status().message().c_str());
+      return;
+    }
+    held = 0;
+    for (const auto& ep : q.nfqueue) {
+      if (auto k = FindQueue(*kernel, ep->queue()); k && k->portid == ep->portid()) held += k->queue_total;
+    }
+    if (held == 0 || std::chrono::steady_clock::now() - start >= kDrainLimit) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  if (held == 0) {
+    Log("drained in %lld ms: every packet queued to sluice has its verdict; new packets %s until the queues close",
+        static_cast<long long>(ms.count()), fail_open ? "pass unqueued (fail-open)" : "are dropped (fail-closed)");
+  } else {
+    Log("drain gave up after %lld ms: the kernel drops the %llu packet(s) still queued as the queues close",
+        static_cast<long long>(ms.count()), static_cast<unsigned long long>(held));
+  }
 }
 
 void WriteStats(const RunArgs& a, const StatsReport& r) {
@@ -260,6 +298,7 @@ int Run(const RunArgs& a) {
       next_stats += std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval);
     }
   }
+  DrainKernelQueues(queues, config.io.nfqueue.fail_open);
   pipeline.Stop();  // every packet received has its verdict when this returns
   const StatsReport final_report = report();
   WriteStats(a, final_report);

@@ -221,6 +221,17 @@ Status NfqueueEndpoint::Configure() {
   }
 }
 
+Status NfqueueEndpoint::StopAdmitting() noexcept {
+  alignas(4) char req[64] = {};
+  nlmsghdr* nlh = nfq_nlmsg_put(req, NFQNL_MSG_CONFIG, options_.queue);
+  nfq_nlmsg_cfg_put_qmaxlen(nlh, 0);
+  if (send(fd_, req, nlh->nlmsg_len, MSG_NOSIGNAL) < 0) {
+    return IoError("NFQUEUE queue " + std::to_string(options_.queue) +
+                   ": cannot stop the kernel queueing: " + Errno(errno));
+  }
+  return Status::Ok();
+}
+
 void NfqueueEndpoint::SetRecvTimeout(std::chrono::microseconds wait) noexcept {
   const int64_t us = wait.count();
   if (us == rcvtimeo_us_) return;
@@ -557,6 +568,12 @@ void AppendNfqueueCounters(const NfqueueEndpoint& endpoint, StatsReport& report)
                                            endpoint.counters().LoadAt(i),
                                            {{"queue", queue}}});
   }
+  report.counters.push_back(NamedCounter{
+      "nfqueue_last_id",
+      "the last packet id received (a gauge): the kernel's id_sequence minus it is the loss after "
+      "it, which no gap shows yet",
+      endpoint.last_id(),
+      {{"queue", queue}}});
 }
 
 }  // namespace sluice

@@ -191,6 +191,16 @@ class NfqueueEndpoint final : public InlineEndpoint {
   // A packet destroyed without a verdict: its DROP goes to the kernel at once.
   void OnOrphan(PacketBuffer& buf) noexcept override;
 
+  // The first step of a graceful stop: the kernel queues nothing more here, so that what it
+  // already queued can be received and verdicted (queue_total falls to 0) before the socket
+  // closes — closing drops whatever is still queued. Sets the queue's maxlen to 0: a packet
+  // that then meets the queue is treated as meeting a full one, which with fail-open accepts
+  // it unqueued (what --queue-bypass does once the socket is gone) and without it drops it
+  // (queue_dropped). Packets already queued still arrive through Receive. One sendmsg; the
+  // kernel applies the change inside it (an error comes back through Receive, counted).
+  // Any thread. Not undone: the next step is closing the socket.
+  Status StopAdmitting() noexcept;
+
   const NfqueueCounters& counters() const noexcept { return counters_; }
   const NfqueueOptions& options() const noexcept { return options_; }
   uint16_t queue() const noexcept { return options_.queue; }
@@ -268,7 +278,8 @@ class NfqueueEndpoint final : public InlineEndpoint {
   uint32_t chunk_end_ = 0;
 };
 
-// Appends the endpoint's counters to a stats report as sluice_nfqueue_<name>{queue="N"}.
+// Appends the endpoint's counters to a stats report as sluice_nfqueue_<name>{queue="N"}, and
+// last_id() as sluice_nfqueue_last_id{queue="N"}.
 void AppendNfqueueCounters(const NfqueueEndpoint& endpoint, StatsReport& report);
 
 }  // namespace sluice

@@ -1,10 +1,14 @@
 #include "engine/io/nfqueue/queue_stats.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "engine/stats/report.h"
 
@@ -62,19 +66,61 @@ Result<std::vector<KernelQueueStats>> ParseKernelQueueStats(std::string_view tex
 }
 
 Result<std::vector<KernelQueueStats>> ReadKernelQueueStats(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "re");
-  if (f == nullptr) {
+  auto file = KernelQueueStatsFile::Open(path);
+  if (!file.ok()) {
     if (errno == ENOENT) return std::vector<KernelQueueStats>{};
-    return IoError(path + ": " + std::strerror(errno));
+    return file.status();
   }
+  return file->Read();
+}
+
+Result<KernelQueueStatsFile> KernelQueueStatsFile::Open(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int e = errno;
+    Status s = IoError(path + ": " + std::strerror(e));
+    errno = e;
+    return s;
+  }
+  KernelQueueStatsFile f;
+  f.fd_ = fd;
+  f.path_ = path;
+  return f;
+}
+
+KernelQueueStatsFile::KernelQueueStatsFile(KernelQueueStatsFile&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
+
+KernelQueueStatsFile& KernelQueueStatsFile::operator=(KernelQueueStatsFile&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    path_ = std::move(other.path_);
+  }
+  return *this;
+}
+
+KernelQueueStatsFile::~KernelQueueStatsFile() {
+  if (fd_ >= 0) close(fd_);
+}
+
+Result<std::vector<KernelQueueStats>> KernelQueueStatsFile::Read() const {
+  if (fd_ < 0) return IoError("the kernel's queue statistics file is not open");
   std::string text;
   char chunk[4096];
-  for (std::size_t n; (n = std::fread(chunk, 1, sizeof chunk, f)) > 0;) text.append(chunk, n);
-  const bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  if (failed) return IoError(path + ": read error");
+  // pread from 0 each time: a seq_file starts over when asked for an offset it is not at.
+  for (off_t at = 0;;) {
+    const ssize_t n = pread(fd_, chunk, sizeof chunk, at);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError(path_ + ": " + std::strerror(errno));
+    }
+    if (n == 0) break;
+    text.append(chunk, static_cast<std::size_t>(n));
+    at += n;
+  }
   auto parsed = ParseKernelQueueStats(text);
-  if (!parsed.ok()) return IoError(path + ": " + parsed.status().message());
+  if (!parsed.ok()) return IoError(path_ + ": " + parsed.status().message());
   return parsed;
 }
 

@@ -49,6 +49,29 @@ Result<std::vector<KernelQueueStats>> ParseKernelQueueStats(std::string_view tex
 Result<std::vector<KernelQueueStats>> ReadKernelQueueStats(
     const std::string& path = kNfqueueProcPath);
 
+// The same file through a descriptor opened once and read again from its start each time. A
+// daemon opens it before it drops root: a process whose uid changed is not dumpable, and the
+// kernel then closes /proc/self/net to it (EACCES), while a descriptor opened earlier keeps
+// working, and keeps reading the network namespace it was opened in. Move-only.
+class KernelQueueStatsFile {
+ public:
+  // Opens `path`; an error names it and the reason (a missing file: the nfnetlink_queue module
+  // is not loaded, which cannot be while a queue is bound).
+  static Result<KernelQueueStatsFile> Open(const std::string& path = kNfqueueProcPath);
+  KernelQueueStatsFile() = default;
+  KernelQueueStatsFile(KernelQueueStatsFile&& other) noexcept;
+  KernelQueueStatsFile& operator=(KernelQueueStatsFile&& other) noexcept;
+  ~KernelQueueStatsFile();
+
+  bool is_open() const noexcept { return fd_ >= 0; }
+  // Reads the whole file again (a few syscalls; off the data path) and parses it.
+  Result<std::vector<KernelQueueStats>> Read() const;
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
 // The entry for `queue`, if it is bound.
 std::optional<KernelQueueStats> FindQueue(std::span<const KernelQueueStats> all, uint32_t queue);
 

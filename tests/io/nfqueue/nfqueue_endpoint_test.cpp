@@ -518,18 +518,19 @@ TEST(NfqueueEndpoint, CountersExportWithTheirNamesAndQueue) {
   rig.Finish(b);
   StatsReport report;
   AppendNfqueueCounters(*rig.endpoint, report);
-  ASSERT_EQ(report.counters.size(), kNfqueueCounterTable.size());
+  ASSERT_EQ(report.counters.size(), kNfqueueCounterTable.size() + 1);  // and last_id
   std::set<std::string> names;
   for (const NamedCounter& c : report.counters) {
     EXPECT_FALSE(c.help.empty());
     ASSERT_EQ(c.labels.size(), 1u);
     EXPECT_EQ(c.labels[0], (std::pair<std::string, std::string>{"queue", "3"}));
     names.insert(c.name);
-    if (c.name == "nfqueue_received" || c.name == "nfqueue_batch_accepted") {
+    if (c.name == "nfqueue_received" || c.name == "nfqueue_batch_accepted" ||
+        c.name == "nfqueue_last_id") {
       EXPECT_EQ(c.value, 2u) << c.name;
     }
   }
-  EXPECT_EQ(names.size(), kNfqueueCounterTable.size()) << "counter names must be unique";
+  EXPECT_EQ(names.size(), kNfqueueCounterTable.size() + 1) << "counter names must be unique";
 }
 
 // Open() as a user without CAP_NET_ADMIN: the error says what is missing and names the queue.
@@ -557,6 +558,35 @@ TEST(NfqueueEndpoint, OpenWithoutCapNetAdminSaysSo) {
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_NE(msg.find("CAP_NET_ADMIN"), std::string::npos) << msg;
   EXPECT_NE(msg.find("queue 4321"), std::string::npos) << msg;
+}
+
+// The graceful stop's first step is one config message for this queue carrying maxlen 0 and
+// nothing else: no command (which could unbind the queue), no flags (fail-open stays as set).
+TEST(NfqueueEndpoint, StopAdmittingSetsTheQueueMaxlenToZeroAndNothingElse) {
+  Rig rig({.queue = 5});
+  ASSERT_TRUE(rig.endpoint->StopAdmitting().ok());
+  uint8_t buf[256];
+  const ssize_t n = recv(rig.kernel.kernel_fd(), buf, sizeof buf, MSG_DONTWAIT);
+  ASSERT_GT(n, 0);
+  const auto* nlh = reinterpret_cast<const nlmsghdr*>(buf);
+  ASSERT_TRUE(mnl_nlmsg_ok(nlh, static_cast<int>(n)));
+  EXPECT_EQ(nlh->nlmsg_len, static_cast<uint32_t>(n)) << "one message";
+  EXPECT_EQ(nlh->nlmsg_type, (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_CONFIG);
+  EXPECT_TRUE(nlh->nlmsg_flags & NLM_F_REQUEST);
+  const auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
+  EXPECT_EQ(ntohs(nfg->res_id), 5);
+  std::vector<uint16_t> types;
+  uint32_t maxlen = 1;
+  const auto* tail = static_cast<const char*>(mnl_nlmsg_get_payload_tail(nlh));
+  for (auto* a = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(nlh, sizeof(nfgenmsg)));
+       mnl_attr_ok(a, static_cast<int>(tail - reinterpret_cast<const char*>(a)));
+       a = mnl_attr_next(a)) {
+    types.push_back(mnl_attr_get_type(a));
+    if (mnl_attr_get_type(a) == NFQA_CFG_QUEUE_MAXLEN) maxlen = ntohl(mnl_attr_get_u32(a));
+  }
+  EXPECT_EQ(types, std::vector<uint16_t>{NFQA_CFG_QUEUE_MAXLEN});
+  EXPECT_EQ(maxlen, 0u);
+  EXPECT_EQ(rig.Settle(), 0) << "no verdict went with it";
 }
 
 TEST(NfqueueEndpoint, OpenRejectsAMarkOutsideItsMask) {

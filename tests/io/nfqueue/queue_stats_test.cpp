@@ -80,6 +80,37 @@ TEST(KernelQueueStats, ReadsAFileAndTreatsAMissingOneAsNoQueues) {
   EXPECT_TRUE(missing->empty());
 }
 
+// What a daemon holds across dropping root: one descriptor, each Read() the file as it is now.
+TEST(KernelQueueStats, AnOpenFileReadsTheCurrentContentsEachTime) {
+  const std::string path = ::testing::TempDir() + "/nfnetlink_queue_reread";
+  {
+    std::ofstream f(path);
+    f << "    0   777     5 2 65531     0     0       30  1\n";
+  }
+  auto file = KernelQueueStatsFile::Open(path);
+  ASSERT_TRUE(file.ok()) << file.status().message();
+  auto first = file->Read();
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->size(), 1u);
+  EXPECT_EQ((*first)[0].queue_total, 5u);
+  {
+    std::ofstream f(path, std::ios::in | std::ios::out);  // the same file, rewritten in place
+    f << "    0   777     0 2 65531     0     0       31  1\n"
+         "    1   778     0 2 65531     0     0        9  1\n";
+  }
+  auto second = file->Read();
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  ASSERT_EQ(second->size(), 2u);
+  EXPECT_EQ((*second)[0].queue_total, 0u);
+  EXPECT_EQ((*second)[0].id_sequence, 31u);
+  EXPECT_EQ((*second)[1].id_sequence, 9u);
+  KernelQueueStatsFile moved = std::move(file).value();
+  EXPECT_TRUE(moved.is_open());
+  EXPECT_TRUE(moved.Read().ok());
+  std::remove(path.c_str());
+  EXPECT_FALSE(KernelQueueStatsFile::Open(path).ok());
+}
+
 TEST(KernelQueueStats, ExportsEachQueuesFiguresLabelledByQueue) {
   auto parsed = ParseKernelQueueStats("    3  100     4 2 65531     5     6       70  1\n");
   ASSERT_TRUE(parsed.ok());
