@@ -70,7 +70,9 @@ def valgrind_version(valgrind="valgrind"):
         return None
 
 
-def measure(binary, valgrind="valgrind", extra_args=()):
+def measure(binary, valgrind="valgrind", extra_args=(), annotate=None):
+    """Counts every workload; with `annotate` (a workload name), also returns callgrind_annotate's
+    per-function breakdown of that workload as Measurement.annotation."""
     if not os.access(binary, os.X_OK):
         raise GateError(f"{binary} is missing: build the release preset first "
                         "(cmake --build --preset release --target sluice_gate)")
@@ -85,7 +87,7 @@ def measure(binary, valgrind="valgrind", extra_args=()):
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         if proc.returncode not in (0, 1):  # 1: a workload's own check failed (reported below)
             raise GateError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}")
-        counts, string_functions = {}, set()
+        counts, string_functions, annotation = {}, set(), None
         for name in sorted(os.listdir(tmp)):
             if not name.startswith("callgrind.out."):
                 continue
@@ -102,6 +104,9 @@ def measure(binary, valgrind="valgrind", extra_args=()):
                             string_functions.add(m.group(1))
             if workload is not None and total is not None:
                 counts[workload] = total
+                if workload == annotate:
+                    annotation = subprocess.run(["callgrind_annotate", "--auto=no", "--inclusive=no", os.path.join(tmp, name)],
+                                                capture_output=True, text=True).stdout
     conditions, failures, what = {}, {}, {}
     for line in proc.stdout.splitlines():
         if line.startswith("condition "):
@@ -119,7 +124,9 @@ def measure(binary, valgrind="valgrind", extra_args=()):
     conditions["glibc_tunables"] = GLIBC_TUNABLES
     if not counts:
         raise GateError("callgrind wrote no workload counts\n" + proc.stdout + proc.stderr[-4000:])
-    return Measurement(counts, what, sorted(string_functions), conditions, failures, proc.stdout)
+    m = Measurement(counts, what, sorted(string_functions), conditions, failures, proc.stdout)
+    m.annotation = annotation
+    return m
 
 
 def baseline_document(m, source_commit):
