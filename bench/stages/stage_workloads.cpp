@@ -9,21 +9,6 @@
 namespace sluice::bench {
 namespace {
 
-// Gives every buffer of `batch` back through `cache`, as a sink would after verdicts.
-void ReturnAll(Batch& batch, PoolCache& cache) {
-  for (uint32_t i = 0; i < batch.size(); ++i) batch.set_next(i, Next::kAccept);
-  batch.RecordVerdicts();
-  PacketBuffer* out[kMaxBatch];
-  cache.PutBulk(out, batch.TakeBuffers(out));
-}
-
-PacketBuffer* Load(PoolCache& cache, const testing::TestPacket& p) {
-  PacketBuffer* b = cache.Get(SizeClass::kSmall);
-  b->Assign(p.bytes.data(), static_cast<uint32_t>(p.bytes.size()));
-  b->meta().link_type = p.link;
-  return b;
-}
-
 testing::TestPacket Build(const PacketFields& f) {
   testing::PacketBuilder b;
   const std::string src = ToString(IpAddr{f.family, f.src});
@@ -40,19 +25,30 @@ testing::TestPacket Build(const PacketFields& f) {
 
 }  // namespace
 
-// ---- parse ---------------------------------------------------------------------------------
-
-ParseWorkload::ParseWorkload(BufferPool& pool, int mix, uint32_t n) : cache_(pool) {
-  batch_.set_limit(kMaxBatch);
-  for (const testing::TestPacket& p : MixPackets(mix, n)) {
-    PacketBuffer* b = Load(cache_, p);
-    len_.push_back(b->len());
-    bytes_ += b->len();
-    batch_.Push(PacketRef(b));
-  }
+// Every buffer goes back through the cache, as a sink gives them back after verdicts.
+BatchWorkload::~BatchWorkload() {
+  for (uint32_t i = 0; i < batch_.size(); ++i) batch_.set_next(i, Next::kAccept);
+  batch_.RecordVerdicts();
+  PacketBuffer* out[kMaxBatch];
+  cache_.PutBulk(out, batch_.TakeBuffers(out));
 }
 
-ParseWorkload::~ParseWorkload() { ReturnAll(batch_, cache_); }
+void BatchWorkload::Push(const testing::TestPacket& p) {
+  PacketBuffer* b = cache_.Get(SizeClass::kSmall);
+  b->Assign(p.bytes.data(), static_cast<uint32_t>(p.bytes.size()));
+  b->meta().link_type = p.link;
+  bytes_ += b->len();
+  batch_.Push(PacketRef(b));
+}
+
+// ---- parse ---------------------------------------------------------------------------------
+
+ParseWorkload::ParseWorkload(BufferPool& pool, int mix, uint32_t n) : BatchWorkload(pool) {
+  for (const testing::TestPacket& p : MixPackets(mix, n)) {
+    Push(p);
+    len_.push_back(batch_.packet(batch_.size() - 1).len());
+  }
+}
 
 void ParseWorkload::Restore() noexcept {
   for (uint32_t i = 0; i < batch_.size(); ++i) {
@@ -126,7 +122,7 @@ RewritePlan RewriteOpPlan(int op) {
   return p;
 }
 
-RewriteWorkload::RewriteWorkload(BufferPool& pool, int op) : cache_(pool), plan_(RewriteOpPlan(op)) {
+RewriteWorkload::RewriteWorkload(BufferPool& pool, int op) : BatchWorkload(pool), plan_(RewriteOpPlan(op)) {
   for (uint32_t i = 0; i < kPackets; ++i) {
     testing::PacketBuilder b;
     b.Ethernet();
@@ -136,15 +132,11 @@ RewriteWorkload::RewriteWorkload(BufferPool& pool, int op) : cache_(pool), plan_
       b.Ipv4("198.18.0.1", "198.19.0." + std::to_string(i + 2));
     }
     packets_.push_back(b.Tcp(static_cast<uint16_t>(40000 + i), 80).TcpFlags(0x02).Mss(1460).PadTo(60).Build());
-    bytes_ += packets_.back().bytes.size();
+    Push(packets_.back());
   }
-  batch_.set_limit(kMaxBatch);
-  for (const auto& p : packets_) batch_.Push(PacketRef(Load(cache_, p)));
   ParseStage({}).Process(batch_);
   for (uint32_t i = 0; i < kPackets; ++i) parsed_meta_.push_back(batch_.packet(i).meta());
 }
-
-RewriteWorkload::~RewriteWorkload() { ReturnAll(batch_, cache_); }
 
 void RewriteWorkload::Restore() noexcept {
   for (uint32_t i = 0; i < kPackets; ++i) {
@@ -158,7 +150,7 @@ void RewriteWorkload::Restore() noexcept {
 
 // ---- classify ------------------------------------------------------------------------------
 
-ClassifyWorkload::ClassifyWorkload(BufferPool& pool, ClassifyProfile profile, int rules) : cache_(pool) {
+ClassifyWorkload::ClassifyWorkload(BufferPool& pool, ClassifyProfile profile, int rules) : BatchWorkload(pool) {
   testing::RuleGen gen(1);
   std::vector<RuleMatchInput> inputs;
   std::vector<PacketFields> traffic;
@@ -174,16 +166,9 @@ ClassifyWorkload::ClassifyWorkload(BufferPool& pool, ClassifyProfile profile, in
   }
   handle_ = std::move(RuleSetHandle::Create(config_, RuleSetOptions{})).value();
   stage_ = std::make_unique<ClassifyStage>(*handle_, 0, FlowTableOptions::From(config_.nat, 1, 0, 1));
-  batch_.set_limit(kMaxBatch);
-  for (const PacketFields& f : traffic) {
-    const testing::TestPacket p = Build(f);
-    bytes_ += p.bytes.size();
-    batch_.Push(PacketRef(Load(cache_, p)));
-  }
+  for (const PacketFields& f : traffic) Push(Build(f));
   ParseStage(ParseConfig{}).Process(batch_);
 }
-
-ClassifyWorkload::~ClassifyWorkload() { ReturnAll(batch_, cache_); }
 
 void ClassifyWorkload::Restore() noexcept {
   for (uint32_t i = 0; i < batch_.size(); ++i) batch_.set_next(i, Next::kClassify);

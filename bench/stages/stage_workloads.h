@@ -19,24 +19,34 @@
 
 namespace sluice::bench {
 
-// n packets of a mix (bench::Mix) in buffers from `pool`. Restore() puts every slot back to
-// what a source delivers (length, next = parse): two stores per packet.
-class ParseWorkload {
+// A batch of packets in buffers from a pool, given back when the workload is destroyed.
+class BatchWorkload {
  public:
-  ParseWorkload(BufferPool& pool, int mix, uint32_t n);
-  ~ParseWorkload();  // the buffers go back to the pool
-  ParseWorkload(const ParseWorkload&) = delete;
-  ParseWorkload& operator=(const ParseWorkload&) = delete;
+  explicit BatchWorkload(BufferPool& pool) : cache_(pool) { batch_.set_limit(kMaxBatch); }
+  ~BatchWorkload();
+  BatchWorkload(const BatchWorkload&) = delete;
+  BatchWorkload& operator=(const BatchWorkload&) = delete;
 
-  void Restore() noexcept;
   Batch& batch() noexcept { return batch_; }
-  uint64_t bytes() const noexcept { return bytes_; }
+  uint64_t bytes() const noexcept { return bytes_; }  // frame bytes in the batch
 
- private:
+ protected:
+  void Push(const testing::TestPacket& p);  // a copy of p into a pooled buffer, appended
+
   PoolCache cache_;
   Batch batch_;
-  std::vector<uint32_t> len_;
   uint64_t bytes_ = 0;
+};
+
+// n packets of a mix (bench::Mix). Restore() puts every slot back to what a source delivers
+// (length, next = parse): two stores per packet.
+class ParseWorkload : public BatchWorkload {
+ public:
+  ParseWorkload(BufferPool& pool, int mix, uint32_t n);
+  void Restore() noexcept;
+
+ private:
+  std::vector<uint32_t> len_;
 };
 
 // The rewrite operations BM_RewriteOp sweeps, one plan each.
@@ -61,25 +71,16 @@ RewritePlan RewriteOpPlan(int op);
 // 64 parsed 64 B TCP SYNs to port 80 with an MSS option (IPv6 for kAddr6Set) and the op's
 // plan. Restore() copies each packet's pristine bytes back (a 60-byte memcpy: what the noop
 // row measures alone) and re-arms flags, next = rewrite and the plan.
-class RewriteWorkload {
+class RewriteWorkload : public BatchWorkload {
  public:
   static constexpr uint32_t kPackets = 64;
   RewriteWorkload(BufferPool& pool, int op);
-  ~RewriteWorkload();
-  RewriteWorkload(const RewriteWorkload&) = delete;
-  RewriteWorkload& operator=(const RewriteWorkload&) = delete;
-
   void Restore() noexcept;
-  Batch& batch() noexcept { return batch_; }
-  uint64_t bytes() const noexcept { return bytes_; }
 
  private:
-  PoolCache cache_;
-  Batch batch_;
   RewritePlan plan_;
   std::vector<testing::TestPacket> packets_;
   std::vector<PacketMeta> parsed_meta_;
-  uint64_t bytes_ = 0;
 };
 
 // A classify stage with a generated rule set over a parsed batch of 256 real packets, from
@@ -89,28 +90,19 @@ class RewriteWorkload {
 // Restore() sets every slot's next back to classify (a byte store each).
 enum ClassifyProfile : int { kAcl = 0, kLastRule = 1 };
 
-class ClassifyWorkload {
+class ClassifyWorkload : public BatchWorkload {
  public:
   static constexpr uint32_t kPackets = 256;
   ClassifyWorkload(BufferPool& pool, ClassifyProfile profile, int rules);
-  ~ClassifyWorkload();
-  ClassifyWorkload(const ClassifyWorkload&) = delete;
-  ClassifyWorkload& operator=(const ClassifyWorkload&) = delete;
-
   void Restore() noexcept;
-  Batch& batch() noexcept { return batch_; }
   ClassifyStage& stage() noexcept { return *stage_; }
   const RuleSetHandle& rules() const noexcept { return *handle_; }
-  uint64_t bytes() const noexcept { return bytes_; }
 
  private:
-  PoolCache cache_;
   Config config_;
   std::deque<MatchSpec> specs_;
   std::unique_ptr<RuleSetHandle> handle_;
   std::unique_ptr<ClassifyStage> stage_;
-  Batch batch_;
-  uint64_t bytes_ = 0;
 };
 
 }  // namespace sluice::bench
