@@ -33,6 +33,13 @@ struct CounterInfo {
   std::string_view description;
 };
 
+// Declaring a counter table: a list macro X(Enumerator, "name", "description"), as in
+// drop_reason.h, expands into the enum and the documentation table with these two helpers:
+//   enum class ParseCounter : uint8_t { SLUICE_PARSE_COUNTERS(SLUICE_COUNTER_ENUMERATOR) };
+//   inline constexpr std::array kParseCounterTable = {SLUICE_PARSE_COUNTERS(SLUICE_COUNTER_INFO)};
+#define SLUICE_COUNTER_ENUMERATOR(e, name, desc) e,
+#define SLUICE_COUNTER_INFO(e, name, desc) ::sluice::CounterInfo{name, desc},
+
 // A closed set of counters indexed by an enum whose table is `Table` (size N).
 template <typename Enum, std::size_t N>
 class CounterSet {
@@ -44,6 +51,22 @@ class CounterSet {
 
  private:
   std::array<Counter, N> c_;
+};
+
+// Bumping: plain integers bumped in the per-packet loop and added to the stage's CounterSet
+// once at the end of the batch (one relaxed store per counter that moved, instead of one per
+// packet).
+template <typename Enum, std::size_t N>
+struct BatchCounts {
+  std::array<uint64_t, N> v{};
+
+  void Bump(Enum e, uint64_t n = 1) noexcept { v[static_cast<std::size_t>(e)] += n; }
+  uint64_t operator[](Enum e) const noexcept { return v[static_cast<std::size_t>(e)]; }
+  void AddTo(CounterSet<Enum, N>& set) const noexcept {
+    for (std::size_t k = 0; k < N; ++k) {
+      if (v[k] != 0) set.Add(static_cast<Enum>(k), v[k]);
+    }
+  }
 };
 
 }  // namespace sluice

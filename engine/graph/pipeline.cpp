@@ -412,7 +412,7 @@ struct InlinePipeline::Host {
   std::condition_variable cv;
   bool ready = false;
   flow::graph* graph = nullptr;
-  std::vector<flow::function_node<Batch*, flow::continue_msg>*> shard_nodes;
+  std::vector<flow::receiver<Batch*>*> shard_nodes;
 };
 
 InlinePipeline::InlinePipeline(const InlineOptions& options, BufferPool& pool, std::span<const InlineShard> shards)
@@ -451,11 +451,11 @@ void InlinePipeline::Start() {
     arena.execute([&] {
       flow::graph g;
       // One node per shard: a shard's batches are processed and sent one at a time, in order.
-      using ShardNode = flow::function_node<Batch*, flow::continue_msg>;
-      std::vector<std::unique_ptr<ShardNode>> nodes;
-      for (auto& shard_ptr : shards_) {
-        Shard& shard = *shard_ptr;
-        nodes.push_back(std::make_unique<ShardNode>(g, flow::serial, [&shard](Batch* b) noexcept {
+      // Run to completion: the node is lightweight, so the I/O thread's put runs the body on
+      // the I/O thread itself whenever the node is free (always, as that thread is its only
+      // producer); otherwise a put is a hand-off to the arena's threads.
+      auto body = [](Shard& shard) {
+        return [&shard](Batch* b) noexcept {
           RunStage(shard.stages.parse, shard.parse, *b);
           RunStage(shard.stages.classify, shard.classify, *b);
           RunStage(shard.stages.rewrite, shard.rewrite, *b);
@@ -465,7 +465,17 @@ void InlinePipeline::Start() {
           shard.retire_cache.PutBulk(bufs.data(), b->TakeBuffers(bufs.data()));
           shard.batches.Put(b);
           return flow::continue_msg();
-        }));
+        };
+      };
+      using HandOffNode = flow::function_node<Batch*, flow::continue_msg>;
+      using InPlaceNode = flow::function_node<Batch*, flow::continue_msg, flow::queueing_lightweight>;
+      std::vector<std::unique_ptr<flow::receiver<Batch*>>> nodes;
+      for (auto& shard_ptr : shards_) {
+        if (options_.run_to_completion) {
+          nodes.push_back(std::make_unique<InPlaceNode>(g, flow::serial, body(*shard_ptr)));
+        } else {
+          nodes.push_back(std::make_unique<HandOffNode>(g, flow::serial, body(*shard_ptr)));
+        }
       }
       g.reserve_wait();  // wait_for_all returns only after Stop() has joined the I/O threads
       {
@@ -495,6 +505,15 @@ void InlinePipeline::IoLoop(Shard& shard) noexcept {
     if (b == nullptr) continue;  // every token in flight: stop reading until one returns
     b->set_limit(options_.batch_size);
     const uint32_t n = shard.stages.endpoint->Receive(shard.io_cache, *b, options_.batch_size, options_.receive_wait);
+    if (n != 0 && options_.batch_timeout.count() > 0) {
+      // Close on size or on the timer, whichever comes first.
+      const auto deadline = std::chrono::steady_clock::now() + options_.batch_timeout;
+      while (b->size() < options_.batch_size) {
+        const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) break;
+        shard.stages.endpoint->Receive(shard.io_cache, *b, options_.batch_size - b->size(), left);
+      }
+    }
     if (n == 0) {
       b->Clear();
       shard.batches.Put(b);

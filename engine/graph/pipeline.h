@@ -107,6 +107,7 @@ class OfflinePipeline {
 // the kernel with their verdicts. Wired in pipeline.cpp next to the offline graph.
 //
 //   I/O thread i ── Receive ──► shard[i]: parse → classify → rewrite → verdicts → Send
+//                               (on the I/O thread itself, or on the arena: run_to_completion)
 //        ▲                                                              │
 //        └──────────── a batch token back when the batch retires ◄──────┘
 //
@@ -124,6 +125,15 @@ struct InlineOptions {
   uint32_t batch_size = kDefaultBatch;
   uint32_t batches_per_shard = 8;
   std::chrono::microseconds receive_wait{20000};  // an idle I/O thread looks at Stop() this often
+  // How long a partly filled batch waits for more packets before it goes; 0: it goes as soon
+  // as the queue has nothing more ready (a batch closes on size or when the queue is drained).
+  std::chrono::microseconds batch_timeout{0};
+  // On: each I/O thread runs its shard's stages itself (run to completion): no thread hand-off
+  // per batch, so the lowest latency and CPU per packet, and one core per queue. Off: the
+  // stages run on the arena's `threads`, so receiving overlaps processing and one queue can
+  // use two cores, at the cost of a wake-up per batch (worth it only near saturation with
+  // fewer queues than cores).
+  bool run_to_completion = true;
 };
 
 struct InlineShard {

@@ -109,19 +109,24 @@ bool BufferPool::Owns(const PacketBuffer* b) const noexcept {
 }
 
 PoolCache::PoolCache(BufferPool& pool, uint32_t size) : pool_(pool), size_(std::max(size, 2u)) {
-  for (auto& s : stack_) s = std::make_unique<PacketBuffer*[]>(size_);
+  for (std::size_t ci = 0; ci < kNumSizeClasses; ++ci) {
+    const uint32_t share = pool.Capacity(static_cast<SizeClass>(ci)) / kCapacityShare;
+    limit_[ci] = std::clamp(share, 2u, size_);
+    stack_[ci] = std::make_unique<PacketBuffer*[]>(limit_[ci]);
+  }
 }
 
 PoolCache::~PoolCache() { Flush(); }
 
 uint32_t PoolCache::GetBulk(SizeClass c, PacketBuffer** out, uint32_t n) noexcept {
   const auto ci = static_cast<std::size_t>(c);
-  if (n > size_) return pool_.GetBulk(c, out, n);  // larger than the cache: straight from the pool
+  const uint32_t limit = limit_[ci];
+  if (n > limit) return pool_.GetBulk(c, out, n);  // larger than the cache: straight from the pool
   PacketBuffer** stack = stack_[ci].get();
   uint32_t& count = count_[ci];
   if (count < n) {
     // One central move that leaves the cache about half full after serving n.
-    const uint32_t want = std::min(size_ - count, n - count + size_ / 2);
+    const uint32_t want = std::min(limit - count, n - count + limit / 2);
     count += pool_.Take(c, stack + count, want);
   }
   const uint32_t served = std::min(n, count);
@@ -145,9 +150,9 @@ void PoolCache::PutBulk(PacketBuffer* const* in, uint32_t n) noexcept {
     const std::size_t ci = b->meta().size_class;
     uint32_t& count = count_[ci];
     PacketBuffer** stack = stack_[ci].get();
-    if (count == size_) {
+    if (count == limit_[ci]) {
       // Full: the coldest half (the bottom of the stack) goes back to the pool in one move.
-      const uint32_t half = size_ / 2;
+      const uint32_t half = limit_[ci] / 2;
       pool_.Give(stack, half);
       std::copy(stack + half, stack + count, stack);
       count -= half;

@@ -116,9 +116,15 @@ class BufferPool {
 
 // A per-thread LIFO cache in front of the pool (DPDK's mempool cache, VPP's per-thread
 // buffer cache). Not thread-safe: one owner thread at a time.
+//
+// Each class's cache holds at most min(size, capacity of the class / kCapacityShare) buffers
+// (at least 2), so no cache can hoard a small class: with 64 large buffers and a cache size of
+// 512, one cache would otherwise keep every large buffer it ever saw returned, and a source
+// reading through another cache would find none.
 class PoolCache {
  public:
   static constexpr uint32_t kDefaultSize = 512;
+  static constexpr uint32_t kCapacityShare = 16;
 
   explicit PoolCache(BufferPool& pool, uint32_t size = kDefaultSize);
   ~PoolCache();  // returns everything it holds to the pool
@@ -143,6 +149,7 @@ class PoolCache {
  private:
   BufferPool& pool_;
   uint32_t size_;
+  std::array<uint32_t, kNumSizeClasses> limit_{};  // per class: see the class comment
   std::array<uint32_t, kNumSizeClasses> count_{};
   std::array<std::unique_ptr<PacketBuffer*[]>, kNumSizeClasses> stack_;
 };

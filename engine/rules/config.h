@@ -66,7 +66,9 @@ struct IoConfig {
 
 struct PipelineConfig {
   uint32_t batch_size = 64;            // packets per batch, 1..256 (kMaxBatch)
-  uint32_t batch_timeout_us = 200;     // a partly filled batch leaves after this long, 1..1000000
+  uint32_t batch_timeout_us = 0;       // inline: how long a partly filled batch waits for more
+                                       // packets, 0..1000000; 0 = it leaves once the queue is drained
+  bool run_to_completion = true;       // inline: each queue's I/O thread runs its shard's stages
   uint32_t threads = 0;                // oneTBB worker threads, 0 = one per CPU, else 1..1024
   uint32_t shards = 1;                 // independent serial pipelines, 1..1024
   uint32_t batches_per_shard = 8;      // batches in flight per shard (the graph's tokens), 1..4096

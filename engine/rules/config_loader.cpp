@@ -402,7 +402,8 @@ void ReadIo(Loader& l, const toml::table& t, IoConfig& io) {
 void ReadPipeline(Loader& l, const toml::table& t, PipelineConfig& p) {
   TableReader r(l, t, "pipeline");
   r.Integer("batch_size", 1, kMaxBatch, &p.batch_size);
-  r.Integer("batch_timeout_us", 1, 1000000, &p.batch_timeout_us);
+  r.Integer("batch_timeout_us", 0, 1000000, &p.batch_timeout_us);
+  r.Boolean("run_to_completion", &p.run_to_completion);
   r.Integer("threads", 0, 1024, &p.threads);
   r.Integer("shards", 1, 1024, &p.shards);
   r.Integer("batches_per_shard", 1, 4096, &p.batches_per_shard);

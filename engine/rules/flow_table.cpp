@@ -1,7 +1,6 @@
 #include "engine/rules/flow_table.h"
 
 #include <algorithm>
-#include <numeric>
 
 #include "engine/core/assert.h"
 #include "engine/rules/packet_fields.h"
@@ -76,8 +75,14 @@ FlowTable::FlowTable(const FlowTableOptions& options) : o_(options), capacity_(o
   while (slots < uint64_t{capacity_} * 6) slots <<= 1;
   slots_.resize(slots);
   mask_ = static_cast<uint32_t>(slots - 1);
-  head_.fill(kNil);
-  tail_.fill(kNil);
+  for (std::size_t c = 0; c < wheel_.size(); ++c) {
+    Wheel& w = wheel_[c];
+    // The narrowest buckets whose wheel still spans the timeout.
+    while ((uint64_t{kWheelBuckets - 2} << w.shift) < o_.timeout_ns[c]) ++w.shift;
+    w.head.assign(kWheelBuckets, kNil);
+    w.tail.assign(kWheelBuckets, kNil);
+    w.occupied.assign(kWheelBuckets / 64, 0);
+  }
   uint64_t s = o_.seed;
   seed_flow_ = SplitMix(&s);
   seed_mix_ = SplitMix(&s);
@@ -167,24 +172,49 @@ TimeoutClass FlowTable::ClassOf(uint8_t proto, uint8_t tcp) noexcept {
   return TimeoutClass::kIcmp;
 }
 
-void FlowTable::LinkTail(uint32_t f) noexcept {
+void FlowTable::File(uint32_t f, uint64_t due) noexcept {
   Flow& fl = flows_[f];
-  const std::size_t c = Index(fl.tclass);
-  fl.prev = tail_[c];
+  Wheel& w = WheelOf(fl);
+  const uint64_t abs = std::clamp(due >> w.shift, w.cursor, w.cursor + kWheelBuckets - 1);
+  const auto b = static_cast<uint32_t>(abs % kWheelBuckets);
+  fl.bucket = b;
   fl.next = kNil;
-  if (tail_[c] != kNil) flows_[tail_[c]].next = f;
-  else head_[c] = f;
-  tail_[c] = f;
+  fl.prev = w.tail[b];
+  if (fl.prev != kNil) flows_[fl.prev].next = f;
+  else w.head[b] = f;
+  w.tail[b] = f;
+  w.occupied[b / 64] |= uint64_t{1} << (b % 64);
+  w.summary |= uint64_t{1} << (b / 64);
+  ++w.filed;
 }
 
-void FlowTable::Unlink(uint32_t f) noexcept {
+void FlowTable::Unfile(uint32_t f) noexcept {
   Flow& fl = flows_[f];
-  const std::size_t c = Index(fl.tclass);
+  Wheel& w = WheelOf(fl);
   if (fl.prev != kNil) flows_[fl.prev].next = fl.next;
-  else head_[c] = fl.next;
+  else w.head[fl.bucket] = fl.next;
   if (fl.next != kNil) flows_[fl.next].prev = fl.prev;
-  else tail_[c] = fl.prev;
+  else w.tail[fl.bucket] = fl.prev;
+  if (w.head[fl.bucket] == kNil) {
+    uint64_t& word = w.occupied[fl.bucket / 64];
+    word &= ~(uint64_t{1} << (fl.bucket % 64));
+    if (word == 0) w.summary &= ~(uint64_t{1} << (fl.bucket / 64));
+  }
   fl.prev = fl.next = kNil;
+  --w.filed;
+}
+
+uint32_t FlowTable::NextFiled(const Wheel& w, uint32_t from) noexcept {
+  static_assert(kWheelBuckets == 64 * 64);
+  if (w.filed == 0) return kNil;
+  const uint32_t word = from / 64;
+  // The rest of from's own word, then later words (summary), then around from the start.
+  const uint64_t same = w.occupied[word] & (~uint64_t{0} << (from % 64));
+  if (same != 0) return word * 64 + static_cast<uint32_t>(__builtin_ctzll(same));
+  const uint64_t later = word == 63 ? 0 : w.summary & (~uint64_t{0} << (word + 1));
+  const uint64_t words = later != 0 ? later : w.summary;  // summary != 0: something is filed
+  const uint32_t k = static_cast<uint32_t>(__builtin_ctzll(words));
+  return k * 64 + static_cast<uint32_t>(__builtin_ctzll(w.occupied[k]));
 }
 
 void FlowTable::Touch(uint32_t f, Dir dir, uint8_t tcp_flags, uint64_t now) noexcept {
@@ -205,9 +235,11 @@ void FlowTable::Touch(uint32_t f, Dir dir, uint8_t tcp_flags, uint64_t now) noex
   const TimeoutClass c = ClassOf(fl.orig.proto, tcp);
   fl.tcp = tcp;
   fl.last_seen_ns = now;
-  Unlink(f);
-  fl.tclass = c;
-  LinkTail(f);
+  if (c != fl.tclass) {  // a new timeout (close tracking): re-file; otherwise the wheel catches up
+    Unfile(f);
+    fl.tclass = c;
+    File(f, DueNs(fl));
+  }
 }
 
 uint64_t FlowTable::NextRandom() noexcept { return SplitMix(&rng_); }
@@ -219,12 +251,13 @@ bool FlowTable::ChoosePort(const NatTarget& t, U128 xaddr, const FlowKey& k, uin
   const uint32_t first = lo + (o_.shard + shards - lo % shards) % shards;
   if (first > hi) return false;
   const uint32_t n = (hi - first) / shards + 1;
+  // Primes above 65535 are coprime with every share size n <= 65535: the stride visits every
+  // port of the share before repeating.
+  static constexpr uint32_t kPrimes[16] = {65537, 65539, 65543, 65551, 65557, 65563, 65579, 65581,
+                                           65587, 65599, 65609, 65617, 65629, 65633, 65647, 65651};
   const uint64_t r = NextRandom();
   const uint32_t start = static_cast<uint32_t>(r % n);
-  uint32_t stride = static_cast<uint32_t>((r >> 32) % n) | 1;
-  while (std::gcd(stride, n) != 1) stride += 2;  // visits every port before repeating
-  stride %= n;
-  if (stride == 0) stride = 1;
+  const uint32_t stride = n == 1 ? 0 : kPrimes[(r >> 40) & 15] % n;
   uint32_t idx = start;
   for (uint32_t probe = 0; probe < std::min(n, kMaxPortProbes); ++probe) {
     const auto p = static_cast<uint16_t>(first + idx * shards);
@@ -238,14 +271,29 @@ bool FlowTable::ChoosePort(const NatTarget& t, U128 xaddr, const FlowKey& k, uin
   return false;
 }
 
-uint32_t FlowTable::EvictionVictim() const noexcept {
-  for (TimeoutClass c : {TimeoutClass::kTcpClosed, TimeoutClass::kTcpTransitory}) {
-    if (head_[Index(c)] != kNil) return head_[Index(c)];
-  }
+// Of each wheel's first filed bucket from its cursor on, the one due soonest, and its oldest
+// flow — unless that flow was seen since it was filed: then it is re-filed under its real due
+// time and the search goes on (a few rounds at most; the last candidate is taken regardless).
+uint32_t FlowTable::EvictionVictim() noexcept {
   uint32_t victim = kNil;
-  for (TimeoutClass c : {TimeoutClass::kUdp, TimeoutClass::kIcmp, TimeoutClass::kTcpEstablished}) {
-    const uint32_t h = head_[Index(c)];
-    if (h != kNil && (victim == kNil || flows_[h].last_seen_ns < flows_[victim].last_seen_ns)) victim = h;
+  for (int round = 0; round < 8; ++round) {
+    Wheel* from = nullptr;
+    uint64_t soonest = ~uint64_t{0};
+    for (Wheel& w : wheel_) {
+      const uint32_t b = NextFiled(w, static_cast<uint32_t>(w.cursor % kWheelBuckets));
+      if (b == kNil) continue;
+      const uint64_t abs = w.cursor + (b + kWheelBuckets - w.cursor % kWheelBuckets) % kWheelBuckets;
+      if ((abs << w.shift) < soonest) {
+        soonest = abs << w.shift;
+        victim = w.head[b];
+        from = &w;
+      }
+    }
+    if (victim == kNil) return kNil;
+    const uint64_t due = DueNs(flows_[victim]);
+    if ((due >> from->shift) <= (soonest >> from->shift)) return victim;
+    Unfile(victim);
+    File(victim, due);
   }
   return victim;
 }
@@ -278,10 +326,13 @@ FlowTable::CreateResult FlowTable::Create(const FlowKey& k, const NatTarget& tar
   fl.live = true;
   fl.tclass = ClassOf(k.proto, 0);
   fl.last_seen_ns = now;
-  LinkTail(f);
-  Insert(Tag(HashKey(k)), f << 2 | kOrigKey);
-  Insert(Tag(HashKey(fl.ReplyKey())), f << 2 | kReplyKey);
-  Insert(Tag(HashClaim(xaddr, k.family, k.proto, port)), f << 2 | kClaimKey);
+  Wheel& w = WheelOf(fl);
+  if (w.filed == 0) w.cursor = std::max(w.cursor, now >> w.shift);  // an empty wheel jumps to now
+  File(f, DueNs(fl));
+  fl.tags = {Tag(HashKey(k)), Tag(HashKey(fl.ReplyKey())), Tag(HashClaim(xaddr, k.family, k.proto, port))};
+  Insert(fl.tags[kOrigKey], f << 2 | kOrigKey);
+  Insert(fl.tags[kReplyKey], f << 2 | kReplyKey);
+  Insert(fl.tags[kClaimKey], f << 2 | kClaimKey);
   ++size_;
   Touch(f, Dir::kOriginal, tcp_flags, now);
   out.flow = f;
@@ -291,10 +342,10 @@ FlowTable::CreateResult FlowTable::Create(const FlowKey& k, const NatTarget& tar
 void FlowTable::Remove(uint32_t f) noexcept {
   Flow& fl = flows_[f];
   SLUICE_DCHECK(fl.live);
-  Erase(Tag(HashKey(fl.orig)), f << 2 | kOrigKey);
-  Erase(Tag(HashKey(fl.ReplyKey())), f << 2 | kReplyKey);
-  Erase(Tag(HashClaim(fl.xaddr, fl.orig.family, fl.orig.proto, fl.xport)), f << 2 | kClaimKey);
-  Unlink(f);
+  Erase(fl.tags[kOrigKey], f << 2 | kOrigKey);
+  Erase(fl.tags[kReplyKey], f << 2 | kReplyKey);
+  Erase(fl.tags[kClaimKey], f << 2 | kClaimKey);
+  Unfile(f);
   fl.live = false;
   free_.push_back(f);
   --size_;
@@ -302,16 +353,48 @@ void FlowTable::Remove(uint32_t f) noexcept {
 
 FlowTable::ExpireResult FlowTable::Expire(uint64_t now, uint32_t budget) noexcept {
   ExpireResult out;
-  for (std::size_t c = 0; c < head_.size() && out.expired < budget; ++c) {
-    const uint64_t timeout = o_.timeout_ns[c];
-    while (out.expired < budget && head_[c] != kNil) {
-      const uint32_t f = head_[c];
-      if (now < flows_[f].last_seen_ns || now - flows_[f].last_seen_ns < timeout) break;
-      Remove(f);
-      ++out.expired;
-    }
-  }
+  uint32_t work = 0;
+  for (Wheel& w : wheel_) ExpireWheel(w, now, budget, &work, &out);
   return out;
+}
+
+// Walks the buckets from the cursor up to now's. Every flow in a walked bucket is either due
+// (removed) or seen since it was filed (re-filed, later). The cursor passes a bucket once it
+// is empty; it stays while the bucket holds flows due later within its slice of time, or when
+// the budget ran out inside it. Re-filed flows go to later buckets, so a walk never meets the
+// same flow twice and cannot spin.
+void FlowTable::ExpireWheel(Wheel& w, uint64_t now, uint32_t budget, uint32_t* work, ExpireResult* out) noexcept {
+  const uint64_t target = now >> w.shift;
+  while (w.cursor <= target && *work < budget) {
+    const auto here = static_cast<uint32_t>(w.cursor % kWheelBuckets);
+    const uint32_t b = NextFiled(w, here);
+    if (b == kNil) {  // an empty wheel: nothing to do until something is filed
+      w.cursor = target + 1;
+      return;
+    }
+    const uint64_t ahead = (b + kWheelBuckets - here) % kWheelBuckets;
+    if (w.cursor + ahead > target) {  // nothing filed before now's bucket
+      w.cursor = target + 1;
+      return;
+    }
+    w.cursor += ahead;
+    for (uint32_t f = w.head[b]; f != kNil && *work < budget;) {
+      Flow& fl = flows_[f];
+      const uint32_t next = fl.next;
+      ++*work;
+      const uint64_t due = DueNs(fl);
+      if (due <= now) {
+        Remove(f);
+        ++out->expired;
+      } else if ((due >> w.shift) > w.cursor) {
+        Unfile(f);
+        File(f, due);
+      }
+      f = next;
+    }
+    if (w.head[b] != kNil) return;  // flows due later in this slice, or out of budget: next time
+    ++w.cursor;
+  }
 }
 
 }  // namespace sluice

@@ -18,8 +18,18 @@
 // - Time is supplied by the caller (`now`, nanoseconds, monotonic, once per batch): no clock
 //   call per packet. Timeouts are idle times per class: TCP transitory (SYN seen, no reply
 //   yet), TCP established, TCP closed (FIN both ways, or an RST), UDP, ICMP.
-// - Capacity is a hard cap. A full table evicts its least recently used flow — closed TCP
-//   first, then TCP not yet established, then the oldest of the rest — or, with
+// - Expiry uses one timing wheel per timeout class (kWheelBuckets buckets, each 2^shift ns
+//   with the shift chosen so the wheel spans the class's timeout: 4 ms buckets for a 10 s
+//   timeout, 2 s ones for 7440 s). A flow waits in the bucket of its due time (last packet +
+//   timeout). A packet only stamps last_seen — no list surgery, no misses on other flows —
+//   unless it moves the flow to another class (TCP close tracking), which re-files it. When
+//   a bucket comes due, each flow in it has either reached its real due time (removed) or
+//   has seen packets since (re-filed under its real due time: at most once per timeout per
+//   flow). So a flow expires within one bucket (1/4096 of its timeout) of being idle for
+//   exactly its timeout, and expiry work is per flow per timeout, not per packet.
+// - Capacity is a hard cap. A full table evicts the flow nearest its due time — in practice
+//   closed TCP first, then unanswered TCP, whose timeouts are shortest; within one class the
+//   least recently used, to within a bucket — or, with
 //   NatFullPolicy::kDropNew, refuses. Every creation, expiry, eviction and refusal is
 //   reported to the caller, which counts it.
 // - Ports: shard s of S allocates only ports p with p % S == s, so shards never hand out the
@@ -27,7 +37,8 @@
 //   is free when no live flow claims (translated address, protocol, port): uniqueness holds
 //   per (translated address, protocol), not merely per 5-tuple. The choice is pseudo-random
 //   from the table's seed (deterministic for a given seed): a random start, then a stride
-//   coprime with the shard's share of the range, at most kMaxPortProbes probes.
+//   coprime with the shard's share of the range (a random prime above 65535), at most
+//   kMaxPortProbes probes.
 // - Flows own copies of everything they need (addresses, ports): nothing points into a rule
 //   set, so reloading rules never leaves a translation dangling.
 // - Cost: a lookup hashes 40 bytes and probes a table kept at most half full (~1.5 slots on
@@ -90,6 +101,7 @@ class FlowTable {
  public:
   static constexpr uint32_t kNil = 0xffffffff;
   static constexpr uint32_t kMaxPortProbes = 128;
+  static constexpr uint32_t kWheelBuckets = 4096;  // 64 x 64: one summary word covers the bitmap
 
   enum class Dir : uint8_t { kOriginal = 0, kReply = 1 };
 
@@ -99,10 +111,12 @@ class FlowTable {
     uint16_t xport = 0;         // translated source port / ICMP identifier
     uint8_t tcp = 0;            // tcp_state bits
     TimeoutClass tclass = TimeoutClass::kUdp;
-    uint32_t prev = kNil;       // LRU list of its timeout class (head = least recent)
+    uint32_t prev = kNil;       // neighbours in its wheel bucket
     uint32_t next = kNil;
-    uint64_t last_seen_ns = 0;
+    uint32_t bucket = 0;        // the bucket of its class's wheel it is filed in
+    uint64_t last_seen_ns = 0;  // the last packet
     uint32_t rule_number = 0;
+    std::array<uint32_t, 3> tags{};  // index tags of its original, reply and claim keys
     bool live = false;
 
     // The key replies carry: orig.dst:orig.dport → xaddr:xport.
@@ -142,7 +156,7 @@ class FlowTable {
   bool Lookup(const FlowKey& k, Hit* hit) const noexcept;
 
   // Records a packet of `flow` seen at `now` in direction `dir`; for TCP, `tcp_flags` (byte 13)
-  // drives close tracking. Moves the flow to the back of its (possibly new) timeout class.
+  // drives close tracking, which may move the flow to another timeout class.
   void Touch(uint32_t flow, Dir dir, uint8_t tcp_flags, uint64_t now) noexcept;
 
   // A new translation for the original-direction key k towards `target`. k's protocol must be
@@ -150,7 +164,8 @@ class FlowTable {
   // Precondition: Lookup(k) found nothing.
   CreateResult Create(const FlowKey& k, const NatTarget& target, uint8_t tcp_flags, uint64_t now) noexcept;
 
-  // Removes flows idle past their class's timeout, oldest first, at most `budget` of them.
+  // Removes flows idle past their class's timeout, from the wheel buckets due by `now`;
+  // looks at most at `budget` flows.
   ExpireResult Expire(uint64_t now, uint32_t budget) noexcept;
 
   // Removes a flow (tests, and eviction).
@@ -182,9 +197,24 @@ class FlowTable {
   uint32_t HashClaim(U128 address, L3Type family, uint8_t proto, uint16_t port) const noexcept;
   void Insert(uint32_t tag, uint32_t ref) noexcept;
   void Erase(uint32_t tag, uint32_t ref) noexcept;
-  void LinkTail(uint32_t flow) noexcept;
-  void Unlink(uint32_t flow) noexcept;
-  uint32_t EvictionVictim() const noexcept;
+  struct Wheel {
+    uint32_t shift = 0;              // bucket width 2^shift ns
+    uint64_t cursor = 0;             // absolute bucket number (time >> shift) to look at next
+    std::vector<uint32_t> head;      // kWheelBuckets lists, oldest first (kNil: empty)
+    std::vector<uint32_t> tail;
+    std::vector<uint64_t> occupied;  // one bit per bucket (kWheelBuckets / 64 words)
+    uint64_t summary = 0;            // bit k: occupied[k] != 0
+    uint32_t filed = 0;              // flows in this wheel
+  };
+  uint64_t DueNs(const Flow& f) const noexcept { return f.last_seen_ns + o_.timeout_ns[static_cast<std::size_t>(f.tclass)]; }
+  Wheel& WheelOf(const Flow& f) noexcept { return wheel_[static_cast<std::size_t>(f.tclass)]; }
+  // Files the flow in its class's wheel under `due` (clamped into the wheel's span).
+  void File(uint32_t flow, uint64_t due) noexcept;
+  void Unfile(uint32_t flow) noexcept;
+  // The first bucket at or after `from` (circular) with flows in it, or kNil.
+  static uint32_t NextFiled(const Wheel& w, uint32_t from) noexcept;
+  void ExpireWheel(Wheel& w, uint64_t now, uint32_t budget, uint32_t* work, ExpireResult* out) noexcept;
+  uint32_t EvictionVictim() noexcept;
   bool ChoosePort(const NatTarget& t, U128 xaddr, const FlowKey& k, uint16_t* port) noexcept;
   uint64_t NextRandom() noexcept;
 
@@ -195,8 +225,7 @@ class FlowTable {
   std::vector<uint32_t> free_;  // free flow indices (a stack)
   std::vector<Slot> slots_;
   uint32_t mask_;
-  std::array<uint32_t, static_cast<std::size_t>(TimeoutClass::kCount)> head_{};
-  std::array<uint32_t, static_cast<std::size_t>(TimeoutClass::kCount)> tail_{};
+  std::array<Wheel, static_cast<std::size_t>(TimeoutClass::kCount)> wheel_;
   uint64_t seed_flow_, seed_mix_, seed_claim_;
   uint64_t rng_;
 };

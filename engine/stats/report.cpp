@@ -1,5 +1,6 @@
 #include "engine/stats/report.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -60,14 +61,24 @@ uint64_t StatsReport::DroppedTotal() const { return Sum(dropped); }
 uint64_t StatsReport::SkippedTotal() const { return Sum(skipped); }
 
 void AddRun(const RunStats& run, StatsReport& r) {
-  r.packets_in = run.packets_in.Load();
-  r.bytes_in = run.bytes_in.Load();
-  r.bytes_out = run.bytes_out.Load();
-  r.accepted = run.accepted.Load();
-  r.rewritten = run.rewritten.Load();
-  r.dropped = NonZero(run.dropped);
-  r.skipped = NonZero(run.skipped);
-  r.latency = run.latency_ns.Read();
+  r.packets_in += run.packets_in.Load();
+  r.bytes_in += run.bytes_in.Load();
+  r.bytes_out += run.bytes_out.Load();
+  r.accepted += run.accepted.Load();
+  r.rewritten += run.rewritten.Load();
+  for (auto* side : {&r.dropped, &r.skipped}) {
+    const ReasonCounters& from = side == &r.dropped ? run.dropped : run.skipped;
+    for (const auto& [reason, n] : NonZero(from)) {
+      auto it = std::find_if(side->begin(), side->end(), [&](const auto& e) { return e.first == reason; });
+      if (it == side->end()) {
+        side->emplace_back(reason, n);
+      } else {
+        it->second += n;
+      }
+    }
+    std::sort(side->begin(), side->end());
+  }
+  r.latency.Merge(run.latency_ns.Read());
 }
 
 void AddStage(const std::string& stage, uint32_t shard, const StageStats& s, StatsReport& r) {
@@ -207,8 +218,13 @@ std::string ToText(const StatsReport& r) {
       r.Balanced() ? "every packet accounted for" : "NOT BALANCED");
   for (const auto& [reason, n] : r.dropped) add("  dropped   %-28s %12" PRIu64 "\n", std::string(Name(reason)).c_str(), n);
   for (const auto& [reason, n] : r.skipped) add("  skipped   %-28s %12" PRIu64 "\n", std::string(Name(reason)).c_str(), n);
-  add("throughput  %.3f Mpps, %.3f Gbit/s in, over %.3f s\n", static_cast<double>(r.packets_in) / secs / 1e6,
-      static_cast<double>(r.bytes_in) * 8 / secs / 1e9, r.elapsed_s);
+  const double pps = static_cast<double>(r.packets_in) / secs;
+  const double bps = static_cast<double>(r.bytes_in) * 8 / secs;
+  if (pps >= 1e6) {
+    add("throughput  %.3f Mpps, %.3f Gbit/s in, over %.3f s\n", pps / 1e6, bps / 1e9, r.elapsed_s);
+  } else {
+    add("throughput  %.1f pps, %.3f Mbit/s in, over %.3f s\n", pps, bps / 1e6, r.elapsed_s);
+  }
   add("latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s   (receive to verdict)\n",
       FormatNs(r.latency.Percentile(0.5)).c_str(), FormatNs(r.latency.Percentile(0.9)).c_str(),
       FormatNs(r.latency.Percentile(0.99)).c_str(), FormatNs(r.latency.Percentile(0.999)).c_str(),

@@ -55,7 +55,7 @@ struct StatsReport {
   bool Balanced() const { return packets_in == accepted + rewritten + DroppedTotal() + SkippedTotal(); }
 };
 
-// Fills the run-level part of a report from a RunStats.
+// Adds a RunStats into the run-level part of a report (once per shard for the inline graph).
 void AddRun(const RunStats& run, StatsReport& report);
 // Appends one stage instance's figures.
 void AddStage(const std::string& stage, uint32_t shard, const StageStats& stats, StatsReport& report);

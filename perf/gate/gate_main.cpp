@@ -418,7 +418,7 @@ void AddReplay(std::vector<Workload>& out, const std::string& pcap) {
     std::exit(2);
   }
   st->source = std::move(src).value();
-  auto w = PcapWriter::Open("/dev/null", st->source->datalink(), st->source->nanosecond());
+  auto w = PcapWriter::Open("/dev/null", st->source->format());
   if (!w.ok()) {
     std::fprintf(stderr, "sluice_gate: %s\n", w.status().message().c_str());
     std::exit(2);

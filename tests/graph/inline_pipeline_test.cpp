@@ -57,6 +57,7 @@ class FakeQueue final : public InlineEndpoint {
   void Send(Batch& batch) noexcept override {
     if (slow_send_) std::this_thread::sleep_for(std::chrono::microseconds(200));
     std::lock_guard lock(mu_);
+    send_sizes_.push_back(batch.size());
     for (uint32_t i = 0; i < batch.size(); ++i) {
       const PacketMeta& m = batch.packet(i).meta();
       verdicts_.push_back({m.io_token, m.verdict});
@@ -69,6 +70,10 @@ class FakeQueue final : public InlineEndpoint {
     std::lock_guard lock(mu_);
     return verdicts_;
   }
+  std::vector<uint32_t> send_sizes() {
+    std::lock_guard lock(mu_);
+    return send_sizes_;
+  }
   uint64_t received() const { return received_; }
   uint64_t max_outstanding() const { return max_outstanding_; }
   uint64_t orphans() const { return orphans_; }
@@ -78,6 +83,7 @@ class FakeQueue final : public InlineEndpoint {
   std::mutex mu_;
   std::deque<std::vector<uint8_t>> pending_;
   std::vector<std::pair<uint64_t, Verdict>> verdicts_;
+  std::vector<uint32_t> send_sizes_;
   uint64_t next_id_ = 1;
   std::atomic<uint64_t> received_{0}, outstanding_{0}, max_outstanding_{0}, orphans_{0};
   std::atomic<bool> slow_send_{false};
@@ -108,8 +114,19 @@ struct Harness {
   std::unique_ptr<InlinePipeline> pipeline;
 };
 
-TEST(InlinePipeline, EveryPacketGetsOneVerdictInArrivalOrder) {
-  Harness h(2, {.threads = 2, .batch_size = 32, .receive_wait = std::chrono::microseconds(2000)});
+// Every test runs twice: stages on the I/O threads (run to completion) and on the arena.
+class InlinePipelineTest : public ::testing::TestWithParam<bool> {
+ protected:
+  InlineOptions With(InlineOptions o) const {
+    o.run_to_completion = GetParam();
+    return o;
+  }
+};
+INSTANTIATE_TEST_SUITE_P(Modes, InlinePipelineTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "RunToCompletion" : "HandOff"; });
+
+TEST_P(InlinePipelineTest, EveryPacketGetsOneVerdictInArrivalOrder) {
+  Harness h(2, With({.threads = 2, .batch_size = 32, .receive_wait = std::chrono::microseconds(2000)}));
   const auto traffic = MakeTraffic(40, 250, 11);
   h.queues[0].Offer(traffic);
   h.queues[1].Offer(traffic);
@@ -133,8 +150,8 @@ TEST(InlinePipeline, EveryPacketGetsOneVerdictInArrivalOrder) {
   EXPECT_EQ(h.pool->Stats().orphaned, 0u);
 }
 
-TEST(InlinePipeline, StopVerdictsEverythingAlreadyReceived) {
-  Harness h(2, {.threads = 1, .batch_size = 64, .receive_wait = std::chrono::microseconds(1000)});
+TEST_P(InlinePipelineTest, StopVerdictsEverythingAlreadyReceived) {
+  Harness h(2, With({.threads = 1, .batch_size = 64, .receive_wait = std::chrono::microseconds(1000)}));
   const auto traffic = MakeTraffic(64, 2000, 12);
   h.queues[0].Offer(traffic);
   h.queues[1].Offer(traffic);
@@ -153,9 +170,9 @@ TEST(InlinePipeline, StopVerdictsEverythingAlreadyReceived) {
   EXPECT_EQ(h.pool->Stats().free_central[0], 16384u);
 }
 
-TEST(InlinePipeline, BackPressureBoundsPacketsInFlight) {
-  Harness h(1, {.threads = 1, .batch_size = 16, .batches_per_shard = 3,
-                .receive_wait = std::chrono::microseconds(1000)});
+TEST_P(InlinePipelineTest, BackPressureBoundsPacketsInFlight) {
+  Harness h(1, With({.threads = 1, .batch_size = 16, .batches_per_shard = 3,
+                     .receive_wait = std::chrono::microseconds(1000)}));
   const auto traffic = MakeTraffic(8, 400, 13);
   h.queues[0].Offer(traffic);
   h.queues[0].set_slow_send(true);
@@ -166,8 +183,32 @@ TEST(InlinePipeline, BackPressureBoundsPacketsInFlight) {
   EXPECT_LE(h.queues[0].max_outstanding(), 3u * 16u);  // tokens × batch size
 }
 
-TEST(InlinePipeline, RestartsAfterStop) {
-  Harness h(1, {.threads = 1, .batch_size = 8, .receive_wait = std::chrono::microseconds(1000)});
+// A batch closes when the queue is drained, or, with a batch timeout, when the timer runs out
+// or the batch is full, whichever comes first.
+TEST_P(InlinePipelineTest, BatchTimeoutWaitsForMorePackets) {
+  const auto traffic = MakeTraffic(2, 5, 15);
+  for (const int timeout_ms : {0, 300}) {
+    SCOPED_TRACE(timeout_ms);
+    Harness h(1, With({.threads = 1, .batch_size = 64, .receive_wait = std::chrono::microseconds(1000),
+                       .batch_timeout = std::chrono::milliseconds(timeout_ms)}));
+    h.queues[0].Offer(traffic);
+    h.pipeline->Start();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    h.queues[0].Offer(traffic);
+    h.WaitForVerdicts(2 * traffic.size());
+    h.pipeline->Stop();
+    const auto sizes = h.queues[0].send_sizes();
+    ASSERT_FALSE(sizes.empty());
+    if (timeout_ms == 0) {
+      EXPECT_EQ(sizes.front(), traffic.size());  // went as soon as the queue was drained
+    } else {
+      EXPECT_EQ(sizes.front(), 2 * traffic.size());  // waited for the second lot
+    }
+  }
+}
+
+TEST_P(InlinePipelineTest, RestartsAfterStop) {
+  Harness h(1, With({.threads = 1, .batch_size = 8, .receive_wait = std::chrono::microseconds(1000)}));
   const auto traffic = MakeTraffic(4, 50, 14);
   for (int round = 1; round <= 2; ++round) {
     h.queues[0].Offer(traffic);

@@ -115,6 +115,21 @@ TEST(PoolCache, OverflowFlushesToThePoolInBulkAndFlushReturnsAll) {
   EXPECT_EQ(pool->Stats().free_central[0], 100u);
 }
 
+// A class with few buffers (large ones) cannot all end up in one cache: a source taking them
+// through one cache while a sink returns them through another always finds some.
+TEST(PoolCache, ASmallClassIsNotHoardedByTheCacheItIsReturnedTo) {
+  auto pool = MakePool(1024, 64);
+  PoolCache source(*pool);
+  PoolCache sink(*pool);
+  for (int round = 0; round < 1000; ++round) {
+    PacketBuffer* b = source.Get(SizeClass::kLarge);
+    ASSERT_NE(b, nullptr) << "round " << round << ": the sink's cache holds them all";
+    sink.Put(b);
+  }
+  EXPECT_LE(sink.cached(SizeClass::kLarge), 64u / PoolCache::kCapacityShare);
+  EXPECT_EQ(pool->Stats().exhausted, 0u);
+}
+
 // A source thread takes buffers through its cache; a sink thread returns them through its own.
 // Nothing is lost or handed out twice while they run concurrently.
 TEST(PoolCache, BulkGetAndPutAcrossTwoThreads) {

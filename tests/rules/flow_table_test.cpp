@@ -197,33 +197,82 @@ TEST(FlowTableTest, ExpiryRespectsItsBudget) {
   EXPECT_EQ(t.Expire(1000 * kSec, 1000).expired, 70u);
 }
 
+// Least recently used to within a wheel bucket (1/4096 of the timeout): flows here are
+// seconds apart, well over a bucket.
 TEST(FlowTableTest, FullTableEvictsTheLeastRecentlyUsedClosedFirst) {
   FlowTable t(Options(16));
   std::vector<uint32_t> flows;
   for (uint16_t i = 0; i < 16; ++i) {
-    const auto c = t.Create(Tcp(0x0a000001, i + 1, 0xc6120001, 53, ip_proto::kUdp), Range(2000, 2999), 0, i);
+    const auto c = t.Create(Tcp(0x0a000001, i + 1, 0xc6120001, 53, ip_proto::kUdp), Range(2000, 2999), 0, i * kSec);
     ASSERT_FALSE(c.evicted);
     flows.push_back(c.flow);
   }
-  // Flow 0 is the oldest UDP flow, but make it busy; flow 1 becomes the oldest.
-  t.Touch(flows[0], FlowTable::Dir::kReply, 0, 100);
+  // Flow 0 is the oldest UDP flow, but make it busy; flow 1 becomes the least recently used.
+  t.Touch(flows[0], FlowTable::Dir::kReply, 0, 100 * kSec);
+  const FlowKey old0 = t.flow(flows[0]).orig;
   const FlowKey old1 = t.flow(flows[1]).orig;
-  auto c = t.Create(Tcp(0x0a000002, 1, 0xc6120001, 53, ip_proto::kUdp), Range(2000, 2999), 0, 101);
+  auto c = t.Create(Tcp(0x0a000002, 1, 0xc6120001, 53, ip_proto::kUdp), Range(2000, 2999), 0, 101 * kSec);
   ASSERT_EQ(c.status, FlowTable::CreateStatus::kCreated);
   EXPECT_TRUE(c.evicted);
   FlowTable::Hit hit;
   EXPECT_FALSE(t.Lookup(old1, &hit));
+  EXPECT_TRUE(t.Lookup(old0, &hit)) << "seen since it was filed: re-filed, not evicted";
   EXPECT_EQ(t.size(), 16u);
 
-  // A closed TCP flow goes before any older UDP flow.
+  // A closed TCP flow goes before any older UDP flow: its due time is nearest.
   FlowTable u(Options(4));
-  for (uint16_t i = 0; i < 3; ++i) u.Create(Tcp(0x0a000001, i + 1, 0xc6120001, 53, ip_proto::kUdp), Range(2000, 2999), 0, i);
-  const auto tcp = u.Create(Tcp(0x0a000001, 9, 0xc6120001, 80), Range(2000, 2999), 0x02, 50);
-  u.Touch(tcp.flow, FlowTable::Dir::kReply, 0x04, 60);  // RST
+  for (uint16_t i = 0; i < 3; ++i) {
+    u.Create(Tcp(0x0a000001, i + 1, 0xc6120001, 53, ip_proto::kUdp), Range(2000, 2999), 0, i * kSec);
+  }
+  const auto tcp = u.Create(Tcp(0x0a000001, 9, 0xc6120001, 80), Range(2000, 2999), 0x02, 50 * kSec);
+  u.Touch(tcp.flow, FlowTable::Dir::kReply, 0x04, 60 * kSec);  // RST
   const FlowKey closed = u.flow(tcp.flow).orig;
-  ASSERT_TRUE(u.Create(Tcp(0x0a000003, 1, 0xc6120001, 53, ip_proto::kUdp), Range(2000, 2999), 0, 70).evicted);
+  ASSERT_TRUE(u.Create(Tcp(0x0a000003, 1, 0xc6120001, 53, ip_proto::kUdp), Range(2000, 2999), 0, 61 * kSec).evicted);
   EXPECT_FALSE(u.Lookup(closed, &hit));
   EXPECT_EQ(u.size(), 4u);
+}
+
+// Expiry keeps its promise at every scale: a flow goes within one bucket of exactly its
+// timeout after its last packet, however busy it was before and whatever else is filed.
+TEST(FlowTableTest, ExpiryIsExactToABucketUnderLazyFiling) {
+  NatConfig nat;
+  nat.udp_s = 300;
+  FlowTable t(FlowTableOptions::From(nat, 3, 0, 1));
+  const uint64_t bucket = 300 * kSec / (FlowTable::kWheelBuckets - 2) * 2;  // generous: two bucket widths
+  std::mt19937_64 rng(5);
+  std::vector<std::pair<uint32_t, uint64_t>> last;  // flow, its last packet
+  uint64_t now = 0;
+  for (uint16_t i = 0; i < 200; ++i) {
+    const auto c = t.Create(Tcp(0x0a000001, i + 1, 0xc6120001, 53, ip_proto::kUdp), Range(2000, 2999), 0, now);
+    last.push_back({c.flow, now});
+    now += rng() % (5 * kSec);
+  }
+  // Packets at random times for a while; then silence, and expiry polled every 100 ms.
+  for (int n = 0; n < 5000; ++n) {
+    auto& [f, seen] = last[rng() % last.size()];
+    now += rng() % (200 * 1000000ull);
+    t.Touch(f, FlowTable::Dir::kReply, 0, now);
+    seen = now;
+    t.Expire(now, 64);
+  }
+  std::map<uint32_t, uint64_t> due;
+  for (const auto& [f, seen] : last) {
+    if (t.flow(f).live) due[f] = seen + 300 * kSec;
+  }
+  while (t.size() != 0) {
+    now += 100 * 1000000ull;
+    t.Expire(now, 1000);
+    for (auto it = due.begin(); it != due.end();) {
+      if (!t.flow(it->first).live) {
+        EXPECT_GE(now, it->second) << "expired early";
+        EXPECT_LE(now, it->second + bucket + 100 * 1000000ull) << "expired late";
+        it = due.erase(it);
+      } else {
+        ASSERT_LT(now, it->second + bucket + 100 * 1000000ull) << "still there well past its due time";
+        ++it;
+      }
+    }
+  }
 }
 
 TEST(FlowTableTest, DropNewPolicyRefusesAtCapacity) {

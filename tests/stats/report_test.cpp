@@ -121,6 +121,29 @@ TEST(StatsReport, PrometheusTextIsWellFormed) {
   EXPECT_NE(text.find("sluice_flow_table_entries{shard=\"0\"} 5"), std::string::npos);
 }
 
+TEST(StatsReport, AddRunAccumulatesShards) {
+  RunStats a, b;
+  a.packets_in.Add(3);
+  a.accepted.Add(1);
+  a.dropped[static_cast<int>(DropReason::kNotIp)].Add(2);
+  a.latency_ns.Record(100);
+  b.packets_in.Add(4);
+  b.rewritten.Add(2);
+  b.dropped[static_cast<int>(DropReason::kNotIp)].Add(1);
+  b.skipped[static_cast<int>(DropReason::kTooBig)].Add(1);
+  b.latency_ns.Record(200);
+  StatsReport r;
+  AddRun(a, r);
+  AddRun(b, r);
+  EXPECT_EQ(r.packets_in, 7u);
+  EXPECT_EQ(r.DroppedTotal(), 3u);
+  ASSERT_EQ(r.dropped.size(), 1u);
+  EXPECT_EQ(r.dropped[0].second, 3u);
+  EXPECT_EQ(r.SkippedTotal(), 1u);
+  EXPECT_EQ(r.latency.total, 2u);
+  EXPECT_TRUE(r.Balanced());
+}
+
 TEST(StatsReport, TextSaysWhetherEveryPacketIsAccountedFor) {
   StatsReport r = Sample();
   EXPECT_NE(ToText(r).find("every packet accounted for"), std::string::npos);

@@ -154,12 +154,12 @@ int Replay(const ReplayArgs& a) {
   if (!a.output.empty() || !a.drops.empty()) {
     std::unique_ptr<PcapWriter> out, drops;
     if (!a.output.empty()) {
-      auto w = PcapWriter::Open(a.output, (*source)->datalink(), (*source)->nanosecond());
+      auto w = PcapWriter::Open(a.output, (*source)->format());
       if (!w.ok()) return Fail(w.status()), 1;
       out = std::move(w).value();
     }
     if (!a.drops.empty()) {
-      auto w = PcapWriter::Open(a.drops, (*source)->datalink(), (*source)->nanosecond());
+      auto w = PcapWriter::Open(a.drops, (*source)->format());
       if (!w.ok()) return Fail(w.status()), 1;
       drops = std::move(w).value();
     }

@@ -9,13 +9,15 @@ void RegisterVersion(CLI::App& app, ExitCode& exit_code);
 void RegisterGen(CLI::App& app, ExitCode& exit_code);
 void RegisterCheck(CLI::App& app, ExitCode& exit_code);
 void RegisterReplay(CLI::App& app, ExitCode& exit_code);
+void RegisterRules(CLI::App& app, ExitCode& exit_code);
+void RegisterRun(CLI::App& app, ExitCode& exit_code);
 }  // namespace sluice::cli
 
 int main(int argc, char** argv) {
   CLI::App app{"sluice: inline packet rewriting over NFQUEUE, divert sockets and pcap files"};
   app.require_subcommand(1);
   sluice::cli::ExitCode exit_code;
-  for (sluice::cli::Register reg : {&sluice::cli::RegisterCheck, &sluice::cli::RegisterGen, &sluice::cli::RegisterReplay, &sluice::cli::RegisterVersion}) reg(app, exit_code);
+  for (sluice::cli::Register reg : {&sluice::cli::RegisterCheck, &sluice::cli::RegisterGen, &sluice::cli::RegisterReplay, &sluice::cli::RegisterRules, &sluice::cli::RegisterRun, &sluice::cli::RegisterVersion}) reg(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cerrno>
 #include <ctime>
 #include <string>
@@ -373,6 +374,14 @@ void DivertEndpoint::OnOrphan(PacketBuffer&) noexcept {
 uint64_t DivertEndpoint::counter(DivertCounter c) const noexcept {
   if (c == DivertCounter::kOrphans) return orphans_.load(std::memory_order_relaxed);
   return counters_.Load(c);
+}
+
+uint32_t DivertEndpoint::InternInterface(std::string_view name) noexcept {
+  char bytes[8] = {};
+  std::memcpy(bytes, name.data(), std::min<std::size_t>(name.size(), 7));
+  uint64_t key;
+  std::memcpy(&key, bytes, sizeof key);
+  return interfaces_.Intern(key);
 }
 
 }  // namespace sluice

@@ -117,17 +117,8 @@ struct DivertOptions {
   X(kOrphans, "orphans",                                                                                \
     "packets released without a verdict: not reinjected (divert has no verdict; the kernel forgot)")
 
-enum class DivertCounter : uint8_t {
-#define SLUICE_X(e, name, desc) e,
-  SLUICE_DIVERT_COUNTERS(SLUICE_X)
-#undef SLUICE_X
-};
-
-inline constexpr std::array kDivertCounterTable = {
-#define SLUICE_X(e, name, desc) CounterInfo{name, desc},
-    SLUICE_DIVERT_COUNTERS(SLUICE_X)
-#undef SLUICE_X
-};
+enum class DivertCounter : uint8_t { SLUICE_DIVERT_COUNTERS(SLUICE_COUNTER_ENUMERATOR) };
+inline constexpr std::array kDivertCounterTable = {SLUICE_DIVERT_COUNTERS(SLUICE_COUNTER_INFO)};
 inline constexpr std::size_t kNumDivertCounters = kDivertCounterTable.size();
 
 // The three system calls the endpoint makes. Open() uses the kernel's; tests inject their own
@@ -169,6 +160,11 @@ class DivertEndpoint final : public InlineEndpoint {
   uint64_t counter(DivertCounter c) const noexcept;
   // The interface behind a PacketMeta::in_if this endpoint wrote ("" for none).
   std::string_view InterfaceName(uint32_t id) const noexcept { return interfaces_.Name(id); }
+  // Gives `name` the next interface id now, before any packet arrives, so that every endpoint
+  // that interns the same names in the same order agrees on their ids (what rules that match
+  // on interfaces are compiled with). Names are cut to 7 characters, as divert(4) cuts them.
+  // Before Receive runs only: the table has one writer.
+  uint32_t InternInterface(std::string_view name) noexcept;
   const InterfaceTable& interfaces() const noexcept { return interfaces_; }
   const DivertOptions& options() const noexcept { return options_; }
   int fd() const noexcept { return fd_; }

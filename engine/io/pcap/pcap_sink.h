@@ -1,6 +1,7 @@
-// PcapSink: accepted packets (and, optionally, dropped ones to a second file) written with
-// libpcap, in the order the pipeline hands them over (input order), with the timestamps
-// PcapSource read. The link type is the input's; nanosecond files stay nanosecond.
+// PcapSink: accepted packets (and, optionally, dropped ones to a second file) written as
+// classic pcap (PcapRecordWriter), in the order the pipeline hands them over (input order),
+// with the timestamps PcapSource read. Link type, snap length and timestamp precision are the
+// input's (PcapSource::format()).
 #pragma once
 
 #include <memory>
@@ -8,25 +9,21 @@
 
 #include "engine/core/status.h"
 #include "engine/graph/endpoints.h"
+#include "engine/io/pcap/pcap_records.h"
 
-struct pcap;
-struct pcap_dumper;
 
 namespace sluice {
 
 class PcapWriter {
  public:
-  static Result<std::unique_ptr<PcapWriter>> Open(const std::string& path, int dlt, bool nanosecond);
-  ~PcapWriter();
+  static Result<std::unique_ptr<PcapWriter>> Open(const std::string& path, const PcapFormat& format);
   void Write(const PacketBuffer& p) noexcept;
-  Status Close();
+  Status Close() { return out_->Close(); }
   uint64_t written() const noexcept { return written_; }
 
  private:
-  PcapWriter() = default;
-  std::string path_;
-  pcap* dead_ = nullptr;
-  pcap_dumper* dumper_ = nullptr;
+  explicit PcapWriter(std::unique_ptr<PcapRecordWriter> out) : out_(std::move(out)) {}
+  std::unique_ptr<PcapRecordWriter> out_;
   uint64_t written_ = 0;
 };
 

@@ -1,6 +1,6 @@
 #include "engine/io/pcap/pcap_source.h"
 
-#include <pcap/pcap.h>
+#include <pcap/pcap.h>  // DLT_ values
 
 #include <cstring>
 #include <filesystem>
@@ -44,75 +44,61 @@ Result<std::unique_ptr<PcapSource>> PcapSource::Open(const std::string& path, ui
   return src;
 }
 
-PcapSource::~PcapSource() {
-  if (handle_ != nullptr) pcap_close(handle_);
-}
+PcapSource::~PcapSource() = default;
 
 Status PcapSource::Reopen() {
-  if (handle_ != nullptr) pcap_close(handle_);
-  handle_ = nullptr;
-  char err[PCAP_ERRBUF_SIZE] = {};
-  // Nanosecond precision when the file has it, so timestamps are written back exactly.
-  handle_ = pcap_open_offline_with_tstamp_precision(path_.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
-  if (handle_ == nullptr) return IoError(path_ + ": " + err);
-  dlt_ = pcap_datalink(handle_);
-  link_type_ = LinkTypeOfDlt(dlt_);
-  nanosecond_ = pcap_get_tstamp_precision(handle_) == PCAP_TSTAMP_PRECISION_NANO;
+  reader_.reset();
+  auto r = PcapRecordReader::Open(path_);
+  if (!r.ok()) return r.status();
+  reader_ = std::move(r).value();
+  format_ = reader_->format();
+  link_type_ = LinkTypeOfDlt(format_.dlt);
   --loops_left_;
   return Status::Ok();
 }
 
 bool PcapSource::ReadBurst(PoolCache& cache, Batch& batch, uint32_t max) {
-  while (batch.size() < max && handle_ != nullptr) {
-    if (pending_hdr_ == nullptr) {
-      const int rc = pcap_next_ex(handle_, &pending_hdr_, &pending_data_);
-      if (rc == PCAP_ERROR_BREAK) {  // end of file
-        pending_hdr_ = nullptr;
-        if (loops_left_ == 0) {
-          pcap_close(handle_);
-          handle_ = nullptr;
+  while (batch.size() < max && reader_ != nullptr) {
+    if (!pending_) {
+      switch (reader_->Next(record_)) {
+        case PcapRecordReader::Result::kRecord:
+          pending_ = true;
+          ++records_;
+          consumed_.store(consumed_.load(std::memory_order_relaxed) + record_.caplen + 16, std::memory_order_relaxed);
           break;
-        }
-        status_ = Reopen();
-        continue;
+        case PcapRecordReader::Result::kEnd:
+          if (loops_left_ == 0) {
+            reader_.reset();
+          } else {
+            status_ = Reopen();
+            if (!status_.ok()) reader_.reset();
+          }
+          continue;
+        case PcapRecordReader::Result::kError:
+          status_ = IoError(reader_->error());
+          reader_.reset();
+          continue;
       }
-      if (rc != 1) {
-        pending_hdr_ = nullptr;
-        status_ = IoError(path_ + ": after " + std::to_string(records_) +
-                          " records: " + pcap_geterr(handle_));
-        pcap_close(handle_);
-        handle_ = nullptr;
-        break;
-      }
-      ++records_;
-      consumed_.store(consumed_.load(std::memory_order_relaxed) + pending_hdr_->caplen + 16,
-                      std::memory_order_relaxed);
     }
-    const pcap_pkthdr& hdr = *pending_hdr_;
     SizeClass size_class;
-    const bool fits = ClassFor(hdr.caplen, &size_class);
+    const bool fits = ClassFor(record_.caplen, &size_class);
     PacketBuffer* b = cache.Get(fits ? size_class : SizeClass::kSmall);
-    if (b == nullptr) {
-      // Pool dry (the large class; the small one is sized for the bursts in flight): close
-      // the burst here and keep the record for the next one. libpcap keeps `data` valid
-      // until the next pcap_next_ex.
-      return true;
-    }
+    if (b == nullptr) return true;  // the pool is dry: this record waits for the next burst
     PacketMeta& m = b->meta();
     m.link_type = link_type_;
-    m.wire_len = hdr.len;
-    if (hdr.caplen < hdr.len) m.flags |= pkt_flag::kTruncated;
-    const PcapTimestamp ts{hdr.ts.tv_sec, hdr.ts.tv_usec};
+    m.wire_len = record_.len;
+    if (record_.caplen < record_.len) m.flags |= pkt_flag::kTruncated;
+    const PcapTimestamp ts{record_.sec, record_.frac};
     std::memcpy(b->io().token, &ts, sizeof ts);
     batch.Push(PacketRef(b));
     if (fits) {
-      b->Assign(pending_data_, hdr.caplen);
+      b->Assign(record_.data, record_.caplen);
     } else {
       batch.Drop(batch.size() - 1, DropReason::kTooBig);  // larger than the largest buffer
     }
-    pending_hdr_ = nullptr;
+    pending_ = false;
   }
-  return handle_ != nullptr;
+  return reader_ != nullptr;
 }
 
 }  // namespace sluice

@@ -1,4 +1,5 @@
-// PcapSource: packets from a pcap or pcapng file, through libpcap.
+// PcapSource: packets from a pcap or pcapng file (PcapRecordReader: classic pcap mapped,
+// everything else through libpcap).
 //
 // Link types decoded by parse (Ethernet, raw IP, Linux SLL/SLL2, BSD loopback, IPv4, IPv6)
 // are tagged on each packet; any other link type is read and tagged kUnsupported, so parse
@@ -7,6 +8,8 @@
 //
 // Errors: Open() fails with the file name and libpcap's message; a file that breaks off
 // mid-record ends the run with status() saying so, after every packet read before it.
+// A record that needs a pool buffer the pool has not got (only the large class can run dry)
+// waits for the next burst: the reader keeps it, nothing is skipped.
 #pragma once
 
 #include <atomic>
@@ -16,9 +19,8 @@
 
 #include "engine/core/status.h"
 #include "engine/graph/endpoints.h"
+#include "engine/io/pcap/pcap_records.h"
 
-struct pcap;
-struct pcap_pkthdr;
 
 namespace sluice {
 
@@ -40,8 +42,8 @@ class PcapSource final : public PacketSource {
   bool ReadBurst(PoolCache& cache, Batch& batch, uint32_t max) override;
   Status status() const override { return status_; }
 
-  int datalink() const noexcept { return dlt_; }
-  bool nanosecond() const noexcept { return nanosecond_; }
+  // What a writer needs to write these packets back in the same format.
+  const PcapFormat& format() const noexcept { return format_; }
   uint64_t records() const noexcept { return records_; }
   // How far through all loops the reading is, 0..1, from file bytes consumed; any thread.
   double Progress() const noexcept {
@@ -55,15 +57,14 @@ class PcapSource final : public PacketSource {
 
   std::string path_;
   uint32_t loops_left_;
-  pcap* handle_ = nullptr;
-  int dlt_ = 0;
+  std::unique_ptr<PcapRecordReader> reader_;
+  PcapFormat format_;
   LinkType link_type_ = LinkType::kUnsupported;
-  bool nanosecond_ = false;
   uint64_t records_ = 0;
   uint64_t total_bytes_ = 0;              // file size × loops
   std::atomic<uint64_t> consumed_{0};     // record bytes (header included) read so far
-  pcap_pkthdr* pending_hdr_ = nullptr;  // a record read but not yet placed in a buffer
-  const unsigned char* pending_data_ = nullptr;
+  bool pending_ = false;  // record_ was read but not yet placed in a buffer
+  PcapRecord record_;
   Status status_;
 };
 

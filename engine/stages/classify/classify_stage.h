@@ -48,7 +48,6 @@
 #include "engine/rules/packet_fields.h"
 #include "engine/rules/rule_set.h"
 #include "engine/stages/classify/translate.h"
-#include "engine/stages/stage_counters.h"
 
 namespace sluice {
 

@@ -190,20 +190,13 @@ DropReason ParseOne(PacketBuffer& buf, const ParseConfig& config, ParseCounts& c
     buf.Trim(avail - l3.ip_len);
     counts.Bump(ParseCounter::kPaddingTrimmed);
   }
-  const bool fragment = (l3.flags & pkt_flag::kFragment) != 0;
-  uint16_t sport = 0, dport = 0;
-  if (l4_valid && !fragment && (l3.proto == ipproto::kTcp || l3.proto == ipproto::kUdp)) {
-    // TCP and UDP put the ports at the same offsets.
-    sport = tcp::SrcPort(ip + l3.l4_rel);
-    dport = tcp::DstPort(ip + l3.l4_rel);
-  }
+  // The shard key: addresses and protocol, no ports (see the header: the kernel's
+  // --queue-balance key, and what keeps a port translation's replies on its shard).
   if (l2.l3 == L3Type::kIpv4) {
-    m.flow_hash = FlowHashIpv4(config.flow_hash_seed, ip + ipv4::kOffSrc, ip + ipv4::kOffDst, sport,
-                               dport, l3.proto);
+    m.flow_hash = FlowHashIpv4(config.flow_hash_seed, ip + ipv4::kOffSrc, ip + ipv4::kOffDst, 0, 0, l3.proto);
     counts.Bump(ParseCounter::kIpv4);
   } else {
-    m.flow_hash = FlowHashIpv6(config.flow_hash_seed, ip + ipv6::kOffSrc, ip + ipv6::kOffDst, sport,
-                               dport, l3.proto);
+    m.flow_hash = FlowHashIpv6(config.flow_hash_seed, ip + ipv6::kOffSrc, ip + ipv6::kOffDst, 0, 0, l3.proto);
     counts.Bump(ParseCounter::kIpv6);
     counts.Bump(ParseCounter::kIpv6ExtHeaders, l3.ext_headers);
   }
@@ -213,7 +206,7 @@ DropReason ParseOne(PacketBuffer& buf, const ParseConfig& config, ParseCounts& c
   m.l4_proto = l3.proto;
   m.flags |= static_cast<uint16_t>(l3.flags | (l4_valid ? pkt_flag::kL4Valid : 0));
 
-  if (fragment) counts.Bump(ParseCounter::kFragments);
+  if (l3.flags & pkt_flag::kFragment) counts.Bump(ParseCounter::kFragments);
   if ((l3.flags & pkt_flag::kFragmentLater) != 0) {
     counts.Bump(ParseCounter::kLaterFragments);
   } else {

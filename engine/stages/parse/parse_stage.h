@@ -31,9 +31,10 @@
 // kL4CsumNotReady and rewrite recomputes its L4 checksum in full. IPv6 jumbograms (RFC 2675)
 // are ipv6_jumbogram, also under the policy.
 //
-// Flow hash: seeded and symmetric (engine/proto/flow_hash.h) over addresses, protocol and,
-// for TCP and UDP, ports. Fragments (first ones included) hash without ports, so every
-// fragment of a datagram lands on the same shard as the others.
+// Flow hash: seeded and symmetric (engine/proto/flow_hash.h) over the address pair and the
+// protocol, without ports — the key the kernel's NFQUEUE --queue-balance hashes, so offline
+// shards hold what inline shards would. It keeps every fragment of a datagram on one shard,
+// and a port translation's replies (addressed to the new port) on the shard that made it.
 //
 // Cost: no allocation, no lock, no virtual call; counters accumulate in locals and are added
 // once per batch. bench/stages/parse_bench.cpp has ns/packet per traffic mix.
@@ -47,7 +48,6 @@
 #include "engine/core/status.h"
 #include "engine/packet/batch.h"
 #include "engine/proto/ipv6.h"
-#include "engine/stages/stage_counters.h"
 
 namespace sluice {
 

@@ -25,7 +25,6 @@
 #include "engine/core/counter.h"
 #include "engine/packet/batch.h"
 #include "engine/stages/rewrite/rewrite_plan.h"
-#include "engine/stages/stage_counters.h"
 
 namespace sluice {
 

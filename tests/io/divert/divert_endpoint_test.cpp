@@ -132,6 +132,27 @@ TEST(DivertEndpoint, ReceiveTurnsEachAddressIntoMetadata) {
   env.Retire();
 }
 
+// Rules that match on interfaces are compiled with ids given before any packet: every shard's
+// endpoint must then give the received name that same id.
+TEST(DivertEndpoint, InterfacesInternedUpFrontKeepTheirIds) {
+  FakeDivertKernel k;
+  auto ep = AttachTo(k);
+  EXPECT_EQ(ep->InternInterface("em1"), 1u);
+  EXPECT_EQ(ep->InternInterface("vtnet12345"), 2u);  // cut to 7 characters, as divert(4) does
+  EXPECT_EQ(ep->InternInterface("em1"), 1u);
+  Env env;
+  k.Queue(Datagram(Ipv4Packet({}), Direction::kIn, 1000, "vtnet12"));
+  k.Queue(Datagram(Ipv4Packet({}), Direction::kIn, 1000, "em1"));
+  k.Queue(Datagram(Ipv4Packet({}), Direction::kIn, 1000, "em0"));
+  ASSERT_EQ(env.ReceiveAll(*ep), 3u);
+  EXPECT_EQ(env.batch.packet(0).meta().in_if, 2u);
+  EXPECT_EQ(env.batch.packet(1).meta().in_if, 1u);
+  EXPECT_EQ(env.batch.packet(2).meta().in_if, 3u);  // first seen on the wire: the next id
+  env.SetVerdicts(Verdict::kDrop);
+  ep->Send(env.batch);
+  env.Retire();
+}
+
 TEST(DivertEndpoint, ReceiveWaitsAtMostWaitAndReturnsWhatIsReady) {
   FakeDivertKernel k;
   auto ep = AttachTo(k);

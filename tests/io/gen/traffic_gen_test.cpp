@@ -9,19 +9,10 @@
 #include <string>
 
 #include "engine/core/byte_order.h"
+#include "tests/testing/external_tool.h"
 
 namespace sluice {
 namespace {
-
-std::string RunAndCapture(const std::string& cmd) {
-  std::string out;
-  FILE* f = popen(cmd.c_str(), "r");
-  if (f == nullptr) return out;
-  char buf[4096];
-  while (std::size_t n = fread(buf, 1, sizeof buf, f)) out.append(buf, n);
-  pclose(f);
-  return out;
-}
 
 TEST(TrafficGenerator, SameSeedSameBytesOtherSeedOtherBytes) {
   TrafficSpec spec{.seed = 42, .flows = 100, .sizes = SizeMix::kImix, .ipv6_share = 0.3};
@@ -66,15 +57,17 @@ TEST(TrafficGenerator, ImixIsSevenFourOne) {
 
 // tshark, with checksum validation on, finds no bad IPv4, TCP or UDP checksum.
 TEST(TrafficGenerator, EveryChecksumIsValidAccordingToTshark) {
-  const auto path = std::filesystem::temp_directory_path() / "sluice_gen_test.pcap";
+  ASSERT_TRUE(testing::HaveTool("tshark")) << "tools/bootstrap installs tshark";
+  testing::TempDir dir;
+  const std::string path = dir.File("gen.pcap");
   ASSERT_TRUE(WritePcap({.seed = 9, .flows = 300, .sizes = SizeMix::kImix, .ipv6_share = 0.3, .udp_share = 0.4},
-                        20000, path.string()).ok());
-  const std::string out = RunAndCapture(
-      "tshark -r " + path.string() +
+                        20000, path).ok());
+  const testing::ToolRun run = testing::RunTool(
+      "tshark -r " + path +
       " -o ip.check_checksum:TRUE -o tcp.check_checksum:TRUE -o udp.check_checksum:TRUE"
-      " -T fields -e ip.checksum.status -e tcp.checksum.status -e udp.checksum.status 2>/dev/null");
-  std::filesystem::remove(path);
-  ASSERT_FALSE(out.empty()) << "tshark did not run (tools/bootstrap installs it)";
+      " -T fields -e ip.checksum.status -e tcp.checksum.status -e udp.checksum.status");
+  ASSERT_EQ(run.exit_code, 0) << run.errors;
+  const std::string& out = run.output;
   uint64_t lines = 0, good = 0, bad = 0;
   for (std::size_t pos = 0; pos < out.size();) {
     const std::size_t end = out.find('\n', pos);

@@ -10,13 +10,18 @@
 #include "engine/io/gen/traffic_gen.h"
 #include "engine/io/pcap/pcap_sink.h"
 #include "engine/io/pcap/pcap_source.h"
+#include "tests/testing/external_tool.h"
 
 namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path Temp(const std::string& name) { return fs::temp_directory_path() / ("sluice_pcap_" + name); }
+// Every test's files live in one fresh directory, so parallel runs never share a name.
+fs::path Temp(const std::string& name) {
+  static testing::TempDir dir;
+  return fs::path(dir.path()) / name;
+}
 
 fs::path Corpus(const std::string& name) { return fs::path(SLUICE_SOURCE_DIR) / "tests/corpus/tcpdump" / name; }
 
@@ -59,7 +64,7 @@ Status Replay(const fs::path& in, const fs::path& out, uint32_t loops, PipelineO
   OfflinePipeline pipeline(opts, *pool, StageRef::Of(stage), shards);
   auto src = PcapSource::Open(in.string(), loops);
   if (!src.ok()) return src.status();
-  auto writer = PcapWriter::Open(out.string(), (*src)->datalink(), (*src)->nanosecond());
+  auto writer = PcapWriter::Open(out.string(), (*src)->format());
   if (!writer.ok()) return writer.status();
   PcapSink sink(std::move(writer).value(), nullptr);
   Status s = pipeline.Run(**src, sink);
@@ -152,7 +157,7 @@ TEST(PcapIo, FileCutMidRecordEndsTheRunWithAnErrorAfterEveryWholeRecord) {
 }
 
 TEST(PcapIo, UnwritableOutputIsAClearError) {
-  auto w = PcapWriter::Open("/nonexistent/dir/out.pcap", DLT_EN10MB, false);
+  auto w = PcapWriter::Open("/nonexistent/dir/out.pcap", PcapFormat{});
   ASSERT_FALSE(w.ok());
   EXPECT_NE(w.status().message().find("/nonexistent/dir/out.pcap"), std::string::npos);
 }

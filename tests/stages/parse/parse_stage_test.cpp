@@ -186,7 +186,7 @@ TEST(ParseStage, FragmentsFirstAndLaterIpv4AndIpv6) {
       }
       EXPECT_EQ(o.meta.l4_proto, 17);
     }
-    EXPECT_NE(plain.meta.flow_hash, hash);  // the unfragmented packet hashes its ports too
+    EXPECT_EQ(plain.meta.flow_hash, hash);  // ports never enter the shard key
   }
 }
 
@@ -251,6 +251,16 @@ TEST(ParseStage, FlowHashIsSymmetricAndSeeded) {
     EXPECT_EQ(fwd.meta.flow_hash, rev.meta.flow_hash);
     const ParseOutcome other = ParseOnce(build(false), testing::WithSeed(100));
     EXPECT_NE(fwd.meta.flow_hash, other.meta.flow_hash);
+    // The key is the address pair and protocol, as NFQUEUE's --queue-balance: a port
+    // translation's reply (to another port) stays on its flow's shard.
+    PacketBuilder b;
+    if (v6) {
+      b.Ipv6("2001:2:ffff::2", "2001:2::1");
+    } else {
+      b.Ipv4("198.19.7.2", "198.18.0.1");
+    }
+    const ParseOutcome reply_to_new_port = ParseOnce(b.Tcp(443, 20001).Build(), testing::WithSeed(99));
+    EXPECT_EQ(reply_to_new_port.meta.flow_hash, fwd.meta.flow_hash);
   }
 }
 

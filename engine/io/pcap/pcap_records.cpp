@@ -1,0 +1,232 @@
+#include "engine/io/pcap/pcap_records.h"
+
+#include <fcntl.h>
+#include <pcap/pcap.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace sluice {
+namespace {
+
+constexpr uint32_t kMagicMicro = 0xa1b2c3d4;
+constexpr uint32_t kMagicNano = 0xa1b23c4d;
+constexpr std::size_t kFileHeader = 24;
+constexpr std::size_t kRecordHeader = 16;
+// libpcap refuses records larger than this (pcap-int.h, MAXIMUM_SNAPLEN).
+constexpr uint32_t kMaxCaplen = 262144;
+
+struct FileHeader {
+  uint32_t magic;
+  uint16_t version_major, version_minor;
+  int32_t thiszone;
+  uint32_t sigfigs, snaplen, linktype;
+};
+static_assert(sizeof(FileHeader) == kFileHeader);
+
+// Timestamps are signed 32-bit in the file (libpcap's struct pcap_timeval): read them so.
+struct RecordHeader {
+  int32_t sec, frac;
+  uint32_t caplen, len;
+};
+static_assert(sizeof(RecordHeader) == kRecordHeader);
+
+// The whole file mapped; records walked with every length checked against what is left.
+class MappedReader final : public PcapRecordReader {
+ public:
+  MappedReader(std::string path, const uint8_t* base, std::size_t size)
+      : path_(std::move(path)), base_(base), size_(size), pos_(kFileHeader) {
+    mapped_ = true;
+  }
+  ~MappedReader() override { munmap(const_cast<uint8_t*>(base_), size_); }
+
+  Result Next(PcapRecord& out) noexcept override {
+    if (pos_ == size_) return Result::kEnd;
+    if (size_ - pos_ < kRecordHeader) {
+      return Fail("truncated dump file; tried to read " + std::to_string(kRecordHeader) +
+                  " header bytes, only got " + std::to_string(size_ - pos_));
+    }
+    RecordHeader h;
+    std::memcpy(&h, base_ + pos_, sizeof h);
+    if (h.caplen > kMaxCaplen) return Fail("invalid packet capture length " + std::to_string(h.caplen));
+    if (size_ - pos_ - kRecordHeader < h.caplen) {
+      return Fail("truncated dump file; tried to read " + std::to_string(h.caplen) + " captured bytes, only got " +
+                  std::to_string(size_ - pos_ - kRecordHeader));
+    }
+    out.sec = h.sec;
+    out.frac = h.frac;
+    // As libpcap does: bytes past the snapshot length are skipped, not handed out.
+    out.caplen = h.caplen > snapshot_ ? snapshot_ : h.caplen;
+    out.len = h.len;
+    out.data = base_ + pos_ + kRecordHeader;
+    pos_ += kRecordHeader + h.caplen;
+    ++records_;
+    return Result::kRecord;
+  }
+
+  void SetFormat(const PcapFormat& f, uint32_t snapshot) {
+    format_ = f;
+    snapshot_ = snapshot;
+  }
+
+ private:
+  Result Fail(const std::string& why) {
+    error_ = path_ + ": after " + std::to_string(records_) + " records: " + why;
+    return Result::kError;
+  }
+  std::string path_;
+  const uint8_t* base_;
+  std::size_t size_;
+  std::size_t pos_;
+  uint64_t records_ = 0;
+  uint32_t snapshot_ = kMaxCaplen;  // libpcap's effective snapshot length for the file
+};
+
+// Everything else, through libpcap (at nanosecond precision, so no timestamp loses digits).
+class LibpcapReader final : public PcapRecordReader {
+ public:
+  LibpcapReader(std::string path, pcap_t* p) : path_(std::move(path)), p_(p) {
+    format_.dlt = pcap_datalink(p);
+    format_.snaplen = static_cast<uint32_t>(pcap_snapshot(p));
+    format_.nanosecond = true;
+  }
+  ~LibpcapReader() override { pcap_close(p_); }
+
+  Result Next(PcapRecord& out) noexcept override {
+    pcap_pkthdr* h = nullptr;
+    const u_char* data = nullptr;
+    const int rc = pcap_next_ex(p_, &h, &data);
+    if (rc == PCAP_ERROR_BREAK) return Result::kEnd;
+    if (rc != 1) {
+      error_ = path_ + ": after " + std::to_string(records_) + " records: " + pcap_geterr(p_);
+      return Result::kError;
+    }
+    out.sec = h->ts.tv_sec;
+    out.frac = h->ts.tv_usec;
+    out.caplen = h->caplen;
+    out.len = h->len;
+    out.data = data;
+    ++records_;
+    return Result::kRecord;
+  }
+
+  void SetLinktype(uint32_t linktype) { format_.linktype = linktype; }
+
+ private:
+  std::string path_;
+  pcap_t* p_;
+  uint64_t records_ = 0;
+};
+
+// The header libpcap writes for a dead handle of `dlt`: asked of libpcap itself, so the
+// DLT-to-LINKTYPE mapping is its own.
+uint32_t LinktypeOfDlt(int dlt) {
+  pcap_t* dead = pcap_open_dead(dlt, 65535);
+  if (dead == nullptr) return static_cast<uint32_t>(dlt);
+  char buf[64] = {};
+  FILE* mem = fmemopen(buf, sizeof buf, "w");
+  uint32_t linktype = static_cast<uint32_t>(dlt);
+  if (mem != nullptr) {
+    if (pcap_dumper_t* d = pcap_dump_fopen(dead, mem)) {
+      pcap_dump_flush(d);
+      FileHeader h;
+      std::memcpy(&h, buf, sizeof h);
+      linktype = h.linktype & 0x03ffffff;  // low bits: the link type; high bits: FCS info
+      pcap_dump_close(d);                  // closes `mem`
+    } else {
+      std::fclose(mem);
+    }
+  }
+  pcap_close(dead);
+  return linktype;
+}
+
+}  // namespace
+
+sluice::Result<std::unique_ptr<PcapRecordReader>> PcapRecordReader::Open(const std::string& path) {
+  // libpcap opens every file first: it decides what is readable and says why not.
+  char err[PCAP_ERRBUF_SIZE] = {};
+  pcap_t* p = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
+  if (p == nullptr) return IoError(path + ": " + err);
+
+  FileHeader h{};
+  struct stat st{};
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const bool classic = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                       static_cast<std::size_t>(st.st_size) >= kFileHeader &&
+                       pread(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
+                       (h.magic == kMagicMicro || h.magic == kMagicNano);
+  if (classic) {
+    void* base = mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    if (base != MAP_FAILED) {
+      ::close(fd);
+      madvise(base, static_cast<std::size_t>(st.st_size), MADV_SEQUENTIAL);
+      auto r = std::make_unique<MappedReader>(path, static_cast<const uint8_t*>(base), static_cast<std::size_t>(st.st_size));
+      PcapFormat f;
+      f.linktype = h.linktype;
+      f.dlt = pcap_datalink(p);
+      f.snaplen = h.snaplen;
+      f.nanosecond = h.magic == kMagicNano;
+      r->SetFormat(f, static_cast<uint32_t>(pcap_snapshot(p)));
+      pcap_close(p);
+      return std::unique_ptr<PcapRecordReader>(std::move(r));
+    }
+  }
+  if (fd >= 0) ::close(fd);
+  auto r = std::make_unique<LibpcapReader>(path, p);
+  r->SetLinktype(LinktypeOfDlt(pcap_datalink(p)));
+  return std::unique_ptr<PcapRecordReader>(std::move(r));
+}
+
+sluice::Result<std::unique_ptr<PcapRecordWriter>> PcapRecordWriter::Open(const std::string& path,
+                                                                         const PcapFormat& format) {
+  std::unique_ptr<PcapRecordWriter> w(new PcapRecordWriter());
+  w->path_ = path;
+  w->fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (w->fd_ < 0) return IoError(path + ": " + std::strerror(errno));
+  w->buf_.resize(kBufferBytes);
+  const FileHeader h{format.nanosecond ? kMagicNano : kMagicMicro, 2, 4, 0, 0, format.snaplen, format.linktype};
+  std::memcpy(w->buf_.data(), &h, sizeof h);
+  w->used_ = sizeof h;
+  return w;
+}
+
+PcapRecordWriter::~PcapRecordWriter() { (void)Close(); }
+
+void PcapRecordWriter::Write(const PcapRecord& r) noexcept {
+  if (kRecordHeader + r.caplen > buf_.size() - used_) Flush();
+  // caplen is at most 262144 (the readers refuse more), so a record fits an empty buffer.
+  const RecordHeader h{static_cast<int32_t>(r.sec), static_cast<int32_t>(r.frac), r.caplen, r.len};
+  std::memcpy(buf_.data() + used_, &h, sizeof h);
+  std::memcpy(buf_.data() + used_ + sizeof h, r.data, r.caplen);
+  used_ += sizeof h + r.caplen;
+}
+
+void PcapRecordWriter::Flush() noexcept {
+  std::size_t done = 0;
+  while (done < used_ && error_ == 0) {
+    const ssize_t n = ::write(fd_, buf_.data() + done, used_ - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error_ = errno;
+      break;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  used_ = 0;
+}
+
+Status PcapRecordWriter::Close() {
+  if (fd_ < 0) return Status::Ok();
+  Flush();
+  if (::close(fd_) != 0 && error_ == 0) error_ = errno;
+  fd_ = -1;
+  if (error_ != 0) return IoError(path_ + ": write failed: " + std::strerror(error_));
+  return Status::Ok();
+}
+
+}  // namespace sluice

@@ -1,0 +1,160 @@
+// The mapped classic-pcap reader gives exactly the records libpcap gives, over the whole
+// tcpdump corpus (malformed files included: same records before the same failure), and the
+// buffered writer writes what libpcap's pcap_dump would.
+#include "engine/io/pcap/pcap_records.h"
+
+#include <gtest/gtest.h>
+#include <pcap/pcap.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "engine/io/gen/traffic_gen.h"
+#include "tests/testing/external_tool.h"
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Rec {
+  int64_t sec, nsec;
+  uint32_t caplen, len;
+  std::vector<uint8_t> bytes;
+  bool operator==(const Rec&) const = default;
+};
+
+struct Stream {
+  std::vector<Rec> records;
+  bool error = false;
+};
+
+Stream ReadWithLibpcap(const std::string& path) {
+  Stream s;
+  char err[PCAP_ERRBUF_SIZE];
+  pcap_t* p = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
+  if (p == nullptr) {
+    s.error = true;
+    return s;
+  }
+  pcap_pkthdr* h;
+  const u_char* d;
+  int rc;
+  while ((rc = pcap_next_ex(p, &h, &d)) == 1) s.records.push_back({h->ts.tv_sec, h->ts.tv_usec, h->caplen, h->len, {d, d + h->caplen}});
+  s.error = rc != PCAP_ERROR_BREAK;
+  pcap_close(p);
+  return s;
+}
+
+Stream ReadWithRecords(const std::string& path, bool* mapped) {
+  Stream s;
+  auto r = PcapRecordReader::Open(path);
+  if (!r.ok()) {
+    s.error = true;
+    return s;
+  }
+  *mapped = (*r)->mapped();
+  const int64_t scale = (*r)->format().nanosecond ? 1 : 1000;
+  PcapRecord rec;
+  PcapRecordReader::Result rc;
+  while ((rc = (*r)->Next(rec)) == PcapRecordReader::Result::kRecord) {
+    s.records.push_back({rec.sec, rec.frac * scale, rec.caplen, rec.len, {rec.data, rec.data + rec.caplen}});
+  }
+  s.error = rc == PcapRecordReader::Result::kError;
+  return s;
+}
+
+TEST(PcapRecords, SameRecordsAsLibpcapOverTheWholeCorpus) {
+  uint64_t files = 0, mapped_files = 0, records = 0, failing = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(SLUICE_SOURCE_DIR) / "tests/corpus/tcpdump")) {
+    const std::string path = entry.path().string();
+    if (path.ends_with(".md") || path.ends_with("LICENSE")) continue;
+    SCOPED_TRACE(path);
+    bool mapped = false;
+    const Stream want = ReadWithLibpcap(path);
+    const Stream got = ReadWithRecords(path, &mapped);
+    ASSERT_EQ(got.error, want.error);
+    ASSERT_EQ(got.records.size(), want.records.size());
+    for (std::size_t i = 0; i < want.records.size(); ++i) ASSERT_EQ(got.records[i], want.records[i]) << "record " << i;
+    ++files;
+    mapped_files += mapped;
+    records += want.records.size();
+    failing += want.error;
+  }
+  EXPECT_EQ(files, 830u);
+  EXPECT_GT(mapped_files, 700u);  // most of the corpus is classic pcap: the fast path is what runs
+  std::printf("%llu files (%llu mapped), %llu records, %llu ending in an error\n", (unsigned long long)files,
+              (unsigned long long)mapped_files, (unsigned long long)records, (unsigned long long)failing);
+}
+
+// A file cut anywhere: the same whole records, then the same verdict (end or error).
+TEST(PcapRecords, CutFilesEndLikeLibpcapAtEveryLength) {
+  testing::TempDir dir;
+  const std::string whole = dir.File("whole.pcap"), cut = dir.File("cut.pcap");
+  ASSERT_TRUE(WritePcap({.seed = 5, .flows = 4, .sizes = SizeMix::k64}, 8, whole).ok());
+  const auto size = fs::file_size(whole);
+  for (uintmax_t n = 24; n <= size; ++n) {
+    SCOPED_TRACE(n);
+    fs::copy_file(whole, cut, fs::copy_options::overwrite_existing);
+    fs::resize_file(cut, n);
+    bool mapped = false;
+    const Stream want = ReadWithLibpcap(cut);
+    const Stream got = ReadWithRecords(cut, &mapped);
+    ASSERT_TRUE(mapped);
+    ASSERT_EQ(got.error, want.error);
+    ASSERT_EQ(got.records, want.records);
+  }
+}
+
+TEST(PcapRecords, WriterMatchesPcapDumpByteForByte) {
+  testing::TempDir dir;
+  const std::string in = dir.File("in.pcap"), ours = dir.File("ours.pcap"), theirs = dir.File("theirs.pcap");
+  ASSERT_TRUE(WritePcap({.seed = 4, .flows = 50, .sizes = SizeMix::kImix, .ipv6_share = 0.3}, 3000, in).ok());
+  auto reader = PcapRecordReader::Open(in);
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE((*reader)->mapped());
+  auto writer = PcapRecordWriter::Open(ours, (*reader)->format());
+  ASSERT_TRUE(writer.ok());
+  pcap_t* dead = pcap_open_dead(DLT_EN10MB, static_cast<int>((*reader)->format().snaplen));
+  pcap_dumper_t* dumper = pcap_dump_open(dead, theirs.c_str());
+  ASSERT_NE(dumper, nullptr);
+  PcapRecord r;
+  while ((*reader)->Next(r) == PcapRecordReader::Result::kRecord) {
+    (*writer)->Write(r);
+    pcap_pkthdr h{};
+    h.ts.tv_sec = r.sec;
+    h.ts.tv_usec = r.frac;
+    h.caplen = r.caplen;
+    h.len = r.len;
+    pcap_dump(reinterpret_cast<u_char*>(dumper), &h, r.data);
+  }
+  ASSERT_TRUE((*writer)->Close().ok());
+  pcap_dump_close(dumper);
+  pcap_close(dead);
+  auto bytes = [](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::vector<char>(std::istreambuf_iterator<char>(f), {});
+  };
+  const auto a = bytes(ours), b = bytes(theirs);
+  EXPECT_GT(a.size(), 3000u * 60u);
+  EXPECT_TRUE(a == b);
+  EXPECT_TRUE(a == bytes(in));  // and the generator's own file, written by libpcap, too
+}
+
+TEST(PcapRecords, WriteErrorsAreReportedByClose) {
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  auto w = PcapRecordWriter::Open("/dev/full", PcapFormat{});
+  ASSERT_TRUE(w.ok());
+  std::vector<uint8_t> data(1500, 1);
+  PcapRecord r;
+  r.caplen = r.len = 1500;
+  r.data = data.data();
+  for (int i = 0; i < 2000; ++i) (*w)->Write(r);  // more than the buffer: a write happens
+  const Status s = (*w)->Close();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("/dev/full"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace sluice

@@ -1,0 +1,288 @@
+// sluice run -c CONFIG: the daemon. Opens one kernel queue per shard (NFQUEUE queues or divert
+// ports), optionally drops root keeping CAP_NET_ADMIN, and runs the inline graph until told to
+// stop.
+//
+// Signals: SIGHUP reloads the rules (an invalid file is reported and the running rules stay);
+// SIGTERM and SIGINT drain — stop receiving, finish every batch in flight, send every verdict,
+// unbind — and exit 0. Stats: --stats-json and --prometheus files rewritten atomically every
+// --stats-interval seconds and at exit, with the kernel's per-queue counters.
+#include <net/if.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <linux/capability.h>
+#include <memory>
+#include <thread>
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "engine/core/clock.h"
+#include "engine/graph/pipeline.h"
+#include "engine/graph/stage_set.h"
+#include "engine/io/divert/divert_endpoint.h"
+#include "engine/io/nfqueue/nfqueue_endpoint.h"
+#include "engine/io/nfqueue/queue_stats.h"
+#include "engine/io/privilege/privilege.h"
+#include "engine/rules/config_loader.h"
+#include "engine/stats/report.h"
+#include "tools/sluice/command.h"
+#include "tools/sluice/stats_file.h"
+
+namespace sluice::cli {
+namespace {
+
+struct RunArgs {
+  std::string config;
+  std::string user;
+  std::string stats_json;
+  std::string prometheus;
+  double stats_interval_s = 10;
+  uint32_t threads = 0;
+  uint64_t seed = 0;
+};
+
+void Log(const char* fmt, auto... args) {
+  char when[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", std::localtime(&now));
+  std::fprintf(stderr, "%s sluice run: ", when);
+  std::fprintf(stderr, fmt, args...);
+  std::fputc('\n', stderr);
+}
+
+// The kernel queues of one run, whichever backend opened them.
+struct Queues {
+  std::vector<std::unique_ptr<NfqueueEndpoint>> nfqueue;
+  std::vector<std::unique_ptr<DivertEndpoint>> divert;
+  std::vector<InlineEndpoint*> endpoints;
+  std::vector<std::string> interface_names;  // divert: ids are positions + 1, the same in every endpoint
+};
+
+Status OpenQueues(const Config& c, Queues& q) {
+  if (c.io.backend == Backend::kNfqueue) {
+    const NfqueueIoConfig& n = c.io.nfqueue;
+    for (uint32_t i = 0; i < n.queue_count; ++i) {
+      NfqueueOptions o;
+      o.queue = static_cast<uint16_t>(n.queue_first + i);
+      o.queue_maxlen = n.queue_maxlen;
+      o.rcvbuf_bytes = n.rcvbuf_bytes;
+      o.fail_open = n.fail_open;
+      o.gso = n.gso;
+      o.verdict_mark = n.verdict_mark;
+      o.verdict_mask = n.verdict_mask;
+      auto ep = NfqueueEndpoint::Open(o);
+      if (!ep.ok()) return ep.status();
+      q.endpoints.push_back(ep->get());
+      q.nfqueue.push_back(std::move(ep).value());
+    }
+    return Status::Ok();
+  }
+  if (c.io.backend == Backend::kDivert) {
+    for (const RuleConfig& r : c.rules) {
+      for (const std::string* name : {&r.match.in_interface, &r.match.out_interface}) {
+        const std::string cut = name->substr(0, 7);
+        if (!cut.empty() && std::find(q.interface_names.begin(), q.interface_names.end(), cut) == q.interface_names.end()) {
+          q.interface_names.push_back(cut);
+        }
+      }
+    }
+    for (uint16_t port : c.io.divert.ports) {
+      DivertOptions o;
+      o.port = port;
+      o.rcvbuf_bytes = c.io.divert.rcvbuf_bytes;
+      auto ep = DivertEndpoint::Open(o);
+      if (!ep.ok()) return ep.status();
+      for (const std::string& name : q.interface_names) (*ep)->InternInterface(name);
+      q.endpoints.push_back(ep->get());
+      q.divert.push_back(std::move(ep).value());
+    }
+    return Status::Ok();
+  }
+  return InvalidArgument("io.backend = \"pcap\" runs offline: use `sluice replay FILE -c CONFIG`");
+}
+
+StatsReport BuildReport(const RunArgs& a, const Config& c, const InlinePipeline& p, const StageSet& stages,
+                        const Queues& q, const BufferPool& pool, uint64_t start_ns) {
+  StatsReport r;
+  r.conditions = {{"config", a.config},
+                  {"backend", std::string(Name(c.io.backend))},
+                  {"shards", std::to_string(p.shards())},
+                  {"batch_size", std::to_string(c.pipeline.batch_size)},
+                  {"sluice", SLUICE_VERSION}};
+  if (c.io.backend == Backend::kNfqueue) {
+    r.conditions.emplace_back("queue_maxlen", std::to_string(c.io.nfqueue.queue_maxlen));
+    r.conditions.emplace_back("rcvbuf_bytes", std::to_string(c.io.nfqueue.rcvbuf_bytes));
+    r.conditions.emplace_back("fail_open", c.io.nfqueue.fail_open ? "true" : "false");
+    r.conditions.emplace_back("gso", c.io.nfqueue.gso ? "true" : "false");
+  }
+  r.elapsed_s = static_cast<double>(NowNs() - start_ns) / 1e9;
+  for (uint32_t s = 0; s < p.shards(); ++s) {
+    AddRun(p.run_stats(s), r);
+    AddStage("parse", s, p.parse_stats(s), r);
+    AddStage("classify", s, p.classify_stats(s), r);
+    AddStage("rewrite", s, p.rewrite_stats(s), r);
+  }
+  stages.Report(r);
+  for (const auto& ep : q.nfqueue) {
+    for (std::size_t k = 0; k < kNfqueueCounterTable.size(); ++k) {
+      r.counters.push_back({"nfqueue_" + std::string(kNfqueueCounterTable[k].name),
+                            std::string(kNfqueueCounterTable[k].description), ep->counters().LoadAt(k),
+                            {{"queue", std::to_string(ep->queue())}}});
+    }
+  }
+  if (!q.nfqueue.empty()) {
+    if (auto kernel = ReadKernelQueueStats(); kernel.ok()) AppendKernelQueueStats(*kernel, r);
+  }
+  for (const auto& ep : q.divert) {
+    for (std::size_t k = 0; k < kDivertCounterTable.size(); ++k) {
+      r.counters.push_back({"divert_" + std::string(kDivertCounterTable[k].name),
+                            std::string(kDivertCounterTable[k].description), ep->counter(static_cast<DivertCounter>(k)),
+                            {{"port", std::to_string(ep->options().port)}}});
+    }
+  }
+  const PoolStats ps = pool.Stats();
+  r.counters.push_back({"pool_exhausted", "Buffer requests the pool could not serve in full.", ps.exhausted, {}});
+  r.counters.push_back({"pool_orphaned", "Buffers released without a verdict.", ps.orphaned, {}});
+  return r;
+}
+
+void WriteStats(const RunArgs& a, const StatsReport& r) {
+  if (!a.stats_json.empty()) {
+    if (Status s = WriteFileAtomically(a.stats_json, ToJson(r)); !s.ok()) Log("%s", s.message().c_str());
+  }
+  if (!a.prometheus.empty()) {
+    if (Status s = WriteFileAtomically(a.prometheus, ToPrometheus(r)); !s.ok()) Log("%s", s.message().c_str());
+  }
+}
+
+int Run(const RunArgs& a) {
+  ConfigLoad load = LoadConfigFile(a.config);
+  if (!load.ok()) {
+    for (const ConfigError& e : load.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
+    return 1;
+  }
+  const Config& config = *load.config;
+
+  // Signals are taken synchronously by this thread; every thread started later inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  Queues queues;
+  if (Status s = OpenQueues(config, queues); !s.ok()) {
+    Log("%s", s.message().c_str());
+    return 1;
+  }
+  const auto shards = static_cast<uint32_t>(queues.endpoints.size());
+
+  InlineOptions opts;
+  opts.threads = a.threads != 0 ? a.threads
+                 : config.pipeline.threads != 0 ? config.pipeline.threads
+                                                : std::max(1u, std::thread::hardware_concurrency());
+  opts.batch_size = config.pipeline.batch_size;
+  opts.batches_per_shard = config.pipeline.batches_per_shard;
+  opts.batch_timeout = std::chrono::microseconds(config.pipeline.batch_timeout_us);
+  opts.run_to_completion = config.pipeline.run_to_completion;
+  PoolConfig pool_config = config.pipeline.pool;
+  const uint64_t need = uint64_t{shards} * (uint64_t{opts.batches_per_shard} * opts.batch_size + 2 * PoolCache::kDefaultSize);
+  pool_config.small_buffers = static_cast<uint32_t>(std::max<uint64_t>(pool_config.small_buffers, need));
+  auto pool = BufferPool::Create(pool_config);
+  if (!pool.ok()) {
+    Log("%s", pool.status().message().c_str());
+    return 1;
+  }
+
+  StageSet::Options stage_options;
+  stage_options.shards = shards;
+  stage_options.flow_hash_seed = a.seed;
+  if (config.io.backend == Backend::kNfqueue) {
+    stage_options.rules.interface_id = [](std::string_view name) -> uint32_t {
+      const uint32_t id = if_nametoindex(std::string(name).c_str());
+      if (id == 0) Log("interface %.*s does not exist (yet): rules naming it match nothing", static_cast<int>(name.size()), name.data());
+      return id;
+    };
+  } else {
+    stage_options.rules.interface_id = [&queues](std::string_view name) -> uint32_t {
+      const auto it = std::find(queues.interface_names.begin(), queues.interface_names.end(), name.substr(0, 7));
+      return it == queues.interface_names.end() ? 0 : static_cast<uint32_t>(it - queues.interface_names.begin() + 1);
+    };
+  }
+  auto stages = StageSet::Build(config, stage_options);
+  if (!stages.ok()) {
+    Log("%s", stages.status().message().c_str());
+    return 1;
+  }
+
+  // Sockets are open: nothing further needs root. Before any thread starts (capabilities
+  // are per thread), keep only CAP_NET_ADMIN, which every NFQUEUE verdict is checked against.
+  if (!a.user.empty()) {
+    const int keep[] = {CAP_NET_ADMIN};
+    if (Status s = DropPrivileges(a.user, keep); !s.ok()) {
+      Log("%s", s.message().c_str());
+      return 1;
+    }
+    Log("running as %s with CAP_NET_ADMIN only, no new privileges", a.user.c_str());
+  }
+
+  std::vector<InlineShard> shard_stages = (*stages)->InlineShards(queues.endpoints);
+  InlinePipeline pipeline(opts, **pool, shard_stages);
+  const uint64_t start = NowNs();
+  pipeline.Start();
+  Log("%s: %u shard(s), stages on %s, batch %u, %zu rule(s); pid %d", std::string(Name(config.io.backend)).c_str(),
+      shards, opts.run_to_completion ? "the I/O threads" : (std::to_string(opts.threads) + " worker thread(s)").c_str(),
+      opts.batch_size, config.rules.size(), static_cast<int>(getpid()));
+
+  auto report = [&] { return BuildReport(a, config, pipeline, **stages, queues, **pool, start); };
+  const auto interval = std::chrono::duration<double>(a.stats_interval_s);
+  auto next_stats = std::chrono::steady_clock::now() + interval;
+  for (;;) {
+    timespec wait{0, 200'000'000};
+    const int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig == SIGHUP) {
+      const Status s = (*stages)->rules().ReloadFile(a.config);
+      if (s.ok()) {
+        Log("reloaded %s: rule set generation %llu", a.config.c_str(),
+            static_cast<unsigned long long>((*stages)->rules().generation()));
+      } else {
+        Log("reload of %s refused, the running rules stay:\n%s", a.config.c_str(), s.message().c_str());
+      }
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      Log("%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= next_stats) {
+      WriteStats(a, report());
+      next_stats += std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval);
+    }
+  }
+  pipeline.Stop();  // every packet received has its verdict when this returns
+  const StatsReport final_report = report();
+  WriteStats(a, final_report);
+  std::fputs(ToText(final_report).c_str(), stderr);
+  queues = Queues{};  // unbind: closing the sockets releases the queues
+  Log("stopped");
+  return 0;
+}
+
+}  // namespace
+
+void RegisterRun(CLI::App& app, ExitCode& exit_code) {
+  auto a = std::make_shared<RunArgs>();
+  auto* cmd = app.add_subcommand("run", "Run inline on the config's kernel queues (NFQUEUE or divert) until SIGTERM");
+  cmd->add_option("-c,--config", a->config, "Config file (TOML)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--user", a->user, "After opening the queues, run as this user keeping only CAP_NET_ADMIN");
+  cmd->add_option("--stats-json", a->stats_json, "Rewrite this JSON stats file every interval and at exit");
+  cmd->add_option("--prometheus", a->prometheus, "Rewrite this Prometheus text file every interval and at exit");
+  cmd->add_option("--stats-interval", a->stats_interval_s, "Seconds between stats writes")->check(CLI::Range(0.1, 3600.0));
+  cmd->add_option("-t,--threads", a->threads, "Threads for the stages (default: the config's pipeline.threads)")
+      ->check(CLI::Range(1u, 256u));
+  cmd->add_option("--seed", a->seed, "Flow hash seed (default: random)");
+  cmd->callback([a, &exit_code] { exit_code.value = Run(*a); });
+}
+
+}  // namespace sluice::cli
