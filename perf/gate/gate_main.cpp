@@ -186,8 +186,9 @@ struct DemoStages {
     rules = std::move(RuleSetHandle::Create(config, rule_options)).value();
     parse = std::make_unique<ParseStage>(parse_config);
     for (uint32_t s = 0; s < shards; ++s) {
-      classify.push_back(std::make_unique<ClassifyStage>(
-          *rules, s, FlowTableOptions::From(config.nat, config.nat.seed, s, shards), StageClock{FakeNow, &now}));
+      FlowTableOptions nat = FlowTableOptions::From(config.nat, config.nat.seed, s, shards);
+      nat.hash_seed = 0x5eed + s;  // the key hash is random per table unless fixed here
+      classify.push_back(std::make_unique<ClassifyStage>(*rules, s, nat, StageClock{FakeNow, &now}));
       rewrite.push_back(std::make_unique<RewriteUnderTest>());
     }
   }
