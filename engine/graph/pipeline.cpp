@@ -18,6 +18,7 @@
 
 #include "engine/core/assert.h"
 #include "engine/core/clock.h"
+#include "engine/core/tsan.h"
 #include "engine/pool/batch_pool.h"
 
 namespace sluice {
@@ -327,10 +328,15 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
     RunContext ctx(*this, source, sink);
     flow::graph g;  // built inside the arena, so its tasks run on the arena's threads
 
+    // tsan::…: the edges oneTBB makes inside libtbb (the graph's start and end, each serial
+    // node's runs, each put), stated for ThreadSanitizer; nothing outside the tsan preset.
     // source: one burst per message.
     flow::input_node<Batch*> source_node(g, [&](tbb::flow_control& fc) -> Batch* {
+      tsan::GraphBody body;
+      tsan::SerialBody serial(&source_node);
       Batch* b = ctx.ReadBurst();
       if (b == nullptr) fc.stop();
+      tsan::Release(b);
       return b;
     });
 
@@ -340,18 +346,29 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
     // shards: classify, then rewrite, on one shard's batches in order.
     using ShardNode = flow::function_node<Batch*, Batch*>;
     std::vector<std::unique_ptr<ShardNode>> shard_nodes;
+    shard_nodes.reserve(options_.shards);
     for (uint32_t s = 0; s < options_.shards; ++s) {
-      shard_nodes.push_back(std::make_unique<ShardNode>(g, flow::serial, [&ctx, s](Batch* b) noexcept {
+      shard_nodes.push_back(std::make_unique<ShardNode>(g, flow::serial, [&, s](Batch* b) noexcept {
+        tsan::Acquire(b);
+        tsan::GraphBody body;
+        tsan::SerialBody serial(&shard_nodes[s]);
         ctx.Classify(s, *b);
         ctx.Rewrite(s, *b);
+        tsan::Release(b);
         return b;
       }));
     }
 
     // ingress: parse once for every shard, then dispatch by flow hash to the shard nodes.
     flow::function_node<Batch*, flow::continue_msg> ingress_node(g, flow::serial, [&](Batch* b) noexcept {
+      tsan::Acquire(b);
+      tsan::GraphBody body;
+      tsan::SerialBody serial(&ingress_node);
       ctx.Parse(*b);
-      ctx.Dispatch(b, [&](uint32_t s, Batch* part) { shard_nodes[s]->try_put(part); });
+      ctx.Dispatch(b, [&](uint32_t s, Batch* part) {
+        tsan::Release(part);
+        shard_nodes[s]->try_put(part);
+      });
       return flow::continue_msg();
     });
 
@@ -359,6 +376,9 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
     using CollectNode =
         flow::multifunction_node<Batch*, std::tuple<flow::continue_msg>, flow::queueing_lightweight>;
     CollectNode collect_node(g, flow::serial, [&](Batch* b, CollectNode::output_ports_type& out) noexcept {
+      tsan::Acquire(b);
+      tsan::GraphBody body;
+      tsan::SerialBody serial(&collect_node);
       for (uint32_t n = ctx.Collect(b); n > 0; --n) std::get<0>(out).try_put(flow::continue_msg());
     });
 
@@ -368,8 +388,10 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
     for (auto& shard : shard_nodes) flow::make_edge(*shard, collect_node);
     flow::make_edge(flow::output_port<0>(collect_node), tokens.decrementer());
 
+    tsan::GraphStarted();
     source_node.activate();
     g.wait_for_all();
+    tsan::GraphFinished();
     SLUICE_CHECK(ctx.batches_in_flight() == 0);
   });
   return Finish(source, sink);
@@ -456,6 +478,9 @@ void InlinePipeline::Start() {
       // producer); otherwise a put is a hand-off to the arena's threads.
       auto body = [](Shard& shard) {
         return [&shard](Batch* b) noexcept {
+          tsan::Acquire(b);  // for ThreadSanitizer only, as in OfflinePipeline::Run
+          tsan::GraphBody graph_body;
+          tsan::SerialBody serial(&shard);
           RunStage(shard.stages.parse, shard.parse, *b);
           RunStage(shard.stages.classify, shard.classify, *b);
           RunStage(shard.stages.rewrite, shard.rewrite, *b);
@@ -485,7 +510,10 @@ void InlinePipeline::Start() {
         host.ready = true;
       }
       host.cv.notify_all();
+      tsan::GraphStarted();
       g.wait_for_all();  // this thread runs stages too while it waits
+      tsan::GraphFinished();
+      tsan::Acquire(&g);  // Stop()'s release: the joined I/O threads
     });
   });
   {
@@ -494,7 +522,10 @@ void InlinePipeline::Start() {
   }
   for (std::size_t i = 0; i < shards_.size(); ++i) {
     Shard* s = shards_[i].get();
-    s->submit = [node = host.shard_nodes[i]](Batch* b) { node->try_put(b); };
+    s->submit = [node = host.shard_nodes[i]](Batch* b) {
+      tsan::Release(b);
+      node->try_put(b);
+    };
     s->io = std::thread([this, s] { IoLoop(*s); });
   }
 }
@@ -534,6 +565,7 @@ void InlinePipeline::Stop() {
   for (auto& shard : shards_) {
     if (shard->io.joinable()) shard->io.join();
   }
+  tsan::Release(host_->graph);   // the I/O threads, joined above, before the graph's end
   host_->graph->release_wait();  // in-flight batches finish; then the host's wait returns
   host_->thread.join();
   host_.reset();

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdarg>
 #include <cstdio>
 #include <ctime>
 #include <linux/capability.h>
@@ -49,12 +50,16 @@ struct RunArgs {
   uint64_t seed = 0;
 };
 
-void Log(const char* fmt, auto... args) {
+// printf-checked at every call site.
+[[gnu::format(printf, 1, 2)]] void Log(const char* fmt, ...) {
   char when[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", std::localtime(&now));
   std::fprintf(stderr, "%s sluice run: ", when);
-  std::fprintf(stderr, fmt, args...);
+  va_list args;
+  va_start(args, fmt);
+  std::vfprintf(stderr, fmt, args);
+  va_end(args);
   std::fputc('\n', stderr);
 }
 
