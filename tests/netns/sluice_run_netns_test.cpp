@@ -393,15 +393,19 @@ class SluiceRunNetns : public ::testing::Test {
   // ---- the daemon's figures against the kernel's ------------------------------------------
 
   // At exit, after the drain: every packet each queue delivered was received and verdicted
-  // once, the kernel held nothing, and nothing failed. `loss` allows ENOBUFS loss.
-  static void ExpectReconciledAtExit(const DaemonStats& s, bool loss = false) {
+  // once, the kernel held nothing, and nothing failed. `loss` allows ENOBUFS loss,
+  // `queue_full` the kernel's queue_dropped (a full queue, fail-closed).
+  static void ExpectReconciledAtExit(const DaemonStats& s, bool loss = false,
+                                     bool queue_full = false) {
     uint64_t received = 0, verdicted_accept = 0, dropped = 0, payload = 0;
     for (uint32_t q = 0; q < kQueues; ++q) {
       SCOPED_TRACE("queue " + std::to_string(q));
       const uint64_t ids = s.Counter("nfqueue_ids_received", q);
       EXPECT_EQ(s.Verdicted(q), ids) << "every packet received got exactly one verdict";
       EXPECT_EQ(s.Counter("nfqueue_kernel_queue_total", q), 0u) << "the drain left nothing queued";
-      EXPECT_EQ(s.Counter("nfqueue_kernel_queue_dropped", q), 0u);
+      if (!queue_full) {
+        EXPECT_EQ(s.Counter("nfqueue_kernel_queue_dropped", q), 0u);
+      }
       const uint64_t lost = s.Counter("nfqueue_lost_ids", q);
       const uint64_t last_id = s.Counter("nfqueue_last_id", q);
       const uint64_t id_sequence = s.Counter("nfqueue_kernel_id_sequence", q);
@@ -431,6 +435,55 @@ class SluiceRunNetns : public ::testing::Test {
               verdicted_accept);
     EXPECT_EQ(s.Packets("dropped"), dropped);
     EXPECT_LE(payload, s.Packets("rewritten")) << "only changed packets carry bytes back";
+  }
+
+  // ---- a consumer that does not keep up ---------------------------------------------------
+
+  // Whether every thread of `pid` is stopped (state T in /proc/PID/task/*/stat).
+  static bool Stopped(pid_t pid) {
+    std::error_code ec;
+    bool any = false;
+    for (const auto& task :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+      std::ifstream in(task.path() / "stat");
+      std::string stat;
+      std::getline(in, stat);
+      const auto paren = stat.rfind(')');  // the command name may hold spaces and parens
+      if (paren == std::string::npos || stat.substr(paren + 2, 1) != "T") return false;
+      any = true;
+    }
+    return any && !ec;
+  }
+  // SIGSTOP, then waits until every thread of the daemon is stopped: from then on it receives
+  // and verdicts nothing, so its kernel queues fill to their maxlen whatever the machine's
+  // speed. nsenter, the daemon's parent, stops itself when it sees its child stop (and
+  // continues the child when it is continued): wait for that too, or a SIGCONT could reach
+  // it before it stops and leave it stopped, never reaping the daemon.
+  static bool Freeze(const Daemon& d, std::chrono::milliseconds timeout = 5s) {
+    if (!d.Signal(SIGSTOP)) return false;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (Stopped(d.pid) && Stopped(d.proc->pid())) return true;
+      std::this_thread::sleep_for(1ms);
+    }
+    return false;
+  }
+  // Undoes Freeze: nsenter, then the daemon (nsenter continues it too; twice is harmless).
+  static bool Thaw(const Daemon& d) {
+    return kill(d.proc->pid(), SIGCONT) == 0 && d.Signal(SIGCONT);
+  }
+
+  // Waits until the queue rule has seen `packets` (the sender's last datagrams may still be
+  // crossing the client's veth when it exits): by then the kernel has decided the fate of
+  // each — queued, passed unqueued or dropped. Returns the rule's count.
+  uint64_t WaitForQueueRule(uint64_t packets, std::chrono::milliseconds timeout = 5s) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    uint64_t n = Iptables("mangle", "sluice-queue");
+    while (n < packets && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+      n = Iptables("mangle", "sluice-queue");
+    }
+    return n;
   }
 
   std::unique_ptr<NetnsLab> lab_;
@@ -906,6 +959,167 @@ TEST_F(SluiceRunNetns, ASecondDaemonOnTakenQueuesExitsNamingTheHolder) {
   EXPECT_EQ(q0->copy_mode, 2u);        // NFQNL_COPY_PACKET
   EXPECT_EQ(q0->copy_range, 65531u);   // the whole packet, as much as a verdict can return
   ASSERT_EQ(first->Terminate(), 0) << first->log();
+}
+
+// ---- slow consumer / queue full, no listener ------------------------------------------------
+
+// A tiny queue and a consumer that cannot keep up. A burst alone overflows it only when the
+// daemon happens to be slower than the sender, which depends on the machine; a daemon stopped
+// (SIGSTOP) for the length of the burst is a consumer slower than any sender, so the queues
+// fill to exactly their maxlen and every packet after that meets a full queue. The daemon
+// then continues (SIGCONT) and verdicts what was queued.
+constexpr uint32_t kTinyQueue = 16;
+constexpr uint64_t kBurst = 2000;  // over 8 sources and 2 queues: far more than 2 × 16
+constexpr uint64_t kBurstRate = 50'000;
+
+// (i) Fail-open: a full queue accepts the packet unqueued instead of dropping it. Nothing is
+// lost at the generator and the kernel's queue_dropped stays 0; what passed around sluice
+// took no packet id and moved no kernel counter — only the sluice-unmarked rule counts it.
+TEST_F(SluiceRunNetns, WithFailOpenAFullQueuePassesTheOverflowUnqueuedAndNothingIsLost) {
+  const std::string config = WriteFile(
+      "sluice.toml",
+      Config("fail_open = true\nqueue_maxlen = " + std::to_string(kTinyQueue) + "\n", ""));
+  InstallFirewall(config);
+  Daemon* d = StartRunning(config);
+  ASSERT_NE(d, nullptr);
+  auto rx = StartReceiver(kBurst);  // idle 3 s: longer than the daemon stays stopped
+
+  ASSERT_TRUE(Freeze(*d)) << "the daemon did not stop";
+  const SendResult tx = Send(kBurst, kBurstRate);
+  ASSERT_EQ(tx.sent, kBurst);
+  ASSERT_EQ(WaitForQueueRule(tx.sent), tx.sent);
+  // While it is stopped: each queue holds at most its maxlen, and everything else went past.
+  uint64_t queued = 0;
+  for (const KernelQueueStats& k : Kernel()) {
+    SCOPED_TRACE("queue " + std::to_string(k.queue));
+    EXPECT_LE(k.queue_total, kTinyQueue);
+    EXPECT_EQ(k.queue_total, k.id_sequence) << "nothing verdicted yet; ids only for queued packets";
+    EXPECT_EQ(k.queue_dropped, 0u);
+    EXPECT_EQ(k.queue_user_dropped, 0u);
+    queued += k.queue_total;
+  }
+  EXPECT_GT(queued, 0u);
+  ASSERT_LT(queued, tx.sent) << "the queues did not overflow";
+  const uint64_t unmarked = Iptables("filter", "sluice-unmarked");
+  EXPECT_EQ(unmarked, tx.sent - queued) << "the overflow passed unqueued, and was counted";
+  ASSERT_TRUE(Thaw(*d));
+
+  const ReceiveResult got = Received(*rx);
+  EXPECT_EQ(got.received, tx.sent) << "fail-open: nothing lost at the generator";
+  const auto kernel = Kernel();
+  ASSERT_EQ(d->Terminate(), 0) << d->log();
+  const DaemonStats s = d->Stats();
+  ExpectReconciledAtExit(s);
+  for (const KernelQueueStats& k : kernel) EXPECT_EQ(k.queue_dropped, 0u);
+  EXPECT_EQ(s.SumOverQueues("nfqueue_ids_received"), queued)
+      << "the daemon verdicted what was queued, once it ran again";
+  EXPECT_EQ(s.SumOverQueues("nfqueue_lost_ids"), 0u)
+      << "a packet that meets a full queue takes no id: no gap shows it";
+  EXPECT_EQ(s.SumOverQueues("nfqueue_kernel_queue_dropped"), 0u);
+  EXPECT_EQ(Iptables("filter", "test-verdicted"), queued);
+  EXPECT_EQ(Iptables("filter", "sluice-unmarked"), unmarked) << "nothing more passed around it";
+  EXPECT_EQ(Iptables("mangle", "sluice-queue"), tx.sent);
+  std::cout << "burst of " << tx.sent << " into 2 queues of " << kTinyQueue << ": " << queued
+            << " queued and verdicted, " << unmarked << " passed unqueued (fail-open)\n";
+}
+
+// (j) Fail-closed: a full queue drops the packet and counts it in queue_dropped. The loss at
+// the generator is exactly the kernel's queue_dropped summed over the queues, and the daemon
+// reports that same figure (nfqueue_kernel_queue_dropped: read from the kernel, since such a
+// packet takes no id and so leaves no gap the daemon could count).
+TEST_F(SluiceRunNetns, FailClosedAFullQueueLosesExactlyTheKernelsQueueDroppedAndSluiceReportsIt) {
+  const std::string config = WriteFile(
+      "sluice.toml",
+      Config("fail_open = false\nqueue_maxlen = " + std::to_string(kTinyQueue) + "\n", ""));
+  InstallFirewall(config);
+  Daemon* d = StartRunning(config);
+  ASSERT_NE(d, nullptr);
+  auto rx = StartReceiver(kBurst, 9000, 1500);  // it never gets all: ends 1.5 s after the last
+
+  ASSERT_TRUE(Freeze(*d)) << "the daemon did not stop";
+  const SendResult tx = Send(kBurst, kBurstRate);
+  ASSERT_EQ(tx.sent, kBurst);
+  ASSERT_EQ(WaitForQueueRule(tx.sent), tx.sent);
+  uint64_t queued = 0, dropped = 0;
+  for (const KernelQueueStats& k : Kernel()) {
+    SCOPED_TRACE("queue " + std::to_string(k.queue));
+    EXPECT_LE(k.queue_total, kTinyQueue);
+    EXPECT_EQ(k.queue_total, k.id_sequence) << "nothing verdicted yet; ids only for queued packets";
+    if (k.queue_dropped > 0) {
+      EXPECT_EQ(k.queue_total, kTinyQueue) << "dropped only when full";
+    }
+    EXPECT_EQ(k.queue_user_dropped, 0u);
+    queued += k.queue_total;
+    dropped += k.queue_dropped;
+  }
+  EXPECT_EQ(queued + dropped, tx.sent) << "every packet was queued or dropped at the queue";
+  ASSERT_GT(dropped, 0u) << "the queues did not overflow";
+  EXPECT_EQ(Iptables("filter", "sluice-unmarked"), 0u) << "fail-closed: nothing passed unqueued";
+  ASSERT_TRUE(Thaw(*d));
+
+  const ReceiveResult got = Received(*rx);
+  const auto kernel = Kernel();  // before the daemon unbinds
+  ASSERT_EQ(d->Terminate(), 0) << d->log();
+  const DaemonStats s = d->Stats();
+  ExpectReconciledAtExit(s, /*loss=*/false, /*queue_full=*/true);
+  uint64_t kernel_dropped = 0;
+  for (const KernelQueueStats& k : kernel) {
+    EXPECT_EQ(k.queue_dropped, s.Counter("nfqueue_kernel_queue_dropped", k.queue));
+    kernel_dropped += k.queue_dropped;
+  }
+  EXPECT_EQ(kernel_dropped, dropped) << "nothing more was dropped once the daemon ran again";
+  EXPECT_EQ(tx.sent - got.received, kernel_dropped) << "the loss at the generator";
+  EXPECT_EQ(s.SumOverQueues("nfqueue_kernel_queue_dropped"), tx.sent - got.received)
+      << "the loss sluice reports";
+  EXPECT_EQ(s.SumOverQueues("nfqueue_lost_ids"), 0u)
+      << "a packet that meets a full queue takes no id: no gap shows it";
+  EXPECT_EQ(s.SumOverQueues("nfqueue_ids_received"), got.received);
+  EXPECT_EQ(Iptables("filter", "test-verdicted"), got.received);
+  EXPECT_EQ(Iptables("filter", "sluice-unmarked"), 0u);
+  std::cout << "burst of " << tx.sent << " into 2 queues of " << kTinyQueue << ": " << queued
+            << " queued and verdicted, " << kernel_dropped << " dropped (queue_dropped)\n";
+}
+
+// (k) No listener: the queue rule is installed and no daemon runs. With --queue-bypass
+// (`sluice rules` adds it when fail_open is set) the kernel passes packets past the rule
+// unqueued, so traffic flows, counted by sluice-unmarked. Without it the kernel drops every
+// packet that meets the rule — a blackhole, by design of fail-closed: nothing crosses the
+// router uninspected, and no counter but the queue rule's own shows the loss (no queue is
+// bound, so /proc/net/netfilter/nfnetlink_queue has no line for it).
+TEST_F(SluiceRunNetns, WithNoListenerQueueBypassLetsTrafficFlow) {
+  const std::string config = WriteFile("sluice.toml", Config("fail_open = true\n", ""));
+  InstallFirewall(config);
+  ASSERT_EQ(lab_->Run(Node::kRouter, "iptables -w -t mangle -S FORWARD | grep -q -- --queue-bypass"),
+            0)
+      << "sluice rules should emit --queue-bypass for fail_open = true";
+  EXPECT_TRUE(Kernel().empty()) << "no queue is bound";
+  auto rx = StartReceiver(kBurst);
+  const SendResult tx = Send(kBurst, kBurstRate);
+  ASSERT_EQ(tx.sent, kBurst);
+  EXPECT_EQ(Received(*rx).received, tx.sent) << "bypass: traffic flows without a listener";
+  EXPECT_EQ(Iptables("mangle", "sluice-queue"), tx.sent);
+  EXPECT_EQ(Iptables("filter", "sluice-unmarked"), tx.sent) << "every packet passed unqueued";
+  EXPECT_EQ(Iptables("filter", "test-verdicted"), 0u);
+}
+
+TEST_F(SluiceRunNetns, WithNoListenerAndNoBypassTheQueueRuleBlackholesTraffic) {
+  const std::string config = WriteFile("sluice.toml", Config("fail_open = false\n", ""));
+  InstallFirewall(config);
+  ASSERT_EQ(lab_->Run(Node::kRouter, "iptables -w -t mangle -S FORWARD | grep -q -- --queue-bypass"),
+            1)
+      << "sluice rules should not emit --queue-bypass for fail_open = false";
+  EXPECT_TRUE(Kernel().empty()) << "no queue is bound";
+  auto rx = StartReceiver(kBurst);
+  const SendResult tx = Send(kBurst, kBurstRate);
+  ASSERT_EQ(tx.sent, kBurst);
+  // Once the queue rule has seen every datagram the kernel has dropped each at the rule: none
+  // is in flight behind it, so the receiver can stop now (it would wait for its timeout).
+  EXPECT_EQ(WaitForQueueRule(tx.sent), tx.sent);
+  kill(rx->ProgramPid(), SIGTERM);
+  EXPECT_EQ(Received(*rx).received, 0u) << "without bypass and a listener: a blackhole";
+  EXPECT_EQ(Iptables("filter", "sluice-unmarked"), 0u);
+  EXPECT_EQ(Iptables("filter", "test-verdicted"), 0u);
+  EXPECT_TRUE(Kernel().empty()) << "the kernel keeps no per-queue figure for an unbound queue";
 }
 
 }  // namespace
