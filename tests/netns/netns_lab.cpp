@@ -395,4 +395,15 @@ NetnsLab::RouterScope::~RouterScope() {
   }
 }
 
+uint64_t OutputField(const std::string& out, const std::string& key) {
+  std::istringstream lines(out);
+  for (std::string l; std::getline(lines, l);) {
+    std::istringstream f(l);
+    std::string k;
+    uint64_t v = 0;
+    if (f >> k >> v && k == key) return v;
+  }
+  return UINT64_MAX;
+}
+
 }  // namespace sluice::testing

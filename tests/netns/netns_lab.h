@@ -117,4 +117,8 @@ class NetnsLab {
 // Runs argv (no shell) and returns its exit status; output in *out.
 int RunCommand(const std::vector<std::string>& argv, std::string* out);
 
+// The first number after `key` on a line of a tool's output ("key N" lines, as netns_traffic
+// prints them); UINT64_MAX when there is none.
+uint64_t OutputField(const std::string& out, const std::string& key);
+
 }  // namespace sluice::testing

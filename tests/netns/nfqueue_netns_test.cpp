@@ -124,20 +124,9 @@ class NfqueueNetns : public ::testing::Test {
     EXPECT_TRUE(rx && rx->WaitForLine("ready", 5s));
     return rx;
   }
-  // The first number after `key` in a tool's output.
-  static uint64_t Field(const std::string& out, const std::string& key) {
-    std::istringstream lines(out);
-    for (std::string l; std::getline(lines, l);) {
-      std::istringstream f(l);
-      std::string k;
-      uint64_t v = 0;
-      if (f >> k >> v && k == key) return v;
-    }
-    return UINT64_MAX;
-  }
   static uint64_t Received(LabProcess& rx) {
     EXPECT_EQ(rx.Wait(30s), 0) << rx.output();
-    return Field(rx.output(), "received");
+    return testing::OutputField(rx.output(), "received");
   }
 
   // Every non-zero counter of every queue, and the kernel's rows: for failure messages.
@@ -230,7 +219,7 @@ TEST_F(NfqueueNetns, StopMidStreamVerdictsEverythingReceivedAndRestartDrainsTheQ
 
   StartPipeline();
   ASSERT_EQ(tx->Wait(60s), 0) << tx->output();
-  ExpectDeliveredWhole(*rx, Field(tx->output(), "sent"), count);
+  ExpectDeliveredWhole(*rx, testing::OutputField(tx->output(), "sent"), count);
   for (const KernelQueueStats& k : Kernel()) {
     EXPECT_EQ(k.queue_total, 0u);
     EXPECT_EQ(k.queue_dropped, 0u);

@@ -137,18 +137,6 @@ struct ReceiveResult {
   std::map<std::string, uint64_t> by_source;
 };
 
-// The first number after `key` on a line of a tool's output.
-uint64_t Field(const std::string& out, const std::string& key) {
-  std::istringstream lines(out);
-  for (std::string l; std::getline(lines, l);) {
-    std::istringstream f(l);
-    std::string k;
-    uint64_t v = 0;
-    if (f >> k >> v && k == key) return v;
-  }
-  return UINT64_MAX;
-}
-
 // "KEY <address> <n>" lines of a tool's output.
 std::map<std::string, uint64_t> PerAddress(const std::string& out, const std::string& key) {
   std::map<std::string, uint64_t> m;
@@ -313,7 +301,7 @@ class SluiceRunNetns : public ::testing::Test {
             "--first",            std::to_string(first), "--src",   sources};
   }
   static SendResult ParseSent(const std::string& out) {
-    return {Field(out, "sent"), PerAddress(out, "source")};
+    return {testing::OutputField(out, "sent"), PerAddress(out, "source")};
   }
   // Runs the sender to completion.
   SendResult Send(uint64_t count, uint64_t rate, uint64_t first = 0, uint32_t size = 64,
@@ -327,7 +315,7 @@ class SluiceRunNetns : public ::testing::Test {
   }
   static ReceiveResult Received(LabProcess& rx) {
     EXPECT_EQ(rx.Wait(120s), 0) << rx.output();
-    return {Field(rx.output(), "received"), 0, PerAddress(rx.output(), "from")};
+    return {testing::OutputField(rx.output(), "received"), 0, PerAddress(rx.output(), "from")};
   }
 
   // ---- TCP --------------------------------------------------------------------------------
@@ -389,7 +377,7 @@ class SluiceRunNetns : public ::testing::Test {
     for (const std::string& a : CurlArgs(out, port, "", source)) cmd += "'" + a + "' ";
     std::string text;
     EXPECT_EQ(lab_->Run(Node::kClient, cmd, &text), 0) << text;
-    return Field(text, "local_port");
+    return testing::OutputField(text, "local_port");
   }
   // The client ports the HTTP server logged for GET /blob from `client`: lines of the form
   // `CLIENT:PORT - - [date] "GET /blob …`. (Parsed by hand: GCC 12's <regex> trips

@@ -264,12 +264,7 @@ TEST(CorpusReplay, FilesLibpcapRefusesOrThatBreakOff) {
 }
 
 TEST(CorpusReplay, EveryTcpdumpCaptureThroughSluiceReplay) {
-  std::vector<std::string> files;
-  for (const auto& e : std::filesystem::directory_iterator(SLUICE_CORPUS_DIR)) {
-    const std::string ext = e.path().extension().string();
-    if (ext == ".pcap" || ext == ".pcapng") files.push_back(e.path().string());
-  }
-  std::sort(files.begin(), files.end());
+  const std::vector<std::string> files = testing::CaptureFiles(SLUICE_CORPUS_DIR);
   ASSERT_EQ(files.size(), kCorpusFiles) << "the corpus is incomplete";
   Totals t;
   ReplayAll(files, t);

@@ -53,12 +53,7 @@ bool IsIpOutcome(DropReason r) {
 
 // Every distinct IPv4/IPv6 packet of the corpus.
 std::vector<Packet> CorpusIpPackets(uint64_t* records) {
-  std::vector<std::string> files;
-  for (const auto& e : std::filesystem::directory_iterator(SLUICE_CORPUS_DIR)) {
-    const std::string ext = e.path().extension().string();
-    if (ext == ".pcap" || ext == ".pcapng") files.push_back(e.path().string());
-  }
-  std::sort(files.begin(), files.end());
+  const std::vector<std::string> files = testing::CaptureFiles(SLUICE_CORPUS_DIR);
   std::set<std::pair<LinkType, std::vector<uint8_t>>> seen;
   std::vector<Packet> out;
   testing::GuardedPacket g(kLargeDataCapacity);

@@ -2,6 +2,9 @@
 
 #include <pcap/pcap.h>
 
+#include <algorithm>
+#include <filesystem>
+
 namespace sluice::testing {
 
 LinkType LinkTypeFromDlt(int dlt) {
@@ -70,6 +73,16 @@ bool WritePcap(const std::string& path, int dlt, const std::vector<std::vector<u
   pcap_dump_close(d);
   pcap_close(p);
   return ok;
+}
+
+std::vector<std::string> CaptureFiles(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string ext = e.path().extension().string();
+    if (ext == ".pcap" || ext == ".pcapng") files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
 }
 
 }  // namespace sluice::testing

@@ -24,6 +24,9 @@ struct PcapContents {
   std::string error;  // non-empty when the file could not be opened or read whole
 };
 
+// The .pcap and .pcapng files directly in `dir`, sorted by path (tests/corpus/tcpdump).
+std::vector<std::string> CaptureFiles(const std::string& dir);
+
 // DLT_* (as pcap_datalink returns it) to the parser's link type.
 LinkType LinkTypeFromDlt(int dlt);
 
