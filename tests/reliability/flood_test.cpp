@@ -124,14 +124,16 @@ TEST(Flood, DropNewRefusesPastTheCapAndCountsIt) {
 }
 
 // The table and everything else is allocated at start: ten times the packets and flows,
-// churned through the same cap, allocate no more (the bound is oneTBB's occasional list
-// node, at most one per burst; see OfflinePipeline.NoHeapAllocationPerPacket).
+// churned through the same cap, allocate no more than oneTBB's occasional list node when
+// back-pressure reverses an edge, at most one per burst (see
+// OfflinePipeline.NoHeapAllocationPerPacket). How many depends on scheduling: 0.4 per burst
+// was seen with the machine loaded. One per flow would be 18,000 more, one per packet 180,000.
 TEST(Flood, NothingIsAllocatedPerPacketOrPerFlow) {
   const Config config = NaptConfig(kCap, "evict-oldest", 11);
   const FloodRun small = RunFlood(config, 2000, 20000);
   const FloodRun large = RunFlood(config, 20000, 200000);
   const uint64_t bursts = 200000 / 64;
-  EXPECT_LT(large.allocations, small.allocations + bursts / 4)
+  EXPECT_LT(large.allocations, small.allocations + bursts)
       << "small run " << small.allocations << ", large run " << large.allocations;
   std::printf("allocations: %lu for 20k packets, %lu for 200k\n", small.allocations, large.allocations);
 }
