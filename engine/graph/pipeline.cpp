@@ -335,7 +335,10 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
       tsan::GraphBody body;
       tsan::SerialBody serial(&source_node);
       Batch* b = ctx.ReadBurst();
-      if (b == nullptr) fc.stop();
+      if (b == nullptr) {
+        fc.stop();
+        return b;
+      }
       tsan::Release(b);
       return b;
     });
@@ -503,6 +506,7 @@ void InlinePipeline::Start() {
         }
       }
       g.reserve_wait();  // wait_for_all returns only after Stop() has joined the I/O threads
+      tsan::GraphStarted();
       {
         std::lock_guard lock(host.mu);
         host.graph = &g;
@@ -510,7 +514,6 @@ void InlinePipeline::Start() {
         host.ready = true;
       }
       host.cv.notify_all();
-      tsan::GraphStarted();
       g.wait_for_all();  // this thread runs stages too while it waits
       tsan::GraphFinished();
       tsan::Acquire(&g);  // Stop()'s release: the joined I/O threads
