@@ -1,17 +1,11 @@
 #include "engine/graph/stage_set.h"
 
-#include <random>
 #include <string>
+
+#include "engine/core/random_seed.h"
 
 namespace sluice {
 namespace {
-
-uint64_t RandomSeed() {
-  std::random_device rd;
-  uint64_t s = 0;
-  while (s == 0) s = (uint64_t{rd()} << 32) | rd();
-  return s;
-}
 
 // Adds one counter table, summed over every shard's copy of it, as report counters.
 template <typename Table, typename Get>

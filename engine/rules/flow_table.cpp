@@ -1,11 +1,9 @@
 #include "engine/rules/flow_table.h"
 
-#include <sys/random.h>
-
 #include <algorithm>
-#include <random>
 
 #include "engine/core/assert.h"
+#include "engine/core/random_seed.h"
 #include "engine/rules/packet_fields.h"
 
 namespace sluice {
@@ -32,18 +30,6 @@ inline uint64_t SplitMix(uint64_t* s) noexcept {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
-}
-
-// 64 random bits from the kernel (once per table, at construction), never 0.
-uint64_t RandomHashSeed() {
-  uint64_t v = 0;
-  while (v == 0) {
-    if (getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) {
-      std::random_device rd;
-      v = (uint64_t{rd()} << 32) | rd();
-    }
-  }
-  return v;
 }
 
 inline uint32_t Tag(uint32_t h) noexcept { return h == 0 ? 1 : h; }
@@ -98,12 +84,14 @@ FlowTable::FlowTable(const FlowTableOptions& options) : o_(options), capacity_(o
     w.tail.assign(kWheelBuckets, kNil);
     w.occupied.assign(kWheelBuckets / 64, 0);
   }
-  uint64_t h = o_.hash_seed != 0 ? o_.hash_seed : RandomHashSeed();
+  uint64_t h = o_.hash_seed != 0 ? o_.hash_seed : RandomSeed();
   seed_flow_ = SplitMix(&h);
   seed_mix_ = SplitMix(&h);
   seed_claim_ = SplitMix(&h);
   uint64_t s = o_.seed;
-  for (int i = 0; i < 3; ++i) SplitMix(&s);  // port choice as before the hash seed split off
+  // Three draws skipped: the port sequence for a given nat.seed is the one it was before the
+  // key hash got its own seed, so reproducible runs (and the gate's counts) did not move.
+  for (int i = 0; i < 3; ++i) SplitMix(&s);
   rng_ = SplitMix(&s) ^ (uint64_t{o_.shard} << 32);
 }
 
