@@ -9,8 +9,10 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -19,14 +21,18 @@ namespace {
 
 Status Errno(const std::string& step) { return Status(StatusCode::kPermissionDenied, step + ": " + std::strerror(errno)); }
 
-// Threads of this process, from /proc/self/status; 0 if unreadable.
-unsigned Threads() {
+// Threads of this process, from /proc/self/status; nullopt if it cannot be read.
+std::optional<unsigned long> Threads() {
   std::ifstream f("/proc/self/status");
   std::string line;
   while (std::getline(f, line)) {
-    if (line.rfind("Threads:", 0) == 0) return static_cast<unsigned>(std::stoul(line.substr(8)));
+    if (line.rfind("Threads:", 0) != 0) continue;
+    char* end = nullptr;
+    const unsigned long n = std::strtoul(line.c_str() + 8, &end, 10);
+    if (end == line.c_str() + 8) return std::nullopt;
+    return n;
   }
-  return 0;
+  return std::nullopt;
 }
 
 int LastCap() {
@@ -41,8 +47,10 @@ int LastCap() {
 Status DropPrivileges(const std::string& user, std::span<const int> keep) {
   // glibc's setresuid reaches every thread, capset and prctl only the caller: a thread
   // started earlier would keep root's capabilities. Refuse rather than half-drop.
-  if (const unsigned threads = Threads(); threads != 1) {
-    return InvalidArgument("drop privileges: the process has " + std::to_string(threads) +
+  const std::optional<unsigned long> threads = Threads();
+  if (!threads) return InvalidArgument("drop privileges: cannot count this process's threads in /proc/self/status");
+  if (*threads != 1) {
+    return InvalidArgument("drop privileges: the process has " + std::to_string(*threads) +
                            " threads; drop before any other thread starts (capabilities are per thread)");
   }
   errno = 0;
