@@ -12,16 +12,9 @@
 
 #include "engine/rules/config_loader.h"
 #include "engine/rules/rule_set.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
-
-#define SLUICE_FUZZ_CHECK(cond)                                                      \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      std::printf("%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);      \
-      std::abort();                                                                  \
-    }                                                                                \
-  } while (0)
 
 void Check(std::string_view text) {
   const sluice::ConfigLoad load = sluice::LoadConfigText(text, "fuzz.toml");

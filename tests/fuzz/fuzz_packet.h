@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "engine/packet/packet_buffer.h"
+#include "tests/fuzz/fuzz_check.h"
 #include "tests/testing/guarded_packet.h"
 
 namespace sluice::fuzz {
@@ -18,6 +19,8 @@ inline constexpr LinkType kLinkTypes[] = {LinkType::kRaw,       LinkType::kEther
                                           LinkType::kIpv6,      LinkType::kUnsupported};
 inline constexpr std::size_t kNumLinkTypes = sizeof(kLinkTypes) / sizeof(kLinkTypes[0]);
 inline constexpr uint32_t kMaxPacket = 65535 + 64;
+// fuzz_rewrite's input: the link byte, then this many bytes of rewrite plan, then the packet.
+inline constexpr std::size_t kPlanBytes = 32;
 
 inline uint8_t LinkByte(LinkType t) {
   for (std::size_t i = 0; i < kNumLinkTypes; ++i) {
@@ -31,14 +34,5 @@ inline testing::GuardedPacket& Slot(int which) {
   static testing::GuardedPacket slots[2] = {testing::GuardedPacket(kMaxPacket), testing::GuardedPacket(kMaxPacket)};
   return slots[which];
 }
-
-// A fuzz-target invariant: on failure, abort so libFuzzer keeps the input as a crash.
-#define SLUICE_FUZZ_CHECK(cond)                                                               \
-  do {                                                                                        \
-    if (!(cond)) {                                                                            \
-      __builtin_printf("%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);          \
-      std::abort();                                                                           \
-    }                                                                                         \
-  } while (0)
 
 }  // namespace sluice::fuzz

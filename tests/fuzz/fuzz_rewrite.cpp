@@ -29,8 +29,6 @@
 namespace sluice::fuzz {
 namespace {
 
-constexpr std::size_t kPlanBytes = 32;
-
 uint16_t Get16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 
 // The packet's own address and port on one side, for maps that should match it.

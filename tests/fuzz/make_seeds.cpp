@@ -16,7 +16,6 @@
 namespace {
 
 constexpr std::size_t kMaxSeed = 2048;
-constexpr std::size_t kPlanBytes = 32;  // fuzz_rewrite.cpp
 
 uint64_t Fnv(const std::vector<uint8_t>& v) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -59,7 +58,7 @@ int main(int argc, char** argv) {
       Write(out / "parse" / name, seed);
       std::vector<uint8_t> rw = {seed[0]};
       uint64_t s = h;
-      for (std::size_t i = 0; i < kPlanBytes; ++i) {
+      for (std::size_t i = 0; i < sluice::fuzz::kPlanBytes; ++i) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         rw.push_back(static_cast<uint8_t>(s >> 56));
       }

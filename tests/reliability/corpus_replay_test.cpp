@@ -216,6 +216,16 @@ void ReplayAll(const std::vector<std::string>& files, Totals& t) {
   testing::TempDir tmp;
   testing::GuardedPacket slot(kLargeDataCapacity);
   std::deque<Job> running;
+  // An ASSERT below returns early: reap the replays still running before tmp is removed.
+  struct Reaper {
+    std::deque<Job>& jobs;
+    ~Reaper() {
+      for (const Job& j : jobs) {
+        int status = 0;
+        if (j.pid > 0) waitpid(j.pid, &status, 0);
+      }
+    }
+  } reaper{running};
   std::size_t next = 0;
   while (next < files.size() || !running.empty()) {
     while (next < files.size() && running.size() < kParallel) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/assert.h"
 #include "engine/graph/pipeline.h"
 #include "engine/graph/stage_set.h"
 #include "engine/io/gen/traffic_gen.h"
@@ -59,7 +60,7 @@ const std::vector<std::vector<uint8_t>>& Traffic() {
 // One run of demo.toml's stages; threads == 0 means RunInline.
 std::vector<Outcome> RunDemo(uint32_t shards, uint32_t threads, StatsReport* report = nullptr) {
   ConfigLoad load = LoadConfigFile(std::string(SLUICE_SOURCE_DIR) + "/examples/demo.toml");
-  EXPECT_TRUE(load.ok());
+  SLUICE_CHECK(load.ok());  // demo.toml is checked by its own tests; without it nothing runs
   PipelineOptions opts{.shards = shards, .threads = threads == 0 ? 1 : threads, .batch_size = 32};
   PoolConfig pc;
   pc.small_buffers = static_cast<uint32_t>(OfflinePipeline::SmallBuffersNeeded(opts));
