@@ -69,7 +69,7 @@ void AddRun(const RunStats& run, StatsReport& r) {
   for (auto* side : {&r.dropped, &r.skipped}) {
     const ReasonCounters& from = side == &r.dropped ? run.dropped : run.skipped;
     for (const auto& [reason, n] : NonZero(from)) {
-      auto it = std::find_if(side->begin(), side->end(), [r = reason](const auto& e) { return e.first == r; });
+      auto it = std::find_if(side->begin(), side->end(), [want = reason](const auto& e) { return e.first == want; });
       if (it == side->end()) {
         side->emplace_back(reason, n);
       } else {

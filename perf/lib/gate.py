@@ -188,7 +188,7 @@ def compare(baseline, m, threshold_pct):
             verdict = "MISSING"
             failures.append(f"{name}: in the baseline but not measured")
         else:
-            change = 100.0 * (after - before) / before
+            change = 100.0 * (after - before) / before if before > 0 else (0.0 if after == 0 else float("inf"))
             if change > threshold_pct:
                 verdict = "REGRESSION"
                 failures.append(f"{name}: +{change:.2f} % instructions ({before:,} -> {after:,})")

@@ -8,8 +8,10 @@
 // passes them once the queue is unbound; without, they are dropped), and the pipeline keeps
 // running until the kernel holds no packet of ours (queue_total 0 on every queue, at most
 // kDrainLimit); then receiving stops, every batch in flight finishes and has its verdicts
-// sent, and the sockets close. So closing drops nothing the kernel had queued to sluice. Stats: --stats-json and --prometheus files rewritten atomically every
-// --stats-interval seconds and at exit, with the kernel's per-queue counters.
+// sent, and the sockets close. So closing drops nothing the kernel had queued to sluice,
+// unless the drain gives up at kDrainLimit (then what is left is logged as dropped).
+// Stats: --stats-json and --prometheus files rewritten atomically every --stats-interval
+// seconds and at exit, with the kernel's per-queue counters.
 #include <net/if.h>
 #include <signal.h>
 #include <unistd.h>
