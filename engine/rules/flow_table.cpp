@@ -32,8 +32,6 @@ inline uint64_t SplitMix(uint64_t* s) noexcept {
   return z ^ (z >> 31);
 }
 
-inline uint32_t Tag(uint32_t h) noexcept { return h == 0 ? 1 : h; }
-
 inline std::size_t Index(TimeoutClass c) noexcept { return static_cast<std::size_t>(c); }
 
 }  // namespace
@@ -109,8 +107,8 @@ uint32_t FlowTable::HashClaim(U128 address, L3Type family, uint8_t proto, uint16
                        port | (uint64_t{proto} << 16) | (uint64_t{static_cast<uint8_t>(family)} << 24)));
 }
 
-bool FlowTable::Lookup(const FlowKey& k, Hit* hit) const noexcept {
-  const uint32_t tag = Tag(HashKey(k));
+bool FlowTable::Lookup(const FlowKey& k, uint32_t hash, Hit* hit) const noexcept {
+  const uint32_t tag = TagOf(hash);
   for (uint32_t i = tag & mask_;; i = (i + 1) & mask_) {
     const Slot& s = slots_[i];
     if (s.tag == 0) return false;
@@ -129,7 +127,7 @@ bool FlowTable::Lookup(const FlowKey& k, Hit* hit) const noexcept {
 }
 
 bool FlowTable::PortTaken(U128 address, L3Type family, uint8_t proto, uint16_t port) const noexcept {
-  const uint32_t tag = Tag(HashClaim(address, family, proto, port));
+  const uint32_t tag = TagOf(HashClaim(address, family, proto, port));
   for (uint32_t i = tag & mask_;; i = (i + 1) & mask_) {
     const Slot& s = slots_[i];
     if (s.tag == 0) return false;
@@ -334,7 +332,7 @@ FlowTable::CreateResult FlowTable::Create(const FlowKey& k, const NatTarget& tar
   Wheel& w = WheelOf(fl);
   if (w.filed == 0) w.cursor = std::max(w.cursor, now >> w.shift);  // an empty wheel jumps to now
   File(f, DueNs(fl));
-  fl.tags = {Tag(HashKey(k)), Tag(HashKey(fl.ReplyKey())), Tag(HashClaim(xaddr, k.family, k.proto, port))};
+  fl.tags = {TagOf(HashKey(k)), TagOf(HashKey(fl.ReplyKey())), TagOf(HashClaim(xaddr, k.family, k.proto, port))};
   Insert(fl.tags[kOrigKey], f << 2 | kOrigKey);
   Insert(fl.tags[kReplyKey], f << 2 | kReplyKey);
   Insert(fl.tags[kClaimKey], f << 2 | kClaimKey);

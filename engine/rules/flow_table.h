@@ -159,7 +159,13 @@ class FlowTable {
   FlowTable& operator=(const FlowTable&) = delete;
 
   // The flow whose original or reply key is k.
-  bool Lookup(const FlowKey& k, Hit* hit) const noexcept;
+  bool Lookup(const FlowKey& k, Hit* hit) const noexcept { return Lookup(k, HashKey(k), hit); }
+
+  // The same in two steps, for a batch (classify): hash every key and prefetch its first slot,
+  // then look each up with its hash, so the slot misses of a batch overlap instead of
+  // following one another. `hash` must be KeyHash(k).
+  void Prefetch(uint32_t hash) const noexcept { __builtin_prefetch(&slots_[SlotOf(hash)]); }
+  bool Lookup(const FlowKey& k, uint32_t hash, Hit* hit) const noexcept;
 
   // Records a packet of `flow` seen at `now` in direction `dir`; for TCP, `tcp_flags` (byte 13)
   // drives close tracking, which may move the flow to another timeout class.
@@ -200,6 +206,8 @@ class FlowTable {
   };
 
   static TimeoutClass ClassOf(uint8_t proto, uint8_t tcp) noexcept;
+  static uint32_t TagOf(uint32_t hash) noexcept { return hash == 0 ? 1 : hash; }  // 0 marks empty
+  uint32_t SlotOf(uint32_t hash) const noexcept { return TagOf(hash) & mask_; }
   uint32_t HashKey(const FlowKey& k) const noexcept;
   uint32_t HashClaim(U128 address, L3Type family, uint8_t proto, uint16_t port) const noexcept;
   void Insert(uint32_t tag, uint32_t ref) noexcept;

@@ -66,26 +66,39 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
   const bool want_counts = rs.has_count_rules();
   RuleTally rule_tally(rs.counters(shard_));
 
-  // Pass 1: fields, and packets of live translations (translated, accepted, done).
-  uint32_t pending = 0;
+  // Pass 1: fields and keys; each key's hash, and its first flow-table slot prefetched. The
+  // table only changes in pass 3 (lookups here all see the same flows), so the lookups of
+  // pass 1b can wait for the batch's prefetches instead of missing one after another.
+  const bool look_up = want_key && flows_.size() != 0;
+  uint32_t n = 0;
   for (uint32_t i = 0; i < b.size(); ++i) {
     if (b.next(i) != Next::kClassify) continue;
     PacketBuffer& pkt = b.packet(i);
-    PacketFields& f = scratch_.fields[pending];
+    PacketFields& f = scratch_.fields[n];
     ExtractFields(pkt, &f);
     tally.Bump(ClassifyCounter::kClassified);
     pkt.meta().rule = kNoRule;
-    FlowKey& key = scratch_.keys[pending];
-    const KeyKind kind = want_key ? TranslationKey(pkt, f, &key) : KeyKind::kNone;
-    const bool has_key = kind != KeyKind::kNone;
+    const KeyKind kind = want_key ? TranslationKey(pkt, f, &scratch_.keys[n]) : KeyKind::kNone;
+    scratch_.kind[n] = kind;
+    scratch_.slot[n] = i;
+    if (look_up && kind != KeyKind::kNone) {
+      scratch_.hash[n] = flows_.KeyHash(scratch_.keys[n]);
+      flows_.Prefetch(scratch_.hash[n]);
+    }
+    ++n;
+  }
+
+  // Pass 1b: packets of live translations are translated, accepted, done; the rest go to the
+  // rules (candidate[k] is pass 1's index of the k-th of them).
+  uint32_t pending = 0;
+  for (uint32_t j = 0; j < n; ++j) {
     FlowTable::Hit hit;
-    if (has_key && flows_.size() != 0 && flows_.Lookup(key, &hit)) {
-      Translate(b, i, hit, static_cast<uint8_t>(f.tcp_flags), now, tally);
+    if (look_up && scratch_.kind[j] != KeyKind::kNone && flows_.Lookup(scratch_.keys[j], scratch_.hash[j], &hit)) {
+      Translate(b, scratch_.slot[j], hit, static_cast<uint8_t>(scratch_.fields[j].tcp_flags), now, tally);
       continue;
     }
-    scratch_.slot[pending] = i;
-    scratch_.kind[pending] = kind;
-    scratch_.field_ptr[pending] = &f;
+    scratch_.candidate[pending] = j;
+    scratch_.field_ptr[pending] = &scratch_.fields[j];
     ++pending;
   }
 
@@ -97,13 +110,14 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
   // same batch (a reply right behind the first packet): after a creation, those look again.
   bool created = false;
   for (uint32_t k = 0; k < pending; ++k) {
-    const uint32_t i = scratch_.slot[k];
-    const PacketFields& f = scratch_.fields[k];
-    const FlowKey& key = scratch_.keys[k];
+    const uint32_t j = scratch_.candidate[k];
+    const uint32_t i = scratch_.slot[j];
+    const PacketFields& f = scratch_.fields[j];
+    const FlowKey& key = scratch_.keys[j];
     PacketBuffer& pkt = b.packet(i);
     PacketMeta& m = pkt.meta();
     FlowTable::Hit hit;
-    if (created && scratch_.kind[k] != KeyKind::kNone && flows_.Lookup(key, &hit)) {
+    if (created && scratch_.kind[j] != KeyKind::kNone && flows_.Lookup(key, &hit)) {
       Translate(b, i, hit, static_cast<uint8_t>(f.tcp_flags), now, tally);
       continue;
     }
@@ -149,7 +163,7 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
         tally.Bump(ClassifyCounter::kMarked);
         break;
       case RuleAction::kTranslateSourcePort:
-        created |= CreateTranslation(b, i, f, rule.nat, scratch_.kind[k], key, now, tally);
+        created |= CreateTranslation(b, i, f, rule.nat, scratch_.kind[j], key, now, tally);
         break;
       case RuleAction::kCount:  // never terminal: the classifier does not return count rules
         b.set_next(i, Next::kAccept);

@@ -116,7 +116,9 @@ class ClassifyStage {
     std::array<PacketFields, kMaxBatch> fields;
     std::array<const PacketFields*, kMaxBatch> field_ptr;
     std::array<FlowKey, kMaxBatch> keys;
-    std::array<uint32_t, kMaxBatch> slot;
+    std::array<uint32_t, kMaxBatch> slot;       // pass 1's packets: their index in the batch
+    std::array<uint32_t, kMaxBatch> hash;       // their keys' flow-table hashes
+    std::array<uint32_t, kMaxBatch> candidate;  // the packets left for the rules: pass 1 index
     std::array<KeyKind, kMaxBatch> kind;
     std::array<uint32_t, kMaxBatch> rule;
     std::array<CountMatches, kMaxBatch> counts;
