@@ -330,6 +330,7 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
 
     // tsan::…: the edges oneTBB makes inside libtbb (the graph's start and end, each serial
     // node's runs, each put), stated for ThreadSanitizer; nothing outside the tsan preset.
+
     // source: one burst per message.
     flow::input_node<Batch*> source_node(g, [&](tbb::flow_control& fc) -> Batch* {
       tsan::GraphBody body;
