@@ -26,6 +26,13 @@
 
 namespace sluice::testing {
 
+// Sanitized builds run several times slower: traffic-heavy tests scale their counts by this.
+#ifdef SLUICE_SANITIZED
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 enum class Node { kClient = 0, kRouter = 1, kServer = 2 };
 
 // A command running in the background with its stdout (and stderr) captured.

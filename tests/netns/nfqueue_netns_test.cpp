@@ -22,6 +22,7 @@ namespace sluice {
 namespace {
 
 using testing::LabProcess;
+using testing::kSanitized;
 using testing::NetnsLab;
 using testing::Node;
 using C = NfqueueCounter;
@@ -29,12 +30,6 @@ using namespace std::chrono_literals;
 
 constexpr uint32_t kGuard = 0x100;
 constexpr uint32_t kQueues = 2;
-
-#ifdef SLUICE_SANITIZED
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
 
 using ParseStage = PassStage<Next::kParse, Next::kClassify>;
 using ClassifyStage = PassStage<Next::kClassify, Next::kRewrite>;

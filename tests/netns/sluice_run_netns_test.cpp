@@ -41,16 +41,11 @@ namespace sluice {
 namespace {
 
 using testing::LabProcess;
+using testing::kSanitized;
 using testing::NetnsLab;
 using testing::Node;
 using Json = nlohmann::json;
 using namespace std::chrono_literals;
-
-#ifdef SLUICE_SANITIZED
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
 
 constexpr const char* kGuard = "0x40000000/0x40000000";  // the config's default verdict mark
 constexpr uint32_t kQueues = 2;
