@@ -32,6 +32,13 @@ inline Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status Unsupported(std::string m) { return {StatusCode::kUnsupported, std::move(m)}; }
 
+// Both failures when two things failed (each keeps its own words), the one that did otherwise.
+inline Status Both(Status first, Status second) {
+  if (first.ok()) return second;
+  if (second.ok()) return first;
+  return {first.code(), first.message() + "; " + second.message()};
+}
+
 // A value or the Status that explains why there is none.
 template <typename T>
 class [[nodiscard]] Result {

@@ -582,8 +582,7 @@ const StageStats& InlinePipeline::rewrite_stats(uint32_t s) const noexcept { ret
 
 Status OfflinePipeline::Finish(PacketSource& source, PacketSink& sink) {
   Status s = source.status();
-  Status f = sink.Finish();
-  return s.ok() ? f : s;
+  return Both(std::move(s), sink.Finish());
 }
 
 }  // namespace sluice

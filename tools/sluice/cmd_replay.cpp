@@ -8,7 +8,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <mutex>
+#include <utility>
 #include <thread>
 
 #include "engine/core/clock.h"
@@ -42,6 +44,30 @@ struct ReplayArgs {
 };
 
 void Fail(const Status& s) { std::fprintf(stderr, "sluice replay: %s\n", s.message().c_str()); }
+
+// Whether two paths name one file: the same inode when both exist, else the same path once
+// normalised. Opening an output truncates it, so this is checked before anything is opened.
+bool SameFile(const std::string& a, const std::string& b) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(a, ec) && fs::exists(b, ec)) return fs::equivalent(a, b, ec);
+  return fs::weakly_canonical(a, ec) == fs::weakly_canonical(b, ec);
+}
+
+// The input, -o and --drops must be three different files: writing the input would destroy
+// it (it is mapped while being read), and two writers on one file interleave into garbage.
+Status CheckFiles(const ReplayArgs& a) {
+  const std::pair<const char*, const std::string*> outputs[] = {{"-o", &a.output}, {"--drops", &a.drops}};
+  for (const auto& [flag, path] : outputs) {
+    if (!path->empty() && SameFile(*path, a.input)) {
+      return InvalidArgument(std::string(flag) + " " + *path + " is the input file; nothing was written");
+    }
+  }
+  if (!a.output.empty() && !a.drops.empty() && SameFile(a.output, a.drops)) {
+    return InvalidArgument("-o and --drops name the same file (" + a.output + "); nothing was written");
+  }
+  return Status::Ok();
+}
 
 // The live line on a terminal: packets, rate, elapsed, ETA. Quiet when stderr is not a tty.
 class Progress {
@@ -119,6 +145,7 @@ class PrometheusWriter {
 };
 
 int Replay(const ReplayArgs& a) {
+  if (Status s = CheckFiles(a); !s.ok()) return Fail(s), 1;
   ConfigLoad load = a.config.empty() ? LoadConfigText("", "<built-in defaults>") : LoadConfigFile(a.config);
   if (!load.ok()) {
     for (const ConfigError& e : load.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
@@ -137,8 +164,11 @@ int Replay(const ReplayArgs& a) {
   // The small pool holds exactly what the bursts in flight can hold: the pipeline's token limit
   // means a replay never uses more. The config's small_buffers sizes the daemon's pool; taking
   // it here (37 MiB by default) cost ~30 ms of page faults before the first packet.
+  // Large buffers carry records above 2 KiB (jumbo frames, GRO/TSO captures); a file may have
+  // any number, so a replay keeps at least the default count whatever the daemon's config says.
   PoolConfig pool_config = config.pipeline.pool;
   pool_config.small_buffers = static_cast<uint32_t>(OfflinePipeline::SmallBuffersNeeded(opts));
+  pool_config.large_buffers = std::max(pool_config.large_buffers, PoolConfig{}.large_buffers);
   auto pool = BufferPool::Create(pool_config);
   if (!pool.ok()) return Fail(pool.status()), 1;
   if (Status s = OfflinePipeline::Validate(opts, **pool); !s.ok()) return Fail(s), 1;

@@ -35,6 +35,11 @@ struct RecordHeader {
 };
 static_assert(sizeof(RecordHeader) == kRecordHeader);
 
+bool MaxCaplenIsLibpcaps(int dlt) noexcept {
+  constexpr int kDbus = 231, kUsbPcap = 249, kEbhscr = 279;  // pcap-common.c, max_snaplen_for_dlt
+  return dlt != kDbus && dlt != kUsbPcap && dlt != kEbhscr;
+}
+
 // The whole file mapped; records walked with every length checked against what is left.
 class MappedReader final : public PcapRecordReader {
  public:
@@ -156,10 +161,14 @@ sluice::Result<std::unique_ptr<PcapRecordReader>> PcapRecordReader::Open(const s
   FileHeader h{};
   struct stat st{};
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // The mapped reader takes what it reads exactly as libpcap would: host byte order, version
+  // 2.4 (libpcap swaps caplen and len in some older versions' records), and a link type whose
+  // largest record is libpcap's MAXIMUM_SNAPLEN (D-Bus, EBHSCR and USBPcap allow more).
   const bool classic = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
                        static_cast<std::size_t>(st.st_size) >= kFileHeader &&
                        pread(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
-                       (h.magic == kMagicMicro || h.magic == kMagicNano);
+                       (h.magic == kMagicMicro || h.magic == kMagicNano) && h.version_major == 2 &&
+                       h.version_minor == 4 && MaxCaplenIsLibpcaps(pcap_datalink(p));
   if (classic) {
     void* base = mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
     if (base != MAP_FAILED) {

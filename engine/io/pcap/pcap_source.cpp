@@ -2,6 +2,7 @@
 
 #include <pcap/pcap.h>  // DLT_ values
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -58,6 +59,7 @@ Status PcapSource::Reopen() {
 }
 
 bool PcapSource::ReadBurst(PoolCache& cache, Batch& batch, uint32_t max) {
+  const bool large_buffers = cache.pool().Capacity(SizeClass::kLarge) != 0;
   while (batch.size() < max && reader_ != nullptr) {
     if (!pending_) {
       switch (reader_->Next(record_)) {
@@ -80,22 +82,23 @@ bool PcapSource::ReadBurst(PoolCache& cache, Batch& batch, uint32_t max) {
           continue;
       }
     }
+    // A record no buffer of this pool can hold (larger than the largest class, or its class
+    // has no buffers at all) must not wait for one: it would wait forever. Its first bytes
+    // go on in a small buffer, cut, to be dropped as too_big (and written so to --drops).
     SizeClass size_class;
-    const bool fits = ClassFor(record_.caplen, &size_class);
+    const bool fits = ClassFor(record_.caplen, &size_class) && (size_class == SizeClass::kSmall || large_buffers);
     PacketBuffer* b = cache.Get(fits ? size_class : SizeClass::kSmall);
     if (b == nullptr) return true;  // the pool is dry: this record waits for the next burst
+    const uint32_t caplen = fits ? record_.caplen : std::min(record_.caplen, b->tailroom());
     PacketMeta& m = b->meta();
     m.link_type = link_type_;
     m.wire_len = record_.len;
-    if (record_.caplen < record_.len) m.flags |= pkt_flag::kTruncated;
-    const PcapTimestamp ts{record_.sec, record_.frac};
-    std::memcpy(b->io().token, &ts, sizeof ts);
+    if (caplen < record_.len) m.flags |= pkt_flag::kTruncated;
+    b->Assign(record_.data, caplen);
+    const PcapToken token{record_.sec, record_.frac, caplen, m.data_off};
+    std::memcpy(b->io().token, &token, sizeof token);
     batch.Push(PacketRef(b));
-    if (fits) {
-      b->Assign(record_.data, record_.caplen);
-    } else {
-      batch.Drop(batch.size() - 1, DropReason::kTooBig);  // larger than the largest buffer
-    }
+    if (!fits) batch.Drop(batch.size() - 1, DropReason::kTooBig);
     pending_ = false;
   }
   return reader_ != nullptr;

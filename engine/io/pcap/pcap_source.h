@@ -25,11 +25,14 @@
 namespace sluice {
 
 // The timestamp a pcap record carried, kept in IoContext::token.
-struct PcapTimestamp {
+// What PcapSource keeps of a record in the buffer's io().token, for the writer.
+struct PcapToken {
   int64_t sec;
-  int64_t frac;  // microseconds or nanoseconds, as the file had them
+  int64_t frac;          // microseconds or nanoseconds, as the file had them
+  uint32_t caplen = 0;   // bytes read into the buffer; 0: unknown (write len())
+  uint16_t data_off = 0; // where they start in the buffer's room
 };
-static_assert(sizeof(PcapTimestamp) <= sizeof(IoContext::token));
+static_assert(sizeof(PcapToken) <= sizeof(IoContext::token));
 
 LinkType LinkTypeOfDlt(int dlt) noexcept;
 

@@ -6,11 +6,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "engine/graph/pipeline.h"
 #include "engine/io/gen/traffic_gen.h"
 #include "engine/io/pcap/pcap_sink.h"
 #include "engine/io/pcap/pcap_source.h"
+#include "engine/stages/parse/parse_stage.h"
 #include "tests/testing/external_tool.h"
 
 namespace sluice {
@@ -58,19 +60,57 @@ struct AcceptAll {
   }
 };
 
-Status Replay(const fs::path& in, const fs::path& out, uint32_t loops, PipelineOptions opts, uint64_t* packets) {
-  auto pool = std::move(BufferPool::Create({.small_buffers = 8192, .large_buffers = 64})).value();
+// in through the graph to out (and dropped packets to drops, when given): `parse` first (by
+// default AcceptAll, which does not parse), then AcceptAll.
+struct ReplayOptions {
+  PipelineOptions pipeline{};
+  PoolConfig pool{.small_buffers = 8192, .large_buffers = 64};
+  std::optional<StageRef> parse{};
+  fs::path drops{};
+  uint64_t* too_big = nullptr;  // packets dropped as too_big
+};
+
+Status ReplayWith(const fs::path& in, const fs::path& out, uint32_t loops, const ReplayOptions& o, uint64_t* packets) {
+  auto pool = std::move(BufferPool::Create(o.pool)).value();
   AcceptAll stage;
-  std::vector<ShardStages> shards(opts.shards, ShardStages{StageRef::Of(stage), StageRef::Of(stage)});
-  OfflinePipeline pipeline(opts, *pool, StageRef::Of(stage), shards);
+  std::vector<ShardStages> shards(o.pipeline.shards, ShardStages{StageRef::Of(stage), StageRef::Of(stage)});
+  OfflinePipeline pipeline(o.pipeline, *pool, o.parse.value_or(StageRef::Of(stage)), shards);
   auto src = PcapSource::Open(in.string(), loops);
   if (!src.ok()) return src.status();
   auto writer = PcapWriter::Open(out.string(), (*src)->format());
   if (!writer.ok()) return writer.status();
-  PcapSink sink(std::move(writer).value(), nullptr);
+  std::unique_ptr<PcapWriter> drops;
+  if (!o.drops.empty()) {
+    auto d = PcapWriter::Open(o.drops.string(), (*src)->format());
+    if (!d.ok()) return d.status();
+    drops = std::move(d).value();
+  }
+  PcapSink sink(std::move(writer).value(), std::move(drops));
   Status s = pipeline.Run(**src, sink);
   *packets = pipeline.run_stats().packets_in.Load();
+  if (o.too_big != nullptr) {
+    *o.too_big = pipeline.run_stats().dropped[static_cast<std::size_t>(DropReason::kTooBig)].Load();
+  }
   return s;
+}
+
+Status Replay(const fs::path& in, const fs::path& out, uint32_t loops, PipelineOptions opts, uint64_t* packets) {
+  return ReplayWith(in, out, loops, {.pipeline = opts}, packets);
+}
+
+// Writes Ethernet frames as a classic pcap file (microseconds, snaplen 262144).
+void WriteFrames(const fs::path& path, const std::vector<std::vector<uint8_t>>& frames) {
+  pcap_t* dead = pcap_open_dead(DLT_EN10MB, 262144);
+  pcap_dumper_t* d = pcap_dump_open(dead, path.c_str());
+  ASSERT_NE(d, nullptr) << pcap_geterr(dead);
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    pcap_pkthdr h{};
+    h.ts.tv_sec = static_cast<time_t>(1700000000 + i);
+    h.caplen = h.len = static_cast<uint32_t>(frames[i].size());
+    pcap_dump(reinterpret_cast<u_char*>(d), &h, frames[i].data());
+  }
+  pcap_dump_close(d);
+  pcap_close(dead);
 }
 
 TEST(PcapIo, RoundTripKeepsBytesTimestampsAndOrder) {
@@ -180,7 +220,7 @@ TEST(PcapIo, SinkWithOnlyADropsFileWritesTheDropsAndSkipsTheRest) {
   for (int i = 0; i < 3; ++i) {
     ASSERT_NE(bufs[i], nullptr);
     ASSERT_TRUE(bufs[i]->Assign(bytes, sizeof bytes));
-    const PcapTimestamp ts{1700000000 + i, 0};
+    const PcapToken ts{1700000000 + i, 0};
     std::memcpy(bufs[i]->io().token, &ts, sizeof ts);
     bufs[i]->meta().verdict = i == 1 ? Verdict::kDrop : Verdict::kAccept;
   }
@@ -191,6 +231,67 @@ TEST(PcapIo, SinkWithOnlyADropsFileWritesTheDropsAndSkipsTheRest) {
   EXPECT_EQ(written[0].ts.tv_sec, 1700000001);
   for (PacketBuffer* b : bufs) cache.Put(b);
   fs::remove(drops);
+}
+
+// Parse trims what follows the IP packet (an Ethernet frame's padding, an FCS, a trailer) off
+// the packet's length; the written record must still be the frame that was read, as
+// tcprewrite writes it, not a shorter one with a smaller wire length.
+TEST(PcapIo, ParsedFramesAreWrittenWithTheirPaddingAndTrailers) {
+  const fs::path in = Temp("trailer_in.pcap"), out = Temp("trailer_out.pcap");
+  auto frames = TrafficGenerator({.seed = 12, .flows = 32, .sizes = SizeMix::k64, .ipv6_share = 0.3}).Generate(200);
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    const std::vector<uint8_t> tail = i % 2 ? std::vector<uint8_t>{0xde, 0xad, 0xbe, 0xef} : std::vector<uint8_t>(6, 0);
+    frames[i].insert(frames[i].end(), tail.begin(), tail.end());
+  }
+  WriteFrames(in, frames);
+  ParseStage parse(ParseConfig{});
+  uint64_t n = 0;
+  ASSERT_TRUE(ReplayWith(in, out, 1, {.pipeline = {.shards = 2, .threads = 2}, .parse = StageRef::Of(parse)}, &n).ok());
+  EXPECT_EQ(n, frames.size());
+  // Every frame was parsed and trimmed (the test would prove nothing otherwise) ...
+  EXPECT_EQ(parse.counters().Load(ParseCounter::kParsed), frames.size());
+  EXPECT_EQ(parse.counters().Load(ParseCounter::kPaddingTrimmed), frames.size());
+  // ... and comes out as it went in.
+  EXPECT_EQ(ReadAll(out), ReadAll(in));
+  for (const auto& p : {in, out}) fs::remove(p);
+}
+
+// A record larger than any buffer is dropped as too_big, and the drops file keeps what fits
+// of it with its real length, not an empty record.
+TEST(PcapIo, ARecordLargerThanAnyBufferIsDroppedCutWithItsLength) {
+  const fs::path in = Temp("big_in.pcap"), out = Temp("big_out.pcap"), drops = Temp("big_drops.pcap");
+  std::vector<std::vector<uint8_t>> frames = TrafficGenerator({.seed = 13}).Generate(3);
+  std::vector<uint8_t> big(kLargeDataCapacity + 1000);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 7);
+  frames.insert(frames.begin() + 1, big);
+  WriteFrames(in, frames);
+  uint64_t n = 0;
+  uint64_t too_big = 0;
+  ASSERT_TRUE(ReplayWith(in, out, 1, {.drops = drops, .too_big = &too_big}, &n).ok());
+  EXPECT_EQ(n, 4u);
+  EXPECT_EQ(too_big, 1u);
+  EXPECT_EQ(ReadAll(out).size(), 3u);
+  const auto dropped = ReadAll(drops);
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_EQ(dropped[0].len, big.size());
+  EXPECT_EQ(dropped[0].bytes, std::vector<uint8_t>(big.begin(), big.begin() + kSmallDataCapacity));
+  for (const auto& p : {in, out, drops}) fs::remove(p);
+}
+
+// A pool with no large buffers (a daemon's config with GSO off) cannot take a jumbo frame:
+// the run drops it as too_big and goes on, instead of waiting for a buffer forever.
+TEST(PcapIo, ARecordWhoseSizeClassHasNoBuffersIsDroppedNotWaitedFor) {
+  const fs::path in = Temp("jumbo_in.pcap"), out = Temp("jumbo_out.pcap");
+  std::vector<std::vector<uint8_t>> frames = TrafficGenerator({.seed = 14}).Generate(5);
+  frames.insert(frames.begin() + 2, std::vector<uint8_t>(9000, 0xab));
+  WriteFrames(in, frames);
+  uint64_t n = 0;
+  uint64_t too_big = 0;
+  ASSERT_TRUE(ReplayWith(in, out, 1, {.pool = {.small_buffers = 8192, .large_buffers = 0}, .too_big = &too_big}, &n).ok());
+  EXPECT_EQ(n, 6u);
+  EXPECT_EQ(too_big, 1u);
+  EXPECT_EQ(ReadAll(out).size(), 5u);
+  for (const auto& p : {in, out}) fs::remove(p);
 }
 
 }  // namespace
