@@ -47,6 +47,10 @@ struct NfqueueIoConfig {
   // touch these bits. verdict_mark must be non-zero and inside verdict_mask.
   uint32_t verdict_mark = 0x40000000;
   uint32_t verdict_mask = 0x40000000;
+  // natd's -interface, for the FORWARD hook: a forwarded packet leaving through one of these
+  // is "out", one that came in through one is "in". Empty: forwarded packets have no direction
+  // (PREROUTING and INPUT are always "in", OUTPUT and POSTROUTING "out").
+  std::vector<std::string> outside_interfaces;
 };
 
 // FreeBSD divert(4): one socket per shard, bound to ports[shard]; pipeline.shards == ports.size().

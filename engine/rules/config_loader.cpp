@@ -356,6 +356,18 @@ void ReadIo(Loader& l, const toml::table& t, IoConfig& io) {
     qr.Boolean("gso", &n.gso);
     qr.Integer("verdict_mark", 0, 0xffffffff, &n.verdict_mark);
     qr.Integer("verdict_mask", 0, 0xffffffff, &n.verdict_mask);
+    if (const toml::node* outside = qr.Find("outside_interfaces")) {
+      ForEachItem(*outside, [&](const toml::node& e) {
+        const auto* name = e.as_string();
+        if (name == nullptr || name->get().empty() || name->get().size() > kMaxInterfaceName) {
+          l.Error(e.source().begin, "io.nfqueue.outside_interfaces",
+                  "expected interface names of 1.." + std::to_string(kMaxInterfaceName) + " characters, got " +
+                      (name ? "\"" + name->get() + "\"" : std::string(TypeName(e))));
+          return;
+        }
+        n.outside_interfaces.push_back(name->get());
+      });
+    }
     if (uint32_t{n.queue_first} + n.queue_count > 65536) {
       l.Error(l.Where("io.nfqueue.queue_count"), "io.nfqueue.queue_count",
               "queues " + std::to_string(n.queue_first) + ".." +
@@ -1055,6 +1067,21 @@ ConfigLoad LoadConfigFile(const std::string& path) {
   std::ostringstream s;
   s << in.rdbuf();
   return LoadConfigText(s.str(), path);
+}
+
+std::string DirectionNote(const Config& config) {
+  if (config.io.backend != Backend::kNfqueue || !config.io.nfqueue.outside_interfaces.empty()) return "";
+  std::string names;
+  std::size_t n = 0;
+  for (const RuleConfig& r : config.rules) {
+    if (r.match.direction == Direction::kUnknown) continue;
+    if (n++ < 3) names += (names.empty() ? "" : ", ") + std::to_string(r.number);
+  }
+  if (n == 0) return "";
+  return std::to_string(n) + (n == 1 ? " rule matches" : " rules match") + " on direction (rule " + names +
+         (n > 3 ? ", ..." : "") +
+         "): on the FORWARD hook a packet has a direction only through io.nfqueue.outside_interfaces, "
+         "which is empty, so " + (n == 1 ? "it matches" : "they match") + " no forwarded packet";
 }
 
 }  // namespace sluice

@@ -41,4 +41,9 @@ struct ConfigLoad {
 ConfigLoad LoadConfigText(std::string_view text, std::string source_name = "<text>");
 ConfigLoad LoadConfigFile(const std::string& path);
 
+// A valid config that probably does not do what it says: NFQUEUE rules that match on
+// `direction` while io.nfqueue.outside_interfaces is empty, so forwarded packets (the FORWARD
+// hook, `sluice rules`' default) have none and those rules never match them. "" when not.
+std::string DirectionNote(const Config& config);
+
 }  // namespace sluice

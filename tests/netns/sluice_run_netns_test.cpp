@@ -549,9 +549,11 @@ TEST_F(SluiceRunNetns, TcpTransferThroughAPortRewriteBothWaysArrivesIntact) {
 }
 
 // (b) Stateful source-port translation: the server sees the client's connections coming from
-// ports of the configured range, never the client's own ports; both transfers complete.
+// ports of the configured range, never the client's own ports; both transfers complete. The
+// rule is natd's: outbound, with the server side (r1) named the outside interface, so the
+// FORWARD hook's packets get their direction from it.
 TEST_F(SluiceRunNetns, SourcePortTranslationShowsTheServerPortsFromTheRange) {
-  const std::string config = WriteFile("sluice.toml", Config("", R"(
+  const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"r1\"]\n", R"(
 [nat]
 seed = 7
 
@@ -559,7 +561,7 @@ seed = 7
 number = 100
 name = "napt-out"
 action = "translate-source-port"
-match = { src = "198.18.1.0/24", in_interface = "r0", proto = ["tcp", "udp"] }
+match = { direction = "out", src = "198.18.1.0/24", proto = ["tcp", "udp"] }
 translate = { ports = "20000-29999" }
 )"));
   InstallFirewall(config);

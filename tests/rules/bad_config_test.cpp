@@ -71,6 +71,12 @@ queue_count = 2
 verdict_mark = 0x10
 verdict_mask = 0x20
 )", 2, 16, "io.nfqueue.verdict_mark", "inside verdict_mask 0x20"},
+    {"outside interface name too long", R"([io.nfqueue]
+outside_interfaces = ["wan0", "an-interface-name-too-long"]
+)", 2, 31, "io.nfqueue.outside_interfaces", "expected interface names of 1..15 characters, got \"an-interface-name-too-long\""},
+    {"outside interface not a string", R"([io.nfqueue]
+outside_interfaces = [3]
+)", 2, 23, "io.nfqueue.outside_interfaces", "got an integer"},
     {"verdict mask zero", R"([io.nfqueue]
 verdict_mask = 0
 )", 2, 16, "io.nfqueue.verdict_mask", "non-zero mask"},

@@ -41,6 +41,7 @@ fail_open = false
 gso = false
 verdict_mark = 0x100
 verdict_mask = 0xf00
+outside_interfaces = ["wan0", "ppp0"]
 [io.pcap]
 input = "a.pcap"
 output = "b.pcap"
@@ -81,6 +82,7 @@ default_action = "drop"
   EXPECT_FALSE(c.io.nfqueue.gso);
   EXPECT_EQ(c.io.nfqueue.verdict_mark, 0x100u);
   EXPECT_EQ(c.io.nfqueue.verdict_mask, 0xf00u);
+  EXPECT_EQ(c.io.nfqueue.outside_interfaces, (std::vector<std::string>{"wan0", "ppp0"}));
   EXPECT_EQ(c.io.pcap.input, "a.pcap");
   EXPECT_EQ(c.io.pcap.output, "b.pcap");
   EXPECT_EQ(c.io.divert.ports, (std::vector<uint16_t>{9000, 9001}));
@@ -146,6 +148,28 @@ length = "64-1500"
   EXPECT_EQ(m.dscp, (uint64_t{1} << 46) | (uint64_t{1} << 10) | (uint64_t{1} << 8));
   ASSERT_TRUE(m.length);
   EXPECT_EQ(*m.length, (LengthRange{64, 1500}));
+}
+
+// NFQUEUE rules on direction with no outside interface match nothing forwarded: said, not an error.
+TEST(ConfigTest, DirectionRulesWithoutOutsideInterfacesGetANote) {
+  const std::string rules = R"(
+[[rule]]
+number = 7
+name = "no-telnet-in"
+action = "drop"
+match = { direction = "in", proto = "tcp", dst_port = 23 }
+[[rule]]
+number = 8
+name = "no-discard"
+action = "drop"
+match = { proto = "udp", dst_port = 9 }
+)";
+  const Config without = Load("[io]\nbackend = \"nfqueue\"\n" + rules);
+  EXPECT_NE(DirectionNote(without).find("1 rule matches on direction (rule 7)"), std::string::npos) << DirectionNote(without);
+  const Config with = Load("[io]\nbackend = \"nfqueue\"\n[io.nfqueue]\noutside_interfaces = \"wan0\"\n" + rules);
+  EXPECT_EQ(with.io.nfqueue.outside_interfaces, std::vector<std::string>{"wan0"});
+  EXPECT_EQ(DirectionNote(with), "");
+  EXPECT_EQ(DirectionNote(Load("[io]\nbackend = \"divert\"\n" + rules)), "");  // divert knows its direction
 }
 
 TEST(ConfigTest, TcpFlagsBecomeMaskAndValue) {

@@ -33,6 +33,10 @@ void PrintSummary(const Config& c, const RuleSet& rs) {
       std::printf("  io        nfqueue %u-%u, maxlen %u, rcvbuf %u, %s, loop guard mark %s/%s\n", q.queue_first,
                   q.queue_first + q.queue_count - 1u, q.queue_maxlen, q.rcvbuf_bytes,
                   q.fail_open ? "fail-open" : "fail-closed", Hex(q.verdict_mark).c_str(), Hex(q.verdict_mask).c_str());
+      std::string outside;
+      for (const std::string& name : q.outside_interfaces) outside += (outside.empty() ? "" : ", ") + name;
+      std::printf("  outside   %s\n", outside.empty() ? "(none: forwarded packets have no direction)" : outside.c_str());
+      if (const std::string note = DirectionNote(c); !note.empty()) std::printf("  note      %s\n", note.c_str());
       break;
     }
     case Backend::kDivert: {

@@ -78,6 +78,16 @@ struct Queues {
 Status OpenQueues(const Config& c, Queues& q) {
   if (c.io.backend == Backend::kNfqueue) {
     const NfqueueIoConfig& n = c.io.nfqueue;
+    std::vector<uint32_t> outside;  // resolved once, like the rules' interface names
+    for (const std::string& name : n.outside_interfaces) {
+      const uint32_t id = if_nametoindex(name.c_str());
+      if (id == 0) {
+        Log("io.nfqueue.outside_interfaces: interface %s does not exist (yet): forwarded packets through it get no direction",
+            name.c_str());
+      } else {
+        outside.push_back(id);
+      }
+    }
     for (uint32_t i = 0; i < n.queue_count; ++i) {
       NfqueueOptions o;
       o.queue = static_cast<uint16_t>(n.queue_first + i);
@@ -87,6 +97,7 @@ Status OpenQueues(const Config& c, Queues& q) {
       o.gso = n.gso;
       o.verdict_mark = n.verdict_mark;
       o.verdict_mask = n.verdict_mask;
+      o.outside_ifindexes = outside;
       auto ep = NfqueueEndpoint::Open(o);
       if (!ep.ok()) return ep.status();
       q.endpoints.push_back(ep->get());
@@ -281,6 +292,7 @@ int Run(const RunArgs& a) {
   Log("%s: %u shard(s), stages on %s, batch %u, %zu rule(s); pid %d", std::string(Name(config.io.backend)).c_str(),
       shards, opts.run_to_completion ? "the I/O threads" : (std::to_string(opts.threads) + " worker thread(s)").c_str(),
       opts.batch_size, config.rules.size(), static_cast<int>(getpid()));
+  if (const std::string note = DirectionNote(config); !note.empty()) Log("note: %s", note.c_str());
 
   auto report = [&] { return BuildReport(a, config, pipeline, **stages, queues, **pool, start); };
   const auto interval = std::chrono::duration<double>(a.stats_interval_s);

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,7 +46,7 @@ constexpr int kSendAttempts = 4;
 
 std::string Errno(int e) { return std::strerror(e); }
 
-Direction DirectionOf(uint8_t hook, Direction forward) noexcept {
+Direction DirectionOf(uint8_t hook, uint32_t in_if, uint32_t out_if, std::span<const uint32_t> outside) noexcept {
   switch (static_cast<NfHook>(hook)) {
     case NfHook::kPreRouting:
     case NfHook::kLocalIn:
@@ -54,7 +55,9 @@ Direction DirectionOf(uint8_t hook, Direction forward) noexcept {
     case NfHook::kPostRouting:
       return Direction::kOut;
     case NfHook::kForward:
-      return forward;
+      if (std::find(outside.begin(), outside.end(), out_if) != outside.end()) return Direction::kOut;
+      if (std::find(outside.begin(), outside.end(), in_if) != outside.end()) return Direction::kIn;
+      return Direction::kUnknown;
   }
   return Direction::kUnknown;
 }
@@ -297,7 +300,7 @@ void NfqueueEndpoint::Fill(PacketBuffer& buf, const NfqPacketFields& f, uint64_t
   m.in_if = f.in_if;
   m.out_if = f.out_if;
   m.mark = f.mark;
-  m.direction = DirectionOf(f.hook, options_.forward_direction);
+  m.direction = DirectionOf(f.hook, f.in_if, f.out_if, options_.outside_ifindexes);
   uint16_t flags = 0;
   if (f.skb_info & NFQA_SKB_CSUMNOTREADY) flags |= pkt_flag::kL4CsumNotReady;
   if (f.skb_info & NFQA_SKB_GSO) flags |= pkt_flag::kGso;

@@ -20,7 +20,7 @@
 // Per packet: link_type kRaw (kUnsupported when the kernel says it is neither IPv4 nor IPv6),
 // io_token = the kernel's packet id, rx_ns (one NowNs() per syscall), in_if/out_if (ifindex),
 // mark as received, direction from the hook (PREROUTING/INPUT in, OUTPUT/POSTROUTING out,
-// FORWARD: NfqueueOptions::forward_direction), flags kL4CsumNotReady, kGso, kTruncated
+// FORWARD: from NfqueueOptions::outside_ifindexes), flags kL4CsumNotReady, kGso, kTruncated
 // (wire_len is then the original length), and SetOwner(this). NfqueueToken (IoContext::token)
 // carries what Send needs.
 //
@@ -55,6 +55,7 @@
 #include <memory>
 #include <mutex>
 #include <string_view>
+#include <vector>
 
 #include "engine/core/counter.h"
 #include "engine/core/status.h"
@@ -77,10 +78,11 @@ struct NfqueueOptions {
   bool gso = true;  // NFQA_CFG_F_GSO: GSO packets arrive whole (else the kernel segments them)
   uint32_t verdict_mark = 0;  // the loop guard: every verdict sets
   uint32_t verdict_mask = 0;  //   mark = (mark & ~verdict_mask) | verdict_mark
-  // A forwarded packet is inbound on in_if and outbound on out_if; the endpoint cannot tell
-  // which side is "outside", so FORWARD packets get this direction (kUnknown by default: rules
-  // that care match on the interfaces). PREROUTING and INPUT are kIn, OUTPUT and POSTROUTING kOut.
-  Direction forward_direction = Direction::kUnknown;
+  // A forwarded packet is inbound on in_if and outbound on out_if, so the hook alone cannot
+  // say which way it goes. As natd's -interface: a FORWARD packet leaving through one of these
+  // interfaces (ifindexes) is kOut, one that came in through one is kIn, any other kUnknown.
+  // PREROUTING and INPUT are always kIn, OUTPUT and POSTROUTING kOut.
+  std::vector<uint32_t> outside_ifindexes{};
   // The copy range is always the maximum (65,531 bytes): a rewriter needs the whole packet.
 };
 

@@ -87,7 +87,7 @@ struct Rig {
 };
 
 TEST(NfqueueEndpoint, ReceiveFillsMetadataAndPointsIntoTheBufferWithoutACopy) {
-  Rig rig({.forward_direction = Direction::kOut});
+  Rig rig({.outside_ifindexes = {3}});
   const struct {
     uint8_t hook;
     Direction dir;
@@ -146,6 +146,33 @@ TEST(NfqueueEndpoint, ReceiveFillsMetadataAndPointsIntoTheBufferWithoutACopy) {
   EXPECT_EQ(rig.Count(C::kRecvSyscalls), 1u);
   for (uint32_t i = 0; i < b.size(); ++i) b.set_next(i, Next::kAccept);
   rig.Finish(b);
+}
+
+// At FORWARD the outside interfaces decide: out through one is "out", in through one is "in";
+// between two inside interfaces, or with none configured, there is no direction.
+TEST(NfqueueEndpoint, ForwardedPacketsTakeTheirDirectionFromTheOutsideInterfaces) {
+  const struct {
+    std::vector<uint32_t> outside;
+    uint32_t in_if, out_if;
+    Direction dir;
+  } cases[] = {{{7}, 2, 7, Direction::kOut}, {{7}, 7, 2, Direction::kIn},   {{7, 9}, 2, 9, Direction::kOut},
+               {{7}, 2, 3, Direction::kUnknown}, {{}, 2, 7, Direction::kUnknown}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(::testing::Message() << c.in_if << " -> " << c.out_if);
+    Rig rig({.outside_ifindexes = c.outside});
+    PacketSpec s;
+    s.id = 1;
+    s.hook = NF_INET_FORWARD;
+    s.in_if = c.in_if;
+    s.out_if = c.out_if;
+    s.payload = Ipv4Bytes(60, 1);
+    ASSERT_TRUE(rig.kernel.Deliver(BuildPacketMessage(s)));
+    Batch b;
+    ASSERT_EQ(rig.Receive(b), 1u);
+    EXPECT_EQ(b.packet(0).meta().direction, c.dir);
+    b.set_next(0, Next::kAccept);
+    rig.Finish(b);
+  }
 }
 
 TEST(NfqueueEndpoint, ForwardDirectionDefaultsToUnknownAndNonIpIsUnsupported) {
