@@ -61,6 +61,11 @@ class InlineEndpoint : public PacketOwner {
   // new bytes and mark where flagged, or drop. The buffers stay the caller's.
   virtual void Send(Batch& batch) noexcept = 0;
 
+  // Called on the I/O thread after a Receive that found nothing, and once more after Stop()
+  // has drained the graph: the moment to send what an earlier Send had to hold back (NFQUEUE's
+  // verdicts deferred by a full socket), which would otherwise wait for the next packet.
+  virtual void Idle() noexcept {}
+
  protected:
   InlineEndpoint() = default;
 };

@@ -552,6 +552,7 @@ void InlinePipeline::IoLoop(Shard& shard) noexcept {
     if (n == 0) {
       b->Clear();
       shard.batches.Put(b);
+      shard.stages.endpoint->Idle();
       continue;
     }
     uint64_t bytes = 0;
@@ -573,6 +574,7 @@ void InlinePipeline::Stop() {
   host_->graph->release_wait();  // in-flight batches finish; then the host's wait returns
   host_->thread.join();
   host_.reset();
+  for (auto& shard : shards_) shard->stages.endpoint->Idle();  // nothing is held back at stop
 }
 
 const RunStats& InlinePipeline::run_stats(uint32_t s) const noexcept { return shards_[s]->run; }

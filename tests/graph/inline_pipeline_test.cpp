@@ -63,7 +63,9 @@ class FakeQueue final : public InlineEndpoint {
       verdicts_.push_back({m.io_token, m.verdict});
     }
     outstanding_ -= batch.size();
+    idle_after_last_send_ = false;
   }
+  void Idle() noexcept override { idle_after_last_send_ = true; }
   void OnOrphan(PacketBuffer&) noexcept override { ++orphans_; }
 
   std::vector<std::pair<uint64_t, Verdict>> verdicts() {
@@ -78,6 +80,8 @@ class FakeQueue final : public InlineEndpoint {
   uint64_t max_outstanding() const { return max_outstanding_; }
   uint64_t orphans() const { return orphans_; }
   void set_slow_send(bool slow) { slow_send_ = slow; }
+  // Whether Idle() came after the last Send: what lets an endpoint send what it held back.
+  bool idle_after_last_send() const { return idle_after_last_send_; }
 
  private:
   std::mutex mu_;
@@ -87,6 +91,7 @@ class FakeQueue final : public InlineEndpoint {
   uint64_t next_id_ = 1;
   std::atomic<uint64_t> received_{0}, outstanding_{0}, max_outstanding_{0}, orphans_{0};
   std::atomic<bool> slow_send_{false};
+  std::atomic<bool> idle_after_last_send_{false};
 };
 
 struct Harness {
@@ -165,6 +170,8 @@ TEST_P(InlinePipelineTest, StopVerdictsEverythingAlreadyReceived) {
     EXPECT_TRUE(h.pipeline->run_stats(s).Balanced());
   }
   EXPECT_LT(h.queues[0].received(), traffic.size());  // it really was stopped mid-stream
+  // Queue 0 never ran dry, so only Stop() can have called Idle() after its last Send.
+  EXPECT_TRUE(h.queues[0].idle_after_last_send());
   EXPECT_EQ(h.pool->Stats().orphaned, 0u);
   h.pipeline.reset();  // its caches go back to the pool
   EXPECT_EQ(h.pool->Stats().free_central[0], 16384u);

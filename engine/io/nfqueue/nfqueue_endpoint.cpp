@@ -406,6 +406,11 @@ uint32_t NfqueueEndpoint::deferred() const noexcept {
   return deferred_count_;
 }
 
+void NfqueueEndpoint::Idle() noexcept {
+  std::lock_guard lock(mu_);
+  if (deferred_count_ != 0) FlushLocked(BeginItemsLocked());
+}
+
 uint32_t NfqueueEndpoint::BeginItemsLocked() noexcept {
   const uint32_t n = deferred_count_;
   std::copy_n(deferred_.get(), n, items_.get());

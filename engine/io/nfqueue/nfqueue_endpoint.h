@@ -213,6 +213,8 @@ class NfqueueEndpoint final : public InlineEndpoint {
   uint32_t sndbuf_bytes() const noexcept { return sndbuf_; }
   // Verdicts waiting for a retry (see Send above).
   uint32_t deferred() const noexcept;
+  // Sends the deferred verdicts, if any (InlineEndpoint::Idle).
+  void Idle() noexcept override;
   // The last packet id received (0 before any). The kernel's id_sequence minus this is what
   // it lost after that id, which no gap can show yet: the loss sluice can account for is
   //   lost_ids + (id_sequence - last_id)  ==  queue_user_dropped   (without fail-open).

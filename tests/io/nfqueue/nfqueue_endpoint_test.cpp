@@ -495,6 +495,26 @@ TEST(NfqueueEndpoint, VerdictsWhoseSendmsgFailsAreSentAheadOfTheNextBatch) {
   EXPECT_EQ(rig.Count(C::kVerdictsLost), 0u);
 }
 
+// With no next batch to carry them (the queue went quiet, or the daemon is stopping), the
+// deferred verdicts go out when the I/O loop finds the queue idle.
+TEST(NfqueueEndpoint, DeferredVerdictsGoOutWhenTheQueueIsIdle) {
+  Rig rig({.sndbuf_bytes = 2048});
+  uint32_t id = 1;
+  for (int rounds = 0; rig.endpoint->deferred() == 0 && rounds < 2000; ++rounds, id += 4) {
+    rig.AcceptRound(id, 4);
+  }
+  ASSERT_GT(rig.endpoint->deferred(), 0u) << "the send buffer never filled";
+  rig.Settle();  // the kernel catches up; no packet arrives
+  rig.endpoint->Idle();
+  rig.Settle();
+  EXPECT_EQ(rig.endpoint->deferred(), 0u);
+  EXPECT_TRUE(rig.model.queue.empty()) << rig.model.queue.size() << " packets left without a verdict";
+  EXPECT_EQ(rig.model.enoent, 0);
+  EXPECT_EQ(rig.Count(C::kVerdictsLost), 0u);
+  rig.endpoint->Idle();  // nothing held back: sends nothing
+  EXPECT_TRUE(rig.kernel.ReadAll().empty());
+}
+
 TEST(NfqueueEndpoint, ReceiveAndSendAllocateNothingPerPacket) {
   Rig rig;
   std::vector<std::vector<uint8_t>> msgs;
