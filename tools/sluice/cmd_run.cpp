@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/assert.h"
 #include "engine/core/clock.h"
 #include "engine/graph/pipeline.h"
 #include "engine/graph/stage_set.h"
@@ -75,6 +76,21 @@ struct Queues {
   KernelQueueStatsFile kernel_stats;
 };
 
+// Divert reports interfaces by name (7 characters): the rules' names, interned in order, are
+// the ids every divert endpoint and the rules agree on.
+std::vector<std::string> DivertInterfaceNames(const Config& c) {
+  std::vector<std::string> names;
+  for (const RuleConfig& r : c.rules) {
+    for (const std::string* name : {&r.match.in_interface, &r.match.out_interface}) {
+      const std::string cut = name->substr(0, 7);
+      if (!cut.empty() && std::find(names.begin(), names.end(), cut) == names.end()) names.push_back(cut);
+    }
+  }
+  return names;
+}
+
+// Binds the queues (or divert sockets). Called last before the pipeline starts: from here on
+// the kernel queues packets to sluice, so nothing slow may come between this and Start().
 Status OpenQueues(const Config& c, Queues& q) {
   if (c.io.backend == Backend::kNfqueue) {
     const NfqueueIoConfig& n = c.io.nfqueue;
@@ -109,14 +125,6 @@ Status OpenQueues(const Config& c, Queues& q) {
     return Status::Ok();
   }
   if (c.io.backend == Backend::kDivert) {
-    for (const RuleConfig& r : c.rules) {
-      for (const std::string* name : {&r.match.in_interface, &r.match.out_interface}) {
-        const std::string cut = name->substr(0, 7);
-        if (!cut.empty() && std::find(q.interface_names.begin(), q.interface_names.end(), cut) == q.interface_names.end()) {
-          q.interface_names.push_back(cut);
-        }
-      }
-    }
     for (uint16_t port : c.io.divert.ports) {
       DivertOptions o;
       o.port = port;
@@ -229,12 +237,16 @@ int Run(const RunArgs& a) {
   for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  Queues queues;
-  if (Status s = OpenQueues(config, queues); !s.ok()) {
-    Log("%s", s.message().c_str());
+  if (config.io.backend == Backend::kPcap) {
+    Log("io.backend = \"pcap\" runs offline: use `sluice replay FILE -c CONFIG`");
     return 1;
   }
-  const auto shards = static_cast<uint32_t>(queues.endpoints.size());
+  // Everything slow (the pool's memory, compiling the rules, the flow tables) is done before
+  // the queues are bound: a bound queue that nobody reads fills, then drops or (fail-open)
+  // passes packets untouched.
+  Queues queues;
+  if (config.io.backend == Backend::kDivert) queues.interface_names = DivertInterfaceNames(config);
+  const uint32_t shards = config.pipeline.shards;  // the loader checked it equals the queues or ports
 
   InlineOptions opts;
   opts.threads = a.threads != 0 ? a.threads
@@ -247,6 +259,13 @@ int Run(const RunArgs& a) {
   PoolConfig pool_config = config.pipeline.pool;
   const uint64_t need = uint64_t{shards} * (uint64_t{opts.batches_per_shard} * opts.batch_size + 2 * PoolCache::kDefaultSize);
   pool_config.small_buffers = static_cast<uint32_t>(std::max<uint64_t>(pool_config.small_buffers, need));
+  // With GSO on, any message may be a 64 KiB super-packet that holds a large buffer until its
+  // verdict: keep two full bursts' worth per shard (one in the stages, one being received), so
+  // bulk TCP does not run the class dry (a message that finds none is dropped by id, counted
+  // as nfqueue_no_large_buffer).
+  if (config.io.backend == Backend::kNfqueue && config.io.nfqueue.gso) {
+    pool_config.large_buffers = std::max(pool_config.large_buffers, shards * 2 * opts.batch_size);
+  }
   auto pool = BufferPool::Create(pool_config);
   if (!pool.ok()) {
     Log("%s", pool.status().message().c_str());
@@ -273,6 +292,12 @@ int Run(const RunArgs& a) {
     Log("%s", stages.status().message().c_str());
     return 1;
   }
+
+  if (Status s = OpenQueues(config, queues); !s.ok()) {
+    Log("%s", s.message().c_str());
+    return 1;
+  }
+  SLUICE_CHECK(queues.endpoints.size() == shards);
 
   // Sockets are open: nothing further needs root. Before any thread starts (capabilities
   // are per thread), keep only CAP_NET_ADMIN, which every NFQUEUE verdict is checked against.
