@@ -62,6 +62,7 @@ inline bool ClassFor(uint32_t bytes, SizeClass* out) noexcept {
 struct PoolConfig {
   uint32_t small_buffers = 16384;  // about 37 MiB
   uint32_t large_buffers = 64;     // about 4.3 MiB
+  bool operator==(const PoolConfig&) const = default;
 };
 
 struct PoolStats {

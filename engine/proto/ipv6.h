@@ -56,6 +56,7 @@ constexpr bool IsExtHeader(uint8_t nh) noexcept {
 struct Limits {
   uint8_t max_headers = 8;
   uint16_t max_bytes = 512;
+  bool operator==(const Limits&) const = default;
 };
 
 // What WalkChain learned; meaningful only when it returned kNone.

@@ -31,6 +31,7 @@ enum class Backend : uint8_t { kPcap = 0, kNfqueue, kDivert };
 struct PcapIoConfig {
   std::string input;   // pcap/pcapng to read; "" = named on the command line
   std::string output;  // pcap to write the packets sluice accepts to; "" = none
+  bool operator==(const PcapIoConfig&) const = default;
 };
 
 // Linux NFQUEUE. One queue per shard: queues queue_first .. queue_first + queue_count - 1
@@ -51,12 +52,14 @@ struct NfqueueIoConfig {
   // is "out", one that came in through one is "in". Empty: forwarded packets have no direction
   // (PREROUTING and INPUT are always "in", OUTPUT and POSTROUTING "out").
   std::vector<std::string> outside_interfaces;
+  bool operator==(const NfqueueIoConfig&) const = default;
 };
 
 // FreeBSD divert(4): one socket per shard, bound to ports[shard]; pipeline.shards == ports.size().
 struct DivertIoConfig {
   std::vector<uint16_t> ports = {8668};   // each 1..65535, distinct
   uint32_t rcvbuf_bytes = 4u << 20;       // SO_RCVBUF, 65536..1 GiB (the default 64 KiB overflows)
+  bool operator==(const DivertIoConfig&) const = default;
 };
 
 struct IoConfig {
@@ -64,6 +67,7 @@ struct IoConfig {
   PcapIoConfig pcap;
   NfqueueIoConfig nfqueue;
   DivertIoConfig divert;
+  bool operator==(const IoConfig&) const = default;
 };
 
 // ---- [pipeline] ---------------------------------------------------------------------------
@@ -77,6 +81,7 @@ struct PipelineConfig {
   uint32_t shards = 1;                 // independent serial pipelines, 1..1024
   uint32_t batches_per_shard = 8;      // batches in flight per shard (the graph's tokens), 1..4096
   PoolConfig pool;                     // [pipeline.pool] small_buffers >= shards * batches_per_shard * batch_size
+  bool operator==(const PipelineConfig&) const = default;
 };
 
 // ---- [parse]: the parse stage's own ParseConfig (engine/stages/parse/parse_stage.h) ------
@@ -97,6 +102,7 @@ struct NatConfig {
   uint32_t tcp_closed_s = 10;          // FIN seen both ways, or an RST
   uint32_t udp_s = 300;                // RFC 4787 REQ-5: at least 2 min, 5 min recommended
   uint32_t icmp_s = 60;                // RFC 5508 REQ-1: 60 s
+  bool operator==(const NatConfig&) const = default;
 };
 
 // ---- [classify] ---------------------------------------------------------------------------

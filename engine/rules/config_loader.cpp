@@ -1084,4 +1084,17 @@ std::string DirectionNote(const Config& config) {
          "which is empty, so " + (n == 1 ? "it matches" : "they match") + " no forwarded packet";
 }
 
+ReloadCheck CompareForReload(const Config& current, const Config& next) {
+  ReloadCheck r;
+  const NfqueueIoConfig& a = current.io.nfqueue;
+  const NfqueueIoConfig& b = next.io.nfqueue;
+  r.guard_changed = current.io.backend == Backend::kNfqueue &&
+                    (a.verdict_mark != b.verdict_mark || a.verdict_mask != b.verdict_mask);
+  if (!(current.io == next.io)) r.start_only.push_back("io");
+  if (!(current.pipeline == next.pipeline)) r.start_only.push_back("pipeline");
+  if (!(current.parse == next.parse)) r.start_only.push_back("parse");
+  if (!(current.nat == next.nat)) r.start_only.push_back("nat");
+  return r;
+}
+
 }  // namespace sluice

@@ -41,6 +41,17 @@ struct ConfigLoad {
 ConfigLoad LoadConfigText(std::string_view text, std::string source_name = "<text>");
 ConfigLoad LoadConfigFile(const std::string& path);
 
+// What a reload (SIGHUP) of `next` over the running `current` cannot apply. start_only: the
+// sections read only at start that differ ("io", "pipeline", "parse", "nat"); they apply at the
+// next start. guard_changed: io.nfqueue's verdict_mark or verdict_mask differ; the endpoints
+// keep setting the running guard and rule marks are checked against it, so such a reload must
+// be refused.
+struct ReloadCheck {
+  std::vector<std::string> start_only;
+  bool guard_changed = false;
+};
+ReloadCheck CompareForReload(const Config& current, const Config& next);
+
 // A valid config that probably does not do what it says: NFQUEUE rules that match on
 // `direction` while io.nfqueue.outside_interfaces is empty, so forwarded packets (the FORWARD
 // hook, `sluice rules`' default) have none and those rules never match them. "" when not.

@@ -172,6 +172,28 @@ match = { proto = "udp", dst_port = 9 }
   EXPECT_EQ(DirectionNote(Load("[io]\nbackend = \"divert\"\n" + rules)), "");  // divert knows its direction
 }
 
+// SIGHUP applies rules only: what else changed is named, and a new loop guard is flagged.
+TEST(ConfigTest, ReloadNamesTheStartOnlySectionsThatChangedAndFlagsANewLoopGuard) {
+  const std::string rule = "[[rule]]\nnumber = 1\nname = \"r\"\naction = \"drop\"\nmatch = { proto = \"tcp\" }\n";
+  const Config base = Load("[io]\nbackend = \"nfqueue\"\n" + rule);
+  const Config more_rules = Load("[io]\nbackend = \"nfqueue\"\n" + rule +
+                                 "[[rule]]\nnumber = 2\nname = \"s\"\naction = \"drop\"\nmatch = { proto = \"udp\" }\n");
+  ReloadCheck r = CompareForReload(base, more_rules);
+  EXPECT_TRUE(r.start_only.empty());
+  EXPECT_FALSE(r.guard_changed);
+
+  const Config other = Load("[io]\nbackend = \"nfqueue\"\n[io.nfqueue]\nqueue_maxlen = 100\n[pipeline]\nbatch_size = 32\n"
+                            "[nat]\nudp_s = 60\n[parse]\nmalformed = \"drop\"\n" + rule);
+  r = CompareForReload(base, other);
+  EXPECT_EQ(r.start_only, (std::vector<std::string>{"io", "pipeline", "parse", "nat"}));
+  EXPECT_FALSE(r.guard_changed);
+
+  const Config guard = Load("[io]\nbackend = \"nfqueue\"\n[io.nfqueue]\nverdict_mark = 0x2\nverdict_mask = 0x2\n" + rule);
+  r = CompareForReload(base, guard);
+  EXPECT_TRUE(r.guard_changed);
+  EXPECT_EQ(r.start_only, std::vector<std::string>{"io"});
+}
+
 TEST(ConfigTest, TcpFlagsBecomeMaskAndValue) {
   const Config c = Load(R"(
 [[rule]]

@@ -214,6 +214,34 @@ void DrainKernelQueues(const Queues& q, bool fail_open) {
   }
 }
 
+// SIGHUP: the rules are replaced whole, or not at all. The sections read at start stay as they
+// were, and a reload that changes the loop guard is refused (the endpoints keep setting the
+// running one, and rule marks are checked against it).
+void Reload(const std::string& path, const Config& running, RuleSetHandle& rules) {
+  const ConfigLoad next = LoadConfigFile(path);
+  Status s = next.ToStatus();
+  ReloadCheck check;
+  if (s.ok()) {
+    check = CompareForReload(running, *next.config);
+    if (check.guard_changed) {
+      s = InvalidArgument(path + ": io.nfqueue.verdict_mark/verdict_mask differ from the running loop guard; "
+                          "changing it needs a restart (and the matching iptables rules)");
+    }
+  }
+  if (s.ok()) s = rules.Reload(next);
+  if (!s.ok()) {
+    Log("reload of %s refused, the running rules stay:\n%s", path.c_str(), s.message().c_str());
+    return;
+  }
+  Log("reloaded %s: rule set generation %llu", path.c_str(), static_cast<unsigned long long>(rules.generation()));
+  if (!check.start_only.empty()) {
+    std::string sections;
+    for (const std::string& name : check.start_only) sections += (sections.empty() ? "[" : ", [") + name + "]";
+    Log("note: %s changed in %s; those sections are read at start only and apply at the next start",
+        sections.c_str(), path.c_str());
+  }
+}
+
 void WriteStats(const RunArgs& a, const StatsReport& r) {
   if (!a.stats_json.empty()) {
     if (Status s = WriteFileAtomically(a.stats_json, ToJson(r)); !s.ok()) Log("%s", s.message().c_str());
@@ -326,13 +354,7 @@ int Run(const RunArgs& a) {
     timespec wait{0, 200'000'000};
     const int sig = sigtimedwait(&signals, nullptr, &wait);
     if (sig == SIGHUP) {
-      const Status s = (*stages)->rules().ReloadFile(a.config);
-      if (s.ok()) {
-        Log("reloaded %s: rule set generation %llu", a.config.c_str(),
-            static_cast<unsigned long long>((*stages)->rules().generation()));
-      } else {
-        Log("reload of %s refused, the running rules stay:\n%s", a.config.c_str(), s.message().c_str());
-      }
+      Reload(a.config, config, (*stages)->rules());
     } else if (sig == SIGTERM || sig == SIGINT) {
       Log("%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
       break;

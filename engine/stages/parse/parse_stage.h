@@ -60,6 +60,7 @@ struct ParseConfig {
   MalformedPolicy malformed = MalformedPolicy::kPass;
   ipv6::Limits ipv6;            // caps on the extension-header chain (count, total bytes)
   uint64_t flow_hash_seed = 0;  // pick it at random per process; equal seeds, equal hashes
+  bool operator==(const ParseConfig&) const = default;
 };
 
 // The largest ipv6.max_bytes accepted: keeps every offset inside PacketMeta's 16 bits.
