@@ -1,6 +1,7 @@
 // sluice replay IN -c CONFIG [-o OUT]: a pcap file through the configured rules on the flow
 // graph, then a summary (and optionally JSON and Prometheus stats). The main job: the same
 // rules that run inline, measured offline.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,6 +53,14 @@ bool SameFile(const std::string& a, const std::string& b) {
   std::error_code ec;
   if (fs::exists(a, ec) && fs::exists(b, ec)) return fs::equivalent(a, b, ec);
   return fs::weakly_canonical(a, ec) == fs::weakly_canonical(b, ec);
+}
+
+// Whether path is this process's standard output (a pipe, a terminal or a file), by inode:
+// std::filesystem::equivalent refuses pipes.
+bool IsStdout(const std::string& path) {
+  struct stat p{}, out{};
+  return stat(path.c_str(), &p) == 0 && fstat(STDOUT_FILENO, &out) == 0 && p.st_dev == out.st_dev &&
+         p.st_ino == out.st_ino;
 }
 
 // The input, -o and --drops must be three different files: writing the input would destroy
@@ -234,9 +243,11 @@ int Replay(const ReplayArgs& a) {
     run_status = pipeline.Run(**source, *sink);
   }
   const StatsReport report = build_report();
-  std::printf("sluice replay: %s → %s   [%u threads, %u shards, batch %u]\n", a.input.c_str(),
-              a.output.empty() ? "(no output file)" : a.output.c_str(), opts.threads, opts.shards, opts.batch_size);
-  std::fputs(ToText(report).c_str(), stdout);
+  // The summary goes to stdout, unless the packets do (-o /dev/stdout into a pipe).
+  FILE* summary = !a.output.empty() && IsStdout(a.output) ? stderr : stdout;
+  std::fprintf(summary, "sluice replay: %s → %s   [%u threads, %u shards, batch %u]\n", a.input.c_str(),
+               a.output.empty() ? "(no output file)" : a.output.c_str(), opts.threads, opts.shards, opts.batch_size);
+  std::fputs(ToText(report).c_str(), summary);
   if (!a.stats_json.empty()) {
     if (Status s = WriteFileAtomically(a.stats_json, ToJson(report)); !s.ok()) return Fail(s), 1;
   }
