@@ -2,7 +2,8 @@
 // ports), optionally drops root keeping CAP_NET_ADMIN, and runs the inline graph until told to
 // stop.
 //
-// Signals: SIGHUP reloads the rules (an invalid file is reported and the running rules stay);
+// Signals: SIGHUP reloads the rules (an invalid file, or one that changes the loop guard, is
+// reported and the running rules stay; other start-only sections are named, not applied);
 // SIGTERM and SIGINT drain and exit 0. NFQUEUE drains in two steps: the kernel is told to queue
 // nothing more (StopAdmitting: with fail-open new packets then pass unqueued, as --queue-bypass
 // passes them once the queue is unbound; without, they are dropped), and the pipeline keeps

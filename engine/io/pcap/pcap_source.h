@@ -24,7 +24,6 @@
 
 namespace sluice {
 
-// The timestamp a pcap record carried, kept in IoContext::token.
 // What PcapSource keeps of a record in the buffer's io().token, for the writer.
 struct PcapToken {
   int64_t sec;
