@@ -169,7 +169,7 @@ void Check(const Job& job, testing::GuardedPacket& slot, Totals& t) {
   for (const auto& r : j["rules"]) t.rules[r["name"].get<std::string>()] += r["packets"].get<uint64_t>();
 
   // Record by record. Dropped packets are never modified, so a record is the next drop when
-  // that drop is a prefix of it (parse may have trimmed L2 padding) with its timestamp.
+  // that drop is a prefix of it (a too_big record keeps only its first bytes) with its timestamp.
   std::size_t o = 0, d = 0;
   const ParseConfig parse_config;
   for (std::size_t i = 0; i < in.records.size(); ++i) {
@@ -198,7 +198,11 @@ void Check(const Job& job, testing::GuardedPacket& slot, Totals& t) {
       ++t.parse_rejected_compared;
       continue;
     }
-    ASSERT_EQ(w.bytes.size(), b.len()) << "a parsed packet changed length";
+    // Parse trims what follows the IP packet (padding, an FCS, a trailer); the record is still
+    // written whole, those bytes untouched.
+    ASSERT_EQ(w.bytes.size(), r.bytes.size()) << "a parsed packet's record changed length";
+    ASSERT_TRUE(std::equal(w.bytes.begin() + b.len(), w.bytes.end(), r.bytes.begin() + b.len()))
+        << "the bytes behind the IP packet changed";
     ASSERT_TRUE(std::equal(w.bytes.begin(), w.bytes.begin() + b.meta().l3_off, r.bytes.begin()))
         << "the link-layer header changed";
     if (!ChecksumsOk(b)) continue;
