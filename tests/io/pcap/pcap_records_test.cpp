@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -89,6 +90,37 @@ TEST(PcapRecords, SameRecordsAsLibpcapOverTheWholeCorpus) {
 }
 
 // A file cut anywhere: the same whole records, then the same verdict (end or error).
+// The mapped reader takes only what it reads exactly as libpcap does: version 2.4 files of link
+// types whose records libpcap caps at MAXIMUM_SNAPLEN. Others go through libpcap itself.
+TEST(PcapRecords, OtherVersionsAndLinkTypesGoThroughLibpcap) {
+  testing::TempDir dir;
+  const std::string base = dir.path() + "/base.pcap";
+  ASSERT_TRUE(WritePcap({.seed = 21}, 50, base).ok());
+  bool mapped = false;
+  ReadWithRecords(base, &mapped);
+  EXPECT_TRUE(mapped) << "a plain 2.4 Ethernet file takes the mapped reader";
+  const struct {
+    const char* name;
+    std::size_t offset;  // in the file header
+    uint32_t value;
+    std::size_t width;
+  } edits[] = {{"version 2.3", 6, 3, 2}, {"USBPcap link type", 20, 249, 4}};
+  for (const auto& e : edits) {
+    SCOPED_TRACE(e.name);
+    std::ifstream in(base, std::ios::binary);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::memcpy(bytes.data() + e.offset, &e.value, e.width);  // host order, as the file is
+    const std::string path = dir.path() + "/edited.pcap";
+    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    const Stream want = ReadWithLibpcap(path);
+    mapped = true;
+    const Stream got = ReadWithRecords(path, &mapped);
+    EXPECT_FALSE(mapped);
+    EXPECT_EQ(got.error, want.error);
+    EXPECT_EQ(got.records, want.records);
+  }
+}
+
 TEST(PcapRecords, CutFilesEndLikeLibpcapAtEveryLength) {
   testing::TempDir dir;
   const std::string whole = dir.File("whole.pcap"), cut = dir.File("cut.pcap");
