@@ -46,21 +46,14 @@ struct ReplayArgs {
 
 void Fail(const Status& s) { std::fprintf(stderr, "sluice replay: %s\n", s.message().c_str()); }
 
-// Whether two paths name one file: the same inode when both exist, else the same path once
-// normalised. Opening an output truncates it, so this is checked before anything is opened.
+// Whether two paths name one file: the same inode when both exist (pipes and terminals too,
+// which std::filesystem::equivalent refuses), else the same path once normalised. Opening an
+// output truncates it, so this is checked before anything is opened.
 bool SameFile(const std::string& a, const std::string& b) {
-  namespace fs = std::filesystem;
+  struct stat sa{}, sb{};
+  if (stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
   std::error_code ec;
-  if (fs::exists(a, ec) && fs::exists(b, ec)) return fs::equivalent(a, b, ec);
-  return fs::weakly_canonical(a, ec) == fs::weakly_canonical(b, ec);
-}
-
-// Whether path is this process's standard output (a pipe, a terminal or a file), by inode:
-// std::filesystem::equivalent refuses pipes.
-bool IsStdout(const std::string& path) {
-  struct stat p{}, out{};
-  return stat(path.c_str(), &p) == 0 && fstat(STDOUT_FILENO, &out) == 0 && p.st_dev == out.st_dev &&
-         p.st_ino == out.st_ino;
+  return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
 }
 
 // The input, -o and --drops must be three different files: writing the input would destroy
@@ -244,7 +237,7 @@ int Replay(const ReplayArgs& a) {
   }
   const StatsReport report = build_report();
   // The summary goes to stdout, unless the packets do (-o /dev/stdout into a pipe).
-  FILE* summary = !a.output.empty() && IsStdout(a.output) ? stderr : stdout;
+  FILE* summary = !a.output.empty() && SameFile(a.output, "/dev/stdout") ? stderr : stdout;
   std::fprintf(summary, "sluice replay: %s → %s   [%u threads, %u shards, batch %u]\n", a.input.c_str(),
                a.output.empty() ? "(no output file)" : a.output.c_str(), opts.threads, opts.shards, opts.batch_size);
   std::fputs(ToText(report).c_str(), summary);
