@@ -26,6 +26,7 @@
 #include <thread>
 #include <algorithm>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/core/assert.h"
@@ -90,20 +91,26 @@ std::vector<std::string> DivertInterfaceNames(const Config& c) {
   return names;
 }
 
+// An interface's index now, or 0 with a log line saying what its absence means (`consequence`):
+// NFQUEUE names interfaces by index, resolved at start and on SIGHUP.
+uint32_t InterfaceIndex(std::string_view name, const char* consequence) {
+  const uint32_t id = if_nametoindex(std::string(name).c_str());
+  if (id == 0) {
+    Log("interface %.*s does not exist (yet): %s", static_cast<int>(name.size()), name.data(), consequence);
+  }
+  return id;
+}
+
 // Binds the queues (or divert sockets). Called last before the pipeline starts: from here on
 // the kernel queues packets to sluice, so nothing slow may come between this and Start().
+// Run() has refused the pcap backend before anything was built.
 Status OpenQueues(const Config& c, Queues& q) {
   if (c.io.backend == Backend::kNfqueue) {
     const NfqueueIoConfig& n = c.io.nfqueue;
     std::vector<uint32_t> outside;  // resolved once, like the rules' interface names
     for (const std::string& name : n.outside_interfaces) {
-      const uint32_t id = if_nametoindex(name.c_str());
-      if (id == 0) {
-        Log("io.nfqueue.outside_interfaces: interface %s does not exist (yet): forwarded packets through it get no direction",
-            name.c_str());
-      } else {
-        outside.push_back(id);
-      }
+      const uint32_t id = InterfaceIndex(name, "io.nfqueue.outside_interfaces: forwarded packets through it get no direction");
+      if (id != 0) outside.push_back(id);
     }
     for (uint32_t i = 0; i < n.queue_count; ++i) {
       NfqueueOptions o;
@@ -125,20 +132,18 @@ Status OpenQueues(const Config& c, Queues& q) {
     q.kernel_stats = std::move(kernel_stats).value();
     return Status::Ok();
   }
-  if (c.io.backend == Backend::kDivert) {
-    for (uint16_t port : c.io.divert.ports) {
-      DivertOptions o;
-      o.port = port;
-      o.rcvbuf_bytes = c.io.divert.rcvbuf_bytes;
-      auto ep = DivertEndpoint::Open(o);
-      if (!ep.ok()) return ep.status();
-      for (const std::string& name : q.interface_names) (*ep)->InternInterface(name);
-      q.endpoints.push_back(ep->get());
-      q.divert.push_back(std::move(ep).value());
-    }
-    return Status::Ok();
+  SLUICE_CHECK(c.io.backend == Backend::kDivert);
+  for (uint16_t port : c.io.divert.ports) {
+    DivertOptions o;
+    o.port = port;
+    o.rcvbuf_bytes = c.io.divert.rcvbuf_bytes;
+    auto ep = DivertEndpoint::Open(o);
+    if (!ep.ok()) return ep.status();
+    for (const std::string& name : q.interface_names) (*ep)->InternInterface(name);
+    q.endpoints.push_back(ep->get());
+    q.divert.push_back(std::move(ep).value());
   }
-  return InvalidArgument("io.backend = \"pcap\" runs offline: use `sluice replay FILE -c CONFIG`");
+  return Status::Ok();
 }
 
 StatsReport BuildReport(const RunArgs& a, const Config& c, const InlinePipeline& p, const StageSet& stages,
@@ -305,10 +310,8 @@ int Run(const RunArgs& a) {
   stage_options.shards = shards;
   stage_options.flow_hash_seed = a.seed;
   if (config.io.backend == Backend::kNfqueue) {
-    stage_options.rules.interface_id = [](std::string_view name) -> uint32_t {
-      const uint32_t id = if_nametoindex(std::string(name).c_str());
-      if (id == 0) Log("interface %.*s does not exist (yet): rules naming it match nothing", static_cast<int>(name.size()), name.data());
-      return id;
+    stage_options.rules.interface_id = [](std::string_view name) {
+      return InterfaceIndex(name, "rules naming it match nothing");
     };
   } else {
     stage_options.rules.interface_id = [&queues](std::string_view name) -> uint32_t {
