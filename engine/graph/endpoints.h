@@ -66,6 +66,12 @@ class InlineEndpoint : public PacketOwner {
   // verdicts deferred by a full socket), which would otherwise wait for the next packet.
   virtual void Idle() noexcept {}
 
+  // True while the endpoint holds packets it has received but not yet handed out (NFQUEUE:
+  // long messages waiting for a large buffer, and what came after them); the next Receive
+  // hands them out first, reading nothing new meanwhile. The I/O thread keeps receiving after
+  // Stop() until this is false, so that every packet received gets its verdict.
+  virtual bool Holding() const noexcept { return false; }
+
  protected:
   InlineEndpoint() = default;
 };

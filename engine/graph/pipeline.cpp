@@ -535,12 +535,15 @@ void InlinePipeline::Start() {
 }
 
 void InlinePipeline::IoLoop(Shard& shard) noexcept {
-  while (!stop_.load(std::memory_order_relaxed)) {
+  // After Stop(), only what the endpoint still holds: it was received, so it needs a verdict.
+  for (;;) {
+    const bool stopping = stop_.load(std::memory_order_relaxed);
+    if (stopping && !shard.stages.endpoint->Holding()) break;
     Batch* b = shard.batches.Get(options_.receive_wait);
     if (b == nullptr) continue;  // every token in flight: stop reading until one returns
     b->set_limit(options_.batch_size);
     const uint32_t n = shard.stages.endpoint->Receive(shard.io_cache, *b, options_.batch_size, options_.receive_wait);
-    if (n != 0 && options_.batch_timeout.count() > 0) {
+    if (n != 0 && options_.batch_timeout.count() > 0 && !stopping) {
       // Close on size or on the timer, whichever comes first.
       const auto deadline = std::chrono::steady_clock::now() + options_.batch_timeout;
       while (b->size() < options_.batch_size) {

@@ -118,8 +118,9 @@ class OfflinePipeline {
 //   accepts every id up to N, so an overtaking verdict would accept unprocessed packets).
 // - Back-pressure: `batches_per_shard` tokens per shard; with none free the I/O thread stops
 //   reading and the kernel queue absorbs (then drops or, fail-open, bypasses) the excess.
-// - Stop(): the I/O threads stop receiving; every batch already received is processed and
-//   its verdicts sent before Stop() returns. The endpoints stay open (their owner closes them).
+// - Stop(): the I/O threads stop receiving (after handing out what an endpoint still holds,
+//   InlineEndpoint::Holding); every batch already received is processed and its verdicts
+//   sent before Stop() returns. The endpoints stay open (their owner closes them).
 struct InlineOptions {
   uint32_t threads = 1;
   uint32_t batch_size = kDefaultBatch;

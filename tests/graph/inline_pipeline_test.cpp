@@ -17,14 +17,34 @@ namespace {
 using namespace sluice::testing;  // NOLINT(google-build-using-namespace): test stand-ins
 
 // A kernel queue in memory: packets wait in `pending`; verdicts are recorded by id, in the
-// order Send saw them.
+// order Send saw them. Packets in `held` count as received already but are handed out only
+// once the gate opens (what NFQUEUE does with messages waiting for a large buffer); Holding()
+// says so.
 class FakeQueue final : public InlineEndpoint {
  public:
   void Offer(const std::vector<std::vector<uint8_t>>& packets) {
     std::lock_guard lock(mu_);
     for (const auto& p : packets) pending_.push_back(p);
   }
+  void Hold(const std::vector<std::vector<uint8_t>>& packets) {
+    std::lock_guard lock(mu_);
+    for (const auto& p : packets) held_.push_back(p);
+    holding_ = !held_.empty();
+  }
+  void OpenGate() { gate_open_ = true; }
+  bool Holding() const noexcept override { return holding_; }
+
   uint32_t Receive(PoolCache& cache, Batch& batch, uint32_t max, std::chrono::microseconds wait) noexcept override {
+    if (holding_) {
+      if (!gate_open_) {
+        std::this_thread::sleep_for(wait);
+        return 0;
+      }
+      std::lock_guard lock(mu_);
+      const uint32_t n = HandOut(held_, cache, batch, max);
+      holding_ = !held_.empty();
+      return n;
+    }
     const auto deadline = std::chrono::steady_clock::now() + wait;
     for (;;) {
       {
@@ -35,24 +55,7 @@ class FakeQueue final : public InlineEndpoint {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
     std::lock_guard lock(mu_);
-    uint32_t n = 0;
-    const uint64_t now = NowNs();
-    while (n < max && !pending_.empty()) {
-      PacketBuffer* b = cache.Get(SizeClass::kSmall);
-      if (b == nullptr) break;
-      const auto& p = pending_.front();
-      b->Assign(p.data(), static_cast<uint32_t>(p.size()));
-      b->meta().io_token = next_id_++;
-      b->meta().rx_ns = now;
-      b->SetOwner(this);
-      pending_.pop_front();
-      batch.Push(PacketRef(b));
-      ++n;
-    }
-    received_ += n;
-    outstanding_ += n;
-    max_outstanding_ = std::max(max_outstanding_.load(), outstanding_.load());
-    return n;
+    return HandOut(pending_, cache, batch, max);
   }
   void Send(Batch& batch) noexcept override {
     if (slow_send_) std::this_thread::sleep_for(std::chrono::microseconds(200));
@@ -84,8 +87,31 @@ class FakeQueue final : public InlineEndpoint {
   bool idle_after_last_send() const { return idle_after_last_send_; }
 
  private:
+  uint32_t HandOut(std::deque<std::vector<uint8_t>>& from, PoolCache& cache, Batch& batch, uint32_t max) {
+    uint32_t n = 0;
+    const uint64_t now = NowNs();
+    while (n < max && !from.empty()) {
+      PacketBuffer* b = cache.Get(SizeClass::kSmall);
+      if (b == nullptr) break;
+      const auto& p = from.front();
+      b->Assign(p.data(), static_cast<uint32_t>(p.size()));
+      b->meta().io_token = next_id_++;
+      b->meta().rx_ns = now;
+      b->SetOwner(this);
+      from.pop_front();
+      batch.Push(PacketRef(b));
+      ++n;
+    }
+    received_ += n;
+    outstanding_ += n;
+    max_outstanding_ = std::max(max_outstanding_.load(), outstanding_.load());
+    return n;
+  }
+
   std::mutex mu_;
   std::deque<std::vector<uint8_t>> pending_;
+  std::deque<std::vector<uint8_t>> held_;
+  std::atomic<bool> holding_{false}, gate_open_{false};
   std::vector<std::pair<uint64_t, Verdict>> verdicts_;
   std::vector<uint32_t> send_sizes_;
   uint64_t next_id_ = 1;
@@ -175,6 +201,28 @@ TEST_P(InlinePipelineTest, StopVerdictsEverythingAlreadyReceived) {
   EXPECT_EQ(h.pool->Stats().orphaned, 0u);
   h.pipeline.reset();  // its caches go back to the pool
   EXPECT_EQ(h.pool->Stats().free_central[0], 16384u);
+}
+
+// What an endpoint received but still holds (Holding()) is handed out and verdicted after
+// Stop(), not left without a verdict.
+TEST_P(InlinePipelineTest, StopHandsOutWhatTheEndpointStillHolds) {
+  Harness h(1, With({.threads = 1, .batch_size = 16, .receive_wait = std::chrono::microseconds(1000)}));
+  const auto traffic = MakeTraffic(4, 50, 16);
+  h.queues[0].Hold(traffic);
+  h.pipeline->Start();
+  // The gate opens while Stop() waits for the I/O thread (it stopped reading anything new).
+  std::thread opener([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    h.queues[0].OpenGate();
+  });
+  h.pipeline->Stop();
+  opener.join();
+  const auto v = h.queues[0].verdicts();
+  ASSERT_EQ(v.size(), traffic.size());
+  for (std::size_t i = 0; i < v.size(); ++i) EXPECT_EQ(v[i].first, i + 1);
+  EXPECT_FALSE(h.queues[0].Holding());
+  EXPECT_TRUE(h.pipeline->run_stats(0).Balanced());
+  EXPECT_EQ(h.pool->Stats().orphaned, 0u);
 }
 
 TEST_P(InlinePipelineTest, BackPressureBoundsPacketsInFlight) {

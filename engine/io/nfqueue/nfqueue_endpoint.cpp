@@ -85,6 +85,21 @@ NfqueueEndpoint::NfqueueEndpoint(int fd, const NfqueueOptions& options)
       deferred_(std::make_unique<VerdictItem[]>(kMaxDeferred)) {}
 
 NfqueueEndpoint::~NfqueueEndpoint() {
+  if (Holding()) {
+    // Closed while messages wait for a large buffer (the pipeline drains them before it
+    // stops; this is teardown without one): drop each by id, give the buffers back.
+    PoolCache cache(*slot_pool_);
+    NfqueueCounts t;
+    for (uint32_t k = held_first_; k < held_end_; ++k) {
+      uint32_t id = 0;
+      if (PeekNfqPacketId(slot_bufs_[k]->room(), kSmallRoom, &id)) {
+        VerdictNow(id, TakeOrdinal(id, t), OutMark(0), false);
+        t.Bump(C::kNoLargeBuffer);
+      }
+    }
+    cache.PutBulk(slot_bufs_.data() + held_first_, held_end_ - held_first_);
+    t.AddTo(counters_);
+  }
   if (fd_ >= 0) close(fd_);
   if (spill_ != nullptr) munmap(spill_, kMaxBatch * kSpillBytes);
 }
@@ -320,6 +335,16 @@ uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
   const uint32_t space = batch.limit() > batch.size() ? batch.limit() - batch.size() : 0;
   const uint32_t want = std::min({max, space, kMaxBatch});
   if (want == 0) return 0;
+  if (Holding()) {
+    // Messages held back for a large buffer go first, before anything newer is read: their
+    // slots and spill areas stay as recvmmsg left them, and ids stay in receive order.
+    NfqueueCounts t;
+    const uint32_t pushed = TakeSlots(cache, batch, want, t);
+    t.AddTo(counters_);
+    if (pushed == 0 && Holding())
+      std::this_thread::sleep_for(std::min<std::chrono::microseconds>(wait, std::chrono::milliseconds(1)));
+    return pushed;
+  }
   const uint32_t slots = cache.GetBulk(SizeClass::kSmall, slot_bufs_.data(), want);
   if (slots == 0) {
     counters_.Add(C::kPoolEmpty);
@@ -328,17 +353,43 @@ uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
     return 0;
   }
   for (uint32_t k = 0; k < slots; ++k) recv_iov_[k][0].iov_base = slot_bufs_[k]->room();
+  slot_pool_ = &cache.pool();
   NfqueueCounts t;
   const int got = RecvBurst(slots, wait, t);
-  const uint64_t now = NowNs();
+  const uint32_t filled = got > 0 ? static_cast<uint32_t>(got) : 0;
+  cache.PutBulk(slot_bufs_.data() + filled, slots - filled);
+  held_first_ = 0;
+  held_end_ = filled;
+  held_rx_ns_ = NowNs();
+  const uint32_t pushed = TakeSlots(cache, batch, want, t);
+  t.AddTo(counters_);
+  return pushed;
+}
 
+// Hands slots [held_first_, held_end_) to `batch` in order, up to `want` packets. A long
+// message copies into a large buffer; with none free it and every slot after it stay held
+// (back-pressure: nothing more is read, the kernel queue absorbs) until a later call finds
+// one. Held longer than kLargeBufferWait, the pool is not giving large buffers back (every
+// one sits in other shards' caches, or the class is far too small): the message is dropped
+// by id and counted, as one that fits nowhere is, so a queue never stalls for good.
+uint32_t NfqueueEndpoint::TakeSlots(PoolCache& cache, Batch& batch, uint32_t want,
+                                    NfqueueCounts& t) noexcept {
   uint32_t spare = 0, pushed = 0;
-  for (int k = 0; k < got; ++k) {
+  uint32_t k = held_first_;
+  for (; k < held_end_ && pushed < want; ++k) {
     PacketBuffer* buf = slot_bufs_[k];
     const uint32_t len = recv_msgs_[k].msg_len;
-    if (len > kSmallRoom || (recv_msgs_[k].msg_hdr.msg_flags & MSG_TRUNC)) {
-      const bool cut = recv_msgs_[k].msg_hdr.msg_flags & MSG_TRUNC;
+    const bool cut = recv_msgs_[k].msg_hdr.msg_flags & MSG_TRUNC;
+    if (len > kSmallRoom || cut) {
       PacketBuffer* big = cut ? nullptr : cache.Get(SizeClass::kLarge);
+      if (big == nullptr && !cut) {
+        const uint64_t now = NowNs();
+        if (hold_since_ns_ == 0) {
+          hold_since_ns_ = now;
+          t.Bump(C::kLargeWaits);
+        }
+        if (now - hold_since_ns_ < static_cast<uint64_t>(kLargeBufferWait.count())) break;
+      }
       if (big == nullptr) {
         // What arrived still shows the id: drop it by id, never leave it queued.
         uint32_t id = 0;
@@ -348,6 +399,7 @@ uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
         spare_bufs_[spare++] = buf;
         continue;
       }
+      hold_since_ns_ = 0;
       std::memcpy(big->room(), buf->room(), kSmallRoom);
       std::memcpy(big->room() + kSmallRoom, recv_iov_[k][1].iov_base, len - kSmallRoom);
       spare_bufs_[spare++] = buf;
@@ -357,7 +409,7 @@ uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
     const NfqMessage m = ParseNfqMessage(buf->room(), len);
     switch (m.kind) {
       case NfqMessageKind::kPacket:
-        Fill(*buf, m.packet, now, t);
+        Fill(*buf, m.packet, held_rx_ns_, t);
         batch.Push(PacketRef(buf));
         ++pushed;
         continue;
@@ -374,11 +426,10 @@ uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
     }
     spare_bufs_[spare++] = buf;
   }
-  for (uint32_t k = got > 0 ? static_cast<uint32_t>(got) : 0; k < slots; ++k)
-    spare_bufs_[spare++] = slot_bufs_[k];
+  held_first_ = k;
+  if (!Holding()) hold_since_ns_ = 0;
   cache.PutBulk(spare_bufs_.data(), spare);
   t.Bump(C::kReceived, pushed);
-  t.AddTo(counters_);
   return pushed;
 }
 

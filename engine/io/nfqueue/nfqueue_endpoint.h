@@ -13,9 +13,12 @@
 // header's length (about 60–100 bytes), not kHeadroom. A message longer than a small buffer
 // (GSO super-packets, jumbo or loopback MTUs) continues into a per-slot spill area (a second
 // iovec) and is copied into a large buffer: one copy, for those packets only, and nothing is
-// ever cut or lost silently. A message that outgrows even that, or finds no large buffer
-// free (the pool's large class bounds the GSO packets in flight), is dropped by its id and
-// counted (truncated, no_large_buffer).
+// ever cut or lost silently. A message that finds no large buffer free (the pool's large
+// class bounds the GSO packets in flight) is held back with everything received after it:
+// Receive reads nothing new until a buffer returns (back-pressure: the kernel queue absorbs,
+// as when the pool's small class runs dry). Held past kLargeBufferWait (the pool is not
+// giving large buffers back), it is dropped by its id and counted (no_large_buffer), as is
+// one that outgrows even a large buffer (truncated).
 //
 // Per packet: link_type kRaw (kUnsupported when the kernel says it is neither IPv4 nor IPv6),
 // io_token = the kernel's packet id, rx_ns (one NowNs() per syscall), in_if/out_if (ifindex),
@@ -117,9 +120,12 @@ static_assert(sizeof(NfqueueToken) <= sizeof(IoContext::token));
   X(kLargeCopies, "large_copies",                                                                  \
     "messages longer than a small buffer, copied from the spill area into a large buffer")         \
   X(kTruncated, "truncated", "messages longer than the largest buffer: dropped by id")             \
+  X(kLargeWaits, "large_buffer_waits",                                                             \
+    "times a long message (GSO) found no large buffer free and was held back, with what came "     \
+    "after it, until one returned (back-pressure: the kernel queue absorbs)")                      \
   X(kNoLargeBuffer, "no_large_buffer",                                                             \
-    "long messages (GSO) that found no large buffer free: dropped by id; size the pool's large "   \
-    "class")                                                                                       \
+    "long messages (GSO) that found no large buffer free within the wait: dropped by id; size "    \
+    "the pool's large class")                                                                      \
   X(kMalformed, "malformed",                                                                       \
     "packet messages that do not parse: dropped by id when it can be read")                        \
   X(kOtherMessages, "other_messages",                                                              \
@@ -215,6 +221,10 @@ class NfqueueEndpoint final : public InlineEndpoint {
   uint32_t deferred() const noexcept;
   // Sends the deferred verdicts, if any (InlineEndpoint::Idle).
   void Idle() noexcept override;
+  // Messages received but held back for a large buffer (InlineEndpoint::Holding).
+  bool Holding() const noexcept override { return held_first_ < held_end_; }
+  // How long a long message waits for a large buffer before it is dropped by id.
+  static constexpr std::chrono::nanoseconds kLargeBufferWait = std::chrono::milliseconds(50);
   // The last packet id received (0 before any). The kernel's id_sequence minus this is what
   // it lost after that id, which no gap can show yet: the loss sluice can account for is
   //   lost_ids + (id_sequence - last_id)  ==  queue_user_dropped   (without fail-open).
@@ -232,6 +242,7 @@ class NfqueueEndpoint final : public InlineEndpoint {
   Status Init();
   Status Configure();
   int RecvBurst(uint32_t slots, std::chrono::microseconds wait, NfqueueCounts& t) noexcept;
+  uint32_t TakeSlots(PoolCache& cache, Batch& batch, uint32_t want, NfqueueCounts& t) noexcept;
   void Fill(PacketBuffer& buf, const NfqPacketFields& f, uint64_t now, NfqueueCounts& t) noexcept;
   void SetRecvTimeout(std::chrono::microseconds wait) noexcept;
   uint64_t TakeOrdinal(uint32_t id, NfqueueCounts& t) noexcept;
@@ -263,6 +274,12 @@ class NfqueueEndpoint final : public InlineEndpoint {
   std::array<PacketBuffer*, 2 * kMaxBatch>
       spare_bufs_{};          // a long message may spare a small and a large one
   uint8_t* spill_ = nullptr;  // kMaxBatch × kSpillBytes, mapped once, touched only by long messages
+  // Slots [held_first_, held_end_) of the last recvmmsg are not handed out yet (TakeSlots).
+  uint32_t held_first_ = 0;
+  uint32_t held_end_ = 0;
+  uint64_t held_rx_ns_ = 0;     // when they were received
+  uint64_t hold_since_ns_ = 0;  // when the first of them found no large buffer (0: none did)
+  BufferPool* slot_pool_ = nullptr;  // where held slots' buffers go back if the endpoint closes
   uint64_t next_ordinal_ = 0;
   uint32_t last_id_ = 0;
   bool have_last_id_ = false;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <set>
 #include <thread>
 
@@ -270,20 +271,100 @@ TEST(NfqueueEndpoint, AMessageThatFitsNowhereIsDroppedByIdNotLost) {
   EXPECT_TRUE(rig.model.queue.empty());
 }
 
-TEST(NfqueueEndpoint, WithNoLargeBufferFreeALongMessageIsDroppedByIdAndCounted) {
-  Rig rig({}, /*large=*/0);
+// Delivers one message of `payload_len` payload bytes with id `id`.
+void DeliverLong(Rig& rig, uint32_t id, uint32_t payload_len) {
   PacketSpec s;
-  s.id = 1;
-  s.payload = Ipv4Bytes(30000);
+  s.id = id;
+  s.payload = Ipv4Bytes(payload_len, static_cast<uint8_t>(id));
   ASSERT_TRUE(rig.kernel.Deliver(BuildPacketMessage(s)));
-  rig.model.Queued(1);
+  rig.model.Queued(id);
+}
+
+// With no large buffer free, a long message waits with everything received after it, and
+// nothing newer is read, until a buffer returns: back-pressure, not loss, and ids stay in order.
+TEST(NfqueueEndpoint, ALongMessageWaitsForALargeBufferWithWhatCameAfterIt) {
+  Rig rig({}, /*large=*/1);
+  DeliverLong(rig, 1, 30000);
+  DeliverLong(rig, 2, 20000);
+  rig.Deliver(3, 1);
+  Batch first;
+  ASSERT_EQ(rig.Receive(first), 1u);  // the one large buffer goes to id 1
+  EXPECT_EQ(first.packet(0).meta().io_token, 1u);
+  EXPECT_TRUE(rig.endpoint->Holding());
+  EXPECT_EQ(rig.Count(C::kLargeWaits), 1u);
+
+  rig.Deliver(4, 1);  // arrives while 2 and 3 wait: not read before them
+  Batch none;
+  EXPECT_EQ(rig.Receive(none), 0u);  // id 1 still holds the buffer
+  EXPECT_TRUE(rig.endpoint->Holding());
+
+  for (uint32_t i = 0; i < first.size(); ++i) first.set_next(i, Next::kAccept);
+  rig.Finish(first);  // the large buffer comes back
+  Batch second;
+  ASSERT_EQ(rig.Receive(second), 2u);
+  EXPECT_EQ(second.packet(0).meta().io_token, 2u);
+  const std::vector<uint8_t> want = Ipv4Bytes(20000, 2);  // its spill area kept while it waited
+  ASSERT_EQ(second.packet(0).len(), want.size());
+  EXPECT_TRUE(std::equal(want.begin(), want.end(), second.packet(0).data()));
+  EXPECT_EQ(second.packet(1).meta().io_token, 3u);
+  EXPECT_FALSE(rig.endpoint->Holding());
+  Batch third;
+  ASSERT_EQ(rig.Receive(third), 1u);
+  EXPECT_EQ(third.packet(0).meta().io_token, 4u);
+
+  for (Batch* b : {&second, &third}) {
+    for (uint32_t i = 0; i < b->size(); ++i) b->set_next(i, Next::kAccept);
+    rig.Finish(*b);
+  }
+  rig.Settle();
+  for (uint32_t id = 1; id <= 4; ++id) EXPECT_EQ(rig.model.outcome[id].verdict, static_cast<uint32_t>(NF_ACCEPT)) << id;
+  EXPECT_TRUE(rig.model.queue.empty());
+  EXPECT_EQ(rig.Count(C::kNoLargeBuffer), 0u);
+  EXPECT_EQ(rig.Count(C::kLargeCopies), 2u);
+  EXPECT_EQ(rig.Count(C::kIdsReceived), 4u);
+}
+
+// A wait that outlasts kLargeBufferWait means the pool is not giving large buffers back:
+// the message is dropped by id and counted, and what came after it goes on.
+TEST(NfqueueEndpoint, ALongMessageThatWaitsTooLongIsDroppedByIdAndCounted) {
+  Rig rig({}, /*large=*/0);
+  DeliverLong(rig, 1, 30000);
+  rig.Deliver(2, 1);
   Batch b;
   EXPECT_EQ(rig.Receive(b), 0u);
+  EXPECT_TRUE(rig.endpoint->Holding());
+  EXPECT_EQ(rig.Count(C::kNoLargeBuffer), 0u);
+  std::this_thread::sleep_for(NfqueueEndpoint::kLargeBufferWait + 5ms);
+  ASSERT_EQ(rig.Receive(b), 1u);
+  EXPECT_EQ(b.packet(0).meta().io_token, 2u);
+  EXPECT_FALSE(rig.endpoint->Holding());
   EXPECT_EQ(rig.Count(C::kNoLargeBuffer), 1u);
+  EXPECT_EQ(rig.Count(C::kLargeWaits), 1u);
   EXPECT_EQ(rig.Count(C::kTruncated), 0u);
+  b.set_next(0, Next::kAccept);
+  rig.Finish(b);
   rig.Settle();
   EXPECT_EQ(rig.model.outcome[1].verdict, static_cast<uint32_t>(NF_DROP));
-  EXPECT_EQ(rig.Count(C::kDropped), 1u);
+  EXPECT_EQ(rig.model.outcome[2].verdict, static_cast<uint32_t>(NF_ACCEPT));
+  EXPECT_TRUE(rig.model.queue.empty());
+}
+
+// Closed while messages wait (teardown without a pipeline to drain them): each is dropped by
+// id, and every buffer goes back to the pool.
+TEST(NfqueueEndpoint, ClosingWhileMessagesWaitDropsThemByIdAndReturnsTheBuffers) {
+  Rig rig({}, /*large=*/0);
+  DeliverLong(rig, 1, 30000);
+  rig.Deliver(2, 1);
+  Batch b;
+  EXPECT_EQ(rig.Receive(b), 0u);
+  ASSERT_TRUE(rig.endpoint->Holding());
+  rig.endpoint.reset();
+  rig.cache.reset();
+  rig.Settle();
+  EXPECT_EQ(rig.model.outcome[1].verdict, static_cast<uint32_t>(NF_DROP));
+  EXPECT_EQ(rig.model.outcome[2].verdict, static_cast<uint32_t>(NF_DROP));
+  EXPECT_TRUE(rig.model.queue.empty());
+  EXPECT_EQ(rig.pool->Stats().free_central[static_cast<std::size_t>(SizeClass::kSmall)], 4096u);
 }
 
 TEST(NfqueueEndpoint, ErrorReportsAreCountedAndIdGapsAreLoss) {
