@@ -295,8 +295,9 @@ int Run(const RunArgs& a) {
   pool_config.small_buffers = static_cast<uint32_t>(std::max<uint64_t>(pool_config.small_buffers, need));
   // With GSO on, any message may be a 64 KiB super-packet that holds a large buffer until its
   // verdict: keep two full bursts' worth per shard (one in the stages, one being received), so
-  // bulk TCP does not run the class dry (a message that finds none is dropped by id, counted
-  // as nfqueue_no_large_buffer).
+  // bulk TCP does not run the class dry. A message that finds none waits for one, and the
+  // queue is not read meanwhile (nfqueue_large_buffer_waits); past 50 ms it is dropped by id
+  // (nfqueue_no_large_buffer).
   if (config.io.backend == Backend::kNfqueue && config.io.nfqueue.gso) {
     pool_config.large_buffers = std::max(pool_config.large_buffers, shards * 2 * opts.batch_size);
   }
