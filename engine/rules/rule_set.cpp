@@ -54,7 +54,7 @@ Result<std::shared_ptr<RuleSet>> RuleSet::Compile(const Config& config, const Ru
     rs->info_.push_back({r.number, r.name, r.action});
   }
   for (uint32_t s = 0; s < options.shards; ++s) {
-    rs->counters_.push_back(std::make_unique<RuleCounters[]>(std::max<std::size_t>(1, rs->rules_.size())));
+    rs->counters_.emplace_back(new RuleCounters[std::max<std::size_t>(1, rs->rules_.size())]());
   }
   return rs;
 }
@@ -108,6 +108,19 @@ Status RuleSetHandle::Reload(const ConfigLoad& load) {
   auto rs = RuleSet::Compile(config, options_);
   if (!rs.ok()) return rs.status();
   Publish(std::move(rs).value());
+  return Status::Ok();
+}
+
+Status RuleSetHandle::Recompile(const ConfigLoad& load) {
+  if (!load.ok()) return load.ToStatus();
+  const Config& config = *load.config;
+  if (config.pipeline.shards != options_.shards) return Reload(load);
+  auto rs = RuleSet::Compile(config, options_);
+  if (!rs.ok()) return rs.status();
+  std::shared_ptr<RuleSet> next = std::move(rs).value();
+  const std::shared_ptr<const RuleSet> running = Load();
+  if (running != nullptr && running->info_ == next->info_) next->counters_ = running->counters_;
+  Publish(std::move(next));
   return Status::Ok();
 }
 

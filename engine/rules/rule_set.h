@@ -49,6 +49,7 @@ struct RuleInfo {
   uint32_t number = 0;
   std::string name;
   RuleAction action = RuleAction::kAccept;
+  bool operator==(const RuleInfo&) const = default;
 };
 
 // One rule's traffic on one shard.
@@ -108,13 +109,17 @@ class RuleSet {
   DefaultAction default_action_ = DefaultAction::kAccept;
   bool has_translations_ = false;
   uint32_t shards_ = 1;
-  std::vector<std::unique_ptr<RuleCounters[]>> counters_;  // [shard][rule]
+  // [shard][rule]; shared with the next generation when it is the same rules compiled again
+  // (RuleSetHandle::Recompile). Shard s's counters have one writer either way: shard s's
+  // classify stage, which uses one generation at a time.
+  std::vector<std::shared_ptr<RuleCounters[]>> counters_;
   uint64_t generation_ = 0;
 };
 
 class RuleSetHandle {
  public:
-  // `options` are kept for Reload (the shard count and interface ids do not change at run time).
+  // `options` are kept for Reload: the shard count is fixed; interface_id is asked again on
+  // every Reload (sluice run reloads the running file when an interface's index changes).
   RuleSetHandle(std::shared_ptr<const RuleSet> initial, RuleSetOptions options);
 
   // Loads, validates and compiles `config` and, if everything succeeded, publishes it.
@@ -135,6 +140,11 @@ class RuleSetHandle {
   Status ReloadFile(const std::string& path);
   Status ReloadText(std::string_view text, std::string source_name = "<text>");
   Status Reload(const ConfigLoad& load);
+  // The running rules compiled again, from the file they came from (`load`), asking
+  // interface_id afresh: for interfaces whose index changed. If the rules are the same (number,
+  // name and action, in order) as the running ones, their per-rule counters carry on;
+  // otherwise this is Reload.
+  Status Recompile(const ConfigLoad& load);
 
   const RuleSetOptions& options() const noexcept { return options_; }
 

@@ -486,6 +486,57 @@ match.out_interface = "nosuch0"
   b.Clear();
 }
 
+// An interface created again under a new index: Recompile asks interface_id afresh, and the
+// same rules keep their counters; different rules start from zero, as after any reload.
+TEST_F(ClassifyStageTest, RecompileFollowsANewInterfaceIndexAndKeepsTheCounters) {
+  const ConfigLoad load = LoadConfigText(R"(
+[[rule]]
+number = 1
+name = "from-wan"
+action = "drop"
+match.in_interface = "wan"
+)");
+  ASSERT_TRUE(load.ok());
+  uint32_t wan = 7;
+  RuleSetOptions o;
+  o.interface_id = [&wan](std::string_view name) -> uint32_t { return name == "wan" ? wan : 0; };
+  auto h = RuleSetHandle::Create(*load.config, o);
+  ASSERT_TRUE(h.ok());
+  RuleSetHandle& handle = *h.value();
+  ClassifyStage stage(handle, 0, FlowTableOptions::From(load.config->nat, 1, 0, 1));
+  auto from = [&](uint32_t ifindex) {
+    Batch b;
+    Fill(b, {Udp4("1.1.1.1", 1, "2.2.2.2", 2)});
+    b.packet(0).meta().in_if = ifindex;
+    stage.Process(b, 0);
+    const Next next = b.next(0);
+    b.RecordVerdicts();
+    b.Clear();
+    return next;
+  };
+  auto hits = [&] { return handle.Load()->Totals(0).packets; };
+
+  EXPECT_EQ(from(7), Next::kDrop);
+  wan = 9;  // "wan" deleted and created again
+  EXPECT_EQ(from(9), Next::kAccept) << "index 9 is not wan until the rules are compiled again";
+  ASSERT_TRUE(handle.Recompile(load).ok());
+  EXPECT_EQ(from(9), Next::kDrop);
+  EXPECT_EQ(from(7), Next::kAccept);
+  EXPECT_EQ(hits(), 2u) << "the counters carried on";
+
+  const ConfigLoad other = LoadConfigText(R"(
+[[rule]]
+number = 1
+name = "from-wan-renamed"
+action = "drop"
+match.in_interface = "wan"
+)");
+  ASSERT_TRUE(handle.Recompile(other).ok());
+  EXPECT_EQ(hits(), 0u) << "other rules: other counters";
+  EXPECT_EQ(from(9), Next::kDrop);
+  EXPECT_EQ(hits(), 1u);
+}
+
 TEST_F(ClassifyStageTest, RewritePlansReachTheRewriteStage) {
   Load(kActions);
   RewriteStage rewrite;
