@@ -50,8 +50,10 @@ struct NfqueueIoConfig {
   uint32_t verdict_mask = 0x40000000;
   // natd's -interface, for the FORWARD hook: a forwarded packet leaving through one of these
   // is "out", one that came in through one is "in". Empty: forwarded packets have no direction
-  // (PREROUTING and INPUT are always "in", OUTPUT and POSTROUTING "out").
+  // (PREROUTING and INPUT are always "in", OUTPUT and POSTROUTING "out"). At most
+  // kMaxOutsideInterfaces.
   std::vector<std::string> outside_interfaces;
+  static constexpr std::size_t kMaxOutsideInterfaces = 16;
   bool operator==(const NfqueueIoConfig&) const = default;
 };
 

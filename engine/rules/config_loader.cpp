@@ -367,6 +367,11 @@ void ReadIo(Loader& l, const toml::table& t, IoConfig& io) {
         }
         n.outside_interfaces.push_back(name->get());
       });
+      if (n.outside_interfaces.size() > NfqueueIoConfig::kMaxOutsideInterfaces) {
+        l.Error(outside->source().begin, "io.nfqueue.outside_interfaces",
+                "at most " + std::to_string(NfqueueIoConfig::kMaxOutsideInterfaces) + " interfaces, got " +
+                    std::to_string(n.outside_interfaces.size()));
+      }
     }
     if (uint32_t{n.queue_first} + n.queue_count > 65536) {
       l.Error(l.Where("io.nfqueue.queue_count"), "io.nfqueue.queue_count",

@@ -74,6 +74,9 @@ verdict_mask = 0x20
     {"outside interface name too long", R"([io.nfqueue]
 outside_interfaces = ["wan0", "an-interface-name-too-long"]
 )", 2, 31, "io.nfqueue.outside_interfaces", "expected interface names of 1..15 characters, got \"an-interface-name-too-long\""},
+    {"too many outside interfaces", R"([io.nfqueue]
+outside_interfaces = ["i0", "i1", "i2", "i3", "i4", "i5", "i6", "i7", "i8", "i9", "i10", "i11", "i12", "i13", "i14", "i15", "i16"]
+)", 2, 22, "io.nfqueue.outside_interfaces", "at most 16 interfaces, got 17"},
     {"outside interface not a string", R"([io.nfqueue]
 outside_interfaces = [3]
 )", 2, 23, "io.nfqueue.outside_interfaces", "got an integer"},

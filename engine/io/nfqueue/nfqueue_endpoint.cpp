@@ -46,7 +46,17 @@ constexpr int kSendAttempts = 4;
 
 std::string Errno(int e) { return std::strerror(e); }
 
-Direction DirectionOf(uint8_t hook, uint32_t in_if, uint32_t out_if, std::span<const uint32_t> outside) noexcept {
+bool IsOutside(const std::array<std::atomic<uint32_t>, NfqueueEndpoint::kMaxOutsideInterfaces>& outside,
+               uint32_t ifindex) noexcept {
+  if (ifindex == 0) return false;
+  for (const auto& o : outside) {
+    if (o.load(std::memory_order_relaxed) == ifindex) return true;
+  }
+  return false;
+}
+
+Direction DirectionOf(uint8_t hook, uint32_t in_if, uint32_t out_if,
+                      const std::array<std::atomic<uint32_t>, NfqueueEndpoint::kMaxOutsideInterfaces>& outside) noexcept {
   switch (static_cast<NfHook>(hook)) {
     case NfHook::kPreRouting:
     case NfHook::kLocalIn:
@@ -55,8 +65,8 @@ Direction DirectionOf(uint8_t hook, uint32_t in_if, uint32_t out_if, std::span<c
     case NfHook::kPostRouting:
       return Direction::kOut;
     case NfHook::kForward:
-      if (std::find(outside.begin(), outside.end(), out_if) != outside.end()) return Direction::kOut;
-      if (std::find(outside.begin(), outside.end(), in_if) != outside.end()) return Direction::kIn;
+      if (IsOutside(outside, out_if)) return Direction::kOut;
+      if (IsOutside(outside, in_if)) return Direction::kIn;
       return Direction::kUnknown;
   }
   return Direction::kUnknown;
@@ -82,7 +92,14 @@ NfqueueEndpoint::NfqueueEndpoint(int fd, const NfqueueOptions& options)
       writer_(options.queue, kMaxItems, 0),
       items_(std::make_unique<VerdictItem[]>(kMaxItems)),
       messages_(std::make_unique<VerdictMessage[]>(kMaxItems)),
-      deferred_(std::make_unique<VerdictItem[]>(kMaxDeferred)) {}
+      deferred_(std::make_unique<VerdictItem[]>(kMaxDeferred)) {
+  SetOutsideInterfaces(options.outside_ifindexes);
+}
+
+void NfqueueEndpoint::SetOutsideInterfaces(std::span<const uint32_t> ifindexes) noexcept {
+  for (std::size_t i = 0; i < outside_.size(); ++i)
+    outside_[i].store(i < ifindexes.size() ? ifindexes[i] : 0, std::memory_order_relaxed);
+}
 
 NfqueueEndpoint::~NfqueueEndpoint() {
   if (Holding()) {
@@ -315,7 +332,7 @@ void NfqueueEndpoint::Fill(PacketBuffer& buf, const NfqPacketFields& f, uint64_t
   m.in_if = f.in_if;
   m.out_if = f.out_if;
   m.mark = f.mark;
-  m.direction = DirectionOf(f.hook, f.in_if, f.out_if, options_.outside_ifindexes);
+  m.direction = DirectionOf(f.hook, f.in_if, f.out_if, outside_);
   uint16_t flags = 0;
   if (f.skb_info & NFQA_SKB_CSUMNOTREADY) flags |= pkt_flag::kL4CsumNotReady;
   if (f.skb_info & NFQA_SKB_GSO) flags |= pkt_flag::kGso;

@@ -57,6 +57,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -84,7 +85,8 @@ struct NfqueueOptions {
   // A forwarded packet is inbound on in_if and outbound on out_if, so the hook alone cannot
   // say which way it goes. As natd's -interface: a FORWARD packet leaving through one of these
   // interfaces (ifindexes) is kOut, one that came in through one is kIn, any other kUnknown.
-  // PREROUTING and INPUT are always kIn, OUTPUT and POSTROUTING kOut.
+  // PREROUTING and INPUT are always kIn, OUTPUT and POSTROUTING kOut. At most
+  // kMaxOutsideInterfaces; SetOutsideInterfaces replaces them while running.
   std::vector<uint32_t> outside_ifindexes{};
   // The copy range is always the maximum (65,531 bytes): a rewriter needs the whole packet.
 };
@@ -199,6 +201,13 @@ class NfqueueEndpoint final : public InlineEndpoint {
   // A packet destroyed without a verdict: its DROP goes to the kernel at once.
   void OnOrphan(PacketBuffer& buf) noexcept override;
 
+  static constexpr std::size_t kMaxOutsideInterfaces = 16;
+  // Replaces the outside interfaces (NfqueueOptions::outside_ifindexes; the first
+  // kMaxOutsideInterfaces) while packets flow, from any thread: an interface created again
+  // under a new index. Each index is updated on its own, so a packet received meanwhile may
+  // see some old ones and some new ones.
+  void SetOutsideInterfaces(std::span<const uint32_t> ifindexes) noexcept;
+
   // The first step of a graceful stop: the kernel queues nothing more here, so that what it
   // already queued can be received and verdicted (queue_total falls to 0) before the socket
   // closes — closing drops whatever is still queued. Sets the queue's maxlen to 0: a packet
@@ -262,6 +271,8 @@ class NfqueueEndpoint final : public InlineEndpoint {
 
   NfqueueOptions options_;
   int fd_;
+  // The outside interfaces' indexes as the receive path reads them (0: an unused entry).
+  std::array<std::atomic<uint32_t>, kMaxOutsideInterfaces> outside_{};
   uint32_t portid_ = 0;
   uint32_t rcvbuf_ = 0;
   uint32_t sndbuf_ = 0;
