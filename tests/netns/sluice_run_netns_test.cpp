@@ -904,6 +904,63 @@ rewrite = { dst_port = 70000 }
   EXPECT_GT(s.Rule("web-to-8080"), 0u) << "the reloaded rules carried the connection on";
 }
 
+// (i) Interfaces that come and go. The rules and io.nfqueue.outside_interfaces name "wan",
+// which does not exist at start; the router's server-side link is then renamed "wan", and
+// later back. The daemon follows each change (rtnetlink link notifications) with no SIGHUP:
+// while "wan" exists, both drop rules match the datagrams leaving through it — one by its
+// out_interface, one by the direction "wan" gives forwarded packets; before and after,
+// neither matches. (A rename moves the name to another index, as deleting and creating an
+// interface again does.)
+TEST_F(SluiceRunNetns, RulesFollowAnInterfaceThatAppearsAndGoesWithoutASighup) {
+  const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"wan\"]\n", R"(
+[[rule]]
+number = 100
+name = "drop-out-wan"
+action = "drop"
+match = { proto = "udp", dst_port = 7001, out_interface = "wan" }
+
+[[rule]]
+number = 110
+name = "drop-outbound"
+action = "drop"
+match = { proto = "udp", dst_port = 7002, direction = "out" }
+)"));
+  InstallFirewall(config);
+  Daemon* d = StartRunning(config);
+  ASSERT_NE(d, nullptr);
+  auto rx1 = StartReceiver(300, 7001, 60000);
+  auto rx2 = StartReceiver(300, 7002, 60000);
+  auto send_both = [&](uint64_t first) {
+    EXPECT_EQ(Send(100, 10000, first, 64, 7001).sent, 100u);
+    EXPECT_EQ(Send(100, 10000, first, 64, 7002).sent, 100u);
+  };
+  auto rename = [&](const std::string& from, const std::string& to, const std::string& logged) {
+    const std::size_t mark = d->log().size();
+    ASSERT_TRUE(lab_->Must(Node::kRouter, "ip link set " + from + " down && ip link set " + from + " name " + to +
+                                              " && ip link set " + to + " up")
+                    .ok());
+    ASSERT_TRUE(d->proc->WaitForText(logged, 5s, mark)) << d->log();
+    ASSERT_TRUE(d->proc->WaitForText("rules recompiled", 5s, mark)) << d->log();
+  };
+
+  send_both(0);  // no "wan" yet: both pass
+  rename("r1", "wan", "interface wan appeared as index");
+  send_both(100);  // leaving through "wan": both dropped
+  rename("wan", "r1", "interface wan (index");
+  send_both(200);  // "wan" is gone: both pass again
+
+  for (LabProcess* rx : {rx1.get(), rx2.get()}) {
+    kill(rx->ProgramPid(), SIGTERM);  // each expects more than will come
+    EXPECT_EQ(Received(*rx).received, 200u) << "the 100 sent while \"wan\" existed were dropped";
+  }
+  ASSERT_EQ(d->Terminate(), 0) << d->log();
+  const DaemonStats s = d->Stats();
+  ExpectReconciledAtExit(s);
+  EXPECT_EQ(s.Rule("drop-out-wan"), 100u);
+  EXPECT_EQ(s.Rule("drop-outbound"), 100u);
+  EXPECT_EQ(s.Packets("dropped"), 200u);
+}
+
 // (h) --user nobody: after opening the queues the daemon runs as nobody with CAP_NET_ADMIN
 // alone (every verdict is checked against it) and no way back; traffic still flows.
 TEST_F(SluiceRunNetns, UnderUserNobodyTheDaemonHasOnlyCapNetAdminAndStillVerdicts) {

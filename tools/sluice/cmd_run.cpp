@@ -13,6 +13,11 @@
 // unless the drain gives up at kDrainLimit (then what is left is logged as dropped).
 // Stats: --stats-json and --prometheus files rewritten atomically every --stats-interval
 // seconds and at exit, with the kernel's per-queue counters.
+// Interfaces (NFQUEUE): names in the rules and in io.nfqueue.outside_interfaces are indexes to
+// the kernel. The daemon watches rtnetlink's link notifications (LinkWatch) and looks the
+// names up again when links come, go or are renamed; if an index changed, the running rules
+// are compiled again against the new indexes and the endpoints get the new outside
+// interfaces, as natd -dynamic follows its interface. No SIGHUP needed.
 #include <net/if.h>
 #include <signal.h>
 #include <unistd.h>
@@ -34,6 +39,7 @@
 #include "engine/graph/pipeline.h"
 #include "engine/graph/stage_set.h"
 #include "engine/io/divert/divert_endpoint.h"
+#include "engine/io/nfqueue/link_watch.h"
 #include "engine/io/nfqueue/nfqueue_endpoint.h"
 #include "engine/io/nfqueue/queue_stats.h"
 #include "engine/io/privilege/privilege.h"
@@ -92,9 +98,10 @@ std::vector<std::string> DivertInterfaceNames(const Config& c) {
 }
 
 // An interface's index now, or 0 with a log line saying what its absence means (`consequence`):
-// NFQUEUE names interfaces by index, resolved at start and on SIGHUP.
-uint32_t InterfaceIndex(std::string_view name, const char* consequence) {
-  const uint32_t id = if_nametoindex(std::string(name).c_str());
+// NFQUEUE names interfaces by index, resolved at start, on SIGHUP, and again whenever links
+// change (see Interfaces at the top).
+uint32_t InterfaceIndex(InterfaceIndexes& interfaces, std::string_view name, const char* consequence) {
+  const uint32_t id = interfaces.Resolve(name);
   if (id == 0) {
     Log("interface %.*s does not exist (yet): %s", static_cast<int>(name.size()), name.data(), consequence);
   }
@@ -104,14 +111,23 @@ uint32_t InterfaceIndex(std::string_view name, const char* consequence) {
 // Binds the queues (or divert sockets). Called last before the pipeline starts: from here on
 // the kernel queues packets to sluice, so nothing slow may come between this and Start().
 // Run() has refused the pcap backend before anything was built.
-Status OpenQueues(const Config& c, Queues& q) {
+constexpr const char* kNoDirection = "io.nfqueue.outside_interfaces: forwarded packets through it get no direction";
+
+// The outside interfaces' indexes now (the ones that exist).
+std::vector<uint32_t> OutsideIndexes(const NfqueueIoConfig& n, InterfaceIndexes& interfaces, bool log_missing) {
+  std::vector<uint32_t> outside;
+  for (const std::string& name : n.outside_interfaces) {
+    const uint32_t id = log_missing ? InterfaceIndex(interfaces, name, kNoDirection) : interfaces.Resolve(name);
+    if (id != 0) outside.push_back(id);
+  }
+  return outside;
+}
+
+Status OpenQueues(const Config& c, Queues& q, InterfaceIndexes& interfaces) {
   if (c.io.backend == Backend::kNfqueue) {
     const NfqueueIoConfig& n = c.io.nfqueue;
-    std::vector<uint32_t> outside;  // resolved once, like the rules' interface names
-    for (const std::string& name : n.outside_interfaces) {
-      const uint32_t id = InterfaceIndex(name, "io.nfqueue.outside_interfaces: forwarded packets through it get no direction");
-      if (id != 0) outside.push_back(id);
-    }
+    static_assert(NfqueueIoConfig::kMaxOutsideInterfaces <= NfqueueEndpoint::kMaxOutsideInterfaces);
+    const std::vector<uint32_t> outside = OutsideIndexes(n, interfaces, true);
     for (uint32_t i = 0; i < n.queue_count; ++i) {
       NfqueueOptions o;
       o.queue = static_cast<uint16_t>(n.queue_first + i);
@@ -222,8 +238,8 @@ void DrainKernelQueues(const Queues& q, bool fail_open) {
 
 // SIGHUP: the rules are replaced whole, or not at all. The sections read at start stay as they
 // were, and a reload that changes the loop guard is refused (the endpoints keep setting the
-// running one, and rule marks are checked against it).
-void Reload(const std::string& path, const Config& running, RuleSetHandle& rules) {
+// running one, and rule marks are checked against it). On success *applied is the new file.
+void Reload(const std::string& path, const Config& running, RuleSetHandle& rules, ConfigLoad* applied) {
   const ConfigLoad next = LoadConfigFile(path);
   Status s = next.ToStatus();
   ReloadCheck check;
@@ -240,11 +256,38 @@ void Reload(const std::string& path, const Config& running, RuleSetHandle& rules
     return;
   }
   Log("reloaded %s: rule set generation %llu", path.c_str(), static_cast<unsigned long long>(rules.generation()));
+  *applied = next;
   if (!check.start_only.empty()) {
     std::string sections;
     for (const std::string& name : check.start_only) sections += (sections.empty() ? "[" : ", [") + name + "]";
     Log("note: %s changed in %s; those sections are read at start only and apply at the next start",
         sections.c_str(), path.c_str());
+  }
+}
+
+// Links changed: looks every interface name up again. If an index changed, gives the
+// endpoints the new outside interfaces and compiles the running rules (`applied`) again
+// against the new indexes; their per-rule counters carry on.
+void FollowInterfaces(InterfaceIndexes& interfaces, const ConfigLoad& applied, const Config& running,
+                      RuleSetHandle& rules, Queues& queues) {
+  const std::vector<InterfaceIndexes::Change> changes = interfaces.Refresh();
+  if (changes.empty()) return;
+  for (const InterfaceIndexes::Change& c : changes) {
+    if (c.after == 0) {
+      Log("interface %s (index %u) is gone: rules naming it match nothing until it returns", c.name.c_str(), c.before);
+    } else if (c.before == 0) {
+      Log("interface %s appeared as index %u", c.name.c_str(), c.after);
+    } else {
+      Log("interface %s is now index %u (was %u)", c.name.c_str(), c.after, c.before);
+    }
+  }
+  const std::vector<uint32_t> outside = OutsideIndexes(running.io.nfqueue, interfaces, false);
+  for (auto& ep : queues.nfqueue) ep->SetOutsideInterfaces(outside);
+  if (Status s = rules.Recompile(applied); !s.ok()) {
+    Log("recompiling the rules for the new interface indexes failed, the running rules stay:\n%s", s.message().c_str());
+  } else {
+    Log("rules recompiled for the new interface indexes: rule set generation %llu",
+        static_cast<unsigned long long>(rules.generation()));
   }
 }
 
@@ -307,12 +350,24 @@ int Run(const RunArgs& a) {
     return 1;
   }
 
+  // Opened before any name is looked up (the rules' below, then the outside interfaces'), so
+  // that no change after a lookup goes unseen.
+  std::unique_ptr<LinkWatch> link_watch;
+  if (config.io.backend == Backend::kNfqueue) {
+    auto w = LinkWatch::Open();
+    if (w.ok()) {
+      link_watch = std::move(w).value();
+    } else {
+      Log("%s: interfaces created again under new indexes need a SIGHUP", w.status().message().c_str());
+    }
+  }
   StageSet::Options stage_options;
   stage_options.shards = shards;
   stage_options.flow_hash_seed = a.seed;
+  InterfaceIndexes interfaces;  // NFQUEUE: every name the config uses, with its index
   if (config.io.backend == Backend::kNfqueue) {
-    stage_options.rules.interface_id = [](std::string_view name) {
-      return InterfaceIndex(name, "rules naming it match nothing");
+    stage_options.rules.interface_id = [&interfaces](std::string_view name) {
+      return InterfaceIndex(interfaces, name, "rules naming it match nothing");
     };
   } else {
     stage_options.rules.interface_id = [&queues](std::string_view name) -> uint32_t {
@@ -326,7 +381,7 @@ int Run(const RunArgs& a) {
     return 1;
   }
 
-  if (Status s = OpenQueues(config, queues); !s.ok()) {
+  if (Status s = OpenQueues(config, queues, interfaces); !s.ok()) {
     Log("%s", s.message().c_str());
     return 1;
   }
@@ -352,6 +407,7 @@ int Run(const RunArgs& a) {
       opts.batch_size, config.rules.size(), static_cast<int>(getpid()));
   if (const std::string note = DirectionNote(config); !note.empty()) Log("note: %s", note.c_str());
 
+  ConfigLoad applied = load;  // the file the running rules came from (SIGHUP may replace it)
   auto report = [&] { return BuildReport(a, config, pipeline, **stages, queues, **pool, start); };
   const auto interval = std::chrono::duration<double>(a.stats_interval_s);
   auto next_stats = std::chrono::steady_clock::now() + interval;
@@ -359,10 +415,13 @@ int Run(const RunArgs& a) {
     timespec wait{0, 200'000'000};
     const int sig = sigtimedwait(&signals, nullptr, &wait);
     if (sig == SIGHUP) {
-      Reload(a.config, config, (*stages)->rules());
+      Reload(a.config, config, (*stages)->rules(), &applied);
     } else if (sig == SIGTERM || sig == SIGINT) {
       Log("%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
       break;
+    }
+    if (link_watch != nullptr && link_watch->Changed()) {
+      FollowInterfaces(interfaces, applied, config, (*stages)->rules(), queues);
     }
     if (std::chrono::steady_clock::now() >= next_stats) {
       WriteStats(a, report());
