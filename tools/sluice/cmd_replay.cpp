@@ -265,7 +265,7 @@ void RegisterReplay(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("-s,--shards", a->shards, "Shards (default: the config's pipeline.shards)")->check(CLI::Range(1u, 64u));
   cmd->add_option("-b,--batch", a->batch, "Packets per batch (default: the config's pipeline.batch_size)")
       ->check(CLI::Range(1u, kMaxBatch));
-  cmd->add_option("-l,--loop", a->loops, "Read the input this many times")->check(CLI::Range(1u, 1000000u));
+  cmd->add_option("-l,--loop", a->loops, "Read the input this many times (each pass's timestamps follow the one before)")->check(CLI::Range(1u, 1000000u));
   cmd->add_option("--stats-json", a->stats_json, "Write the summary as JSON to this file");
   cmd->add_option("--prometheus", a->prometheus, "Write Prometheus text exposition to this file (atomically)");
   cmd->add_option("--prometheus-interval", a->prometheus_interval_s, "Seconds between Prometheus writes")

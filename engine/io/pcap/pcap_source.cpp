@@ -48,6 +48,16 @@ Result<std::unique_ptr<PcapSource>> PcapSource::Open(const std::string& path, ui
 PcapSource::~PcapSource() = default;
 
 Status PcapSource::Reopen() {
+  if (reader_ != nullptr && first_pass_records_ != 0) {
+    // The next pass starts one mean gap after this one's latest timestamp (the first pass's
+    // figures hold for every pass: the file is the same).
+    const int64_t span = latest_ > earliest_ ? latest_ - earliest_ : 0;
+    const int64_t gap = first_pass_records_ > 1 ? std::max<int64_t>(1, span / static_cast<int64_t>(first_pass_records_ - 1)) : 1;
+    shift_ += span + gap;
+    const int64_t unit = format_.nanosecond ? 1000000000 : 1000000;
+    shift_sec_ = shift_ / unit;
+    shift_frac_ = shift_ % unit;
+  }
   reader_.reset();
   auto r = PcapRecordReader::Open(path_);
   if (!r.ok()) return r.status();
@@ -58,6 +68,24 @@ Status PcapSource::Reopen() {
   return Status::Ok();
 }
 
+// Notes the first pass's timestamp range, and moves later passes' records along (Reopen).
+void PcapSource::ShiftTimestamp(PcapRecord& r) noexcept {
+  const int64_t unit = format_.nanosecond ? 1000000000 : 1000000;
+  if (shift_ == 0) {
+    const int64_t t = r.sec * unit + r.frac;
+    earliest_ = std::min(earliest_, t);
+    latest_ = std::max(latest_, t);
+    ++first_pass_records_;
+    return;
+  }
+  r.sec += shift_sec_;
+  r.frac += shift_frac_;
+  if (r.frac >= unit) {
+    r.frac -= unit;
+    ++r.sec;
+  }
+}
+
 bool PcapSource::ReadBurst(PoolCache& cache, Batch& batch, uint32_t max) {
   const bool large_buffers = cache.pool().Capacity(SizeClass::kLarge) != 0;
   while (batch.size() < max && reader_ != nullptr) {
@@ -66,6 +94,7 @@ bool PcapSource::ReadBurst(PoolCache& cache, Batch& batch, uint32_t max) {
         case PcapRecordReader::Result::kRecord:
           pending_ = true;
           ++records_;
+          if (looping_) ShiftTimestamp(record_);
           consumed_.store(consumed_.load(std::memory_order_relaxed) + record_.caplen + 16, std::memory_order_relaxed);
           break;
         case PcapRecordReader::Result::kEnd:

@@ -4,7 +4,10 @@
 // Link types decoded by parse (Ethernet, raw IP, Linux SLL/SLL2, BSD loopback, IPv4, IPv6)
 // are tagged on each packet; any other link type is read and tagged kUnsupported, so parse
 // skips it with a reason and it is counted, never silently lost. The original timestamp
-// travels in the buffer's IoContext so the pcap sink writes it back unchanged.
+// travels in the buffer's IoContext so the pcap sink writes it back unchanged — on the first
+// pass. With loops, each later pass is shifted to start where the one before ended, one mean
+// packet gap after its latest timestamp, so a looped replay's output runs forward in time at
+// the capture's own rate (pass k: + k × (latest − earliest + gap)).
 //
 // Errors: Open() fails with the file name and libpcap's message; a file that breaks off
 // mid-record ends the run with status() saying so, after every packet read before it.
@@ -13,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -54,11 +58,13 @@ class PcapSource final : public PacketSource {
   }
 
  private:
-  PcapSource(std::string path, uint32_t loops) : path_(std::move(path)), loops_left_(loops) {}
+  PcapSource(std::string path, uint32_t loops) : path_(std::move(path)), loops_left_(loops), looping_(loops > 1) {}
   Status Reopen();
+  void ShiftTimestamp(PcapRecord& r) noexcept;
 
   std::string path_;
   uint32_t loops_left_;
+  bool looping_;  // more than one pass: timestamps are moved on (ShiftTimestamp)
   std::unique_ptr<PcapRecordReader> reader_;
   PcapFormat format_;
   LinkType link_type_ = LinkType::kUnsupported;
@@ -66,6 +72,14 @@ class PcapSource final : public PacketSource {
   uint64_t total_bytes_ = 0;              // file size × loops
   std::atomic<uint64_t> consumed_{0};     // record bytes (header included) read so far
   bool pending_ = false;  // record_ was read but not yet placed in a buffer
+  // Timestamps in the file's unit (µs or ns) since the epoch: the first pass's earliest and
+  // latest, and what is added to every record of the current pass.
+  int64_t earliest_ = INT64_MAX;
+  int64_t latest_ = INT64_MIN;
+  uint64_t first_pass_records_ = 0;
+  int64_t shift_ = 0;
+  int64_t shift_sec_ = 0;   // shift_ in seconds and the rest, for the per-record add
+  int64_t shift_frac_ = 0;
   PcapRecord record_;
   Status status_;
 };

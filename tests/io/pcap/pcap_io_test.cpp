@@ -126,16 +126,59 @@ TEST(PcapIo, RoundTripKeepsBytesTimestampsAndOrder) {
   fs::remove(out);
 }
 
-TEST(PcapIo, LoopsRepeatTheFile) {
+int64_t Nanos(const timeval& ts) { return int64_t{ts.tv_sec} * 1000000000 + ts.tv_usec; }  // ReadAll: ns
+
+// Each pass repeats the file's records, its timestamps moved on so that time runs forward:
+// pass k starts one mean packet gap after pass k-1's latest timestamp.
+TEST(PcapIo, LoopsRepeatTheFileWithTimeRunningOn) {
   const fs::path in = Temp("loop_in.pcap"), out = Temp("loop_out.pcap");
   ASSERT_TRUE(WritePcap({.seed = 6}, 100, in).ok());
   uint64_t n = 0;
   ASSERT_TRUE(Replay(in, out, 3, {}, &n).ok());
   EXPECT_EQ(n, 300u);
   const auto once = ReadAll(in), thrice = ReadAll(out);
+  ASSERT_EQ(once.size(), 100u);
   ASSERT_EQ(thrice.size(), 300u);
-  for (std::size_t i = 0; i < 300; ++i) EXPECT_EQ(thrice[i], once[i % 100]);
+  int64_t earliest = INT64_MAX, latest = INT64_MIN;
+  for (const Record& r : once) {
+    earliest = std::min(earliest, Nanos(r.ts));
+    latest = std::max(latest, Nanos(r.ts));
+  }
+  ASSERT_GT(latest, earliest);
+  // The file has microseconds: the shift is whole microseconds.
+  const int64_t span_us = (latest - earliest) / 1000;
+  const int64_t pass_ns = (span_us + std::max<int64_t>(1, span_us / 99)) * 1000;
+  for (std::size_t i = 0; i < 300; ++i) {
+    SCOPED_TRACE(i);
+    const Record& want = once[i % 100];
+    EXPECT_EQ(thrice[i].len, want.len);
+    EXPECT_EQ(thrice[i].bytes, want.bytes);
+    EXPECT_EQ(Nanos(thrice[i].ts), Nanos(want.ts) + static_cast<int64_t>(i / 100) * pass_ns);
+  }
+  EXPECT_GT(Nanos(thrice[100].ts), Nanos(thrice[99].ts)) << "the second pass starts after the first ends";
   fs::remove(in);
+  fs::remove(out);
+}
+
+TEST(PcapIo, LoopsOfANanosecondFileMoveOnInNanoseconds) {
+  const fs::path in = Corpus("tcp-handshake-nano.pcap"), out = Temp("loop_nano_out.pcap");
+  uint64_t n = 0;
+  ASSERT_TRUE(Replay(in, out, 2, {}, &n).ok());
+  const auto once = ReadAll(in), twice = ReadAll(out);
+  ASSERT_GT(once.size(), 1u);
+  ASSERT_EQ(twice.size(), 2 * once.size());
+  int64_t earliest = INT64_MAX, latest = INT64_MIN;
+  for (const Record& r : once) {
+    earliest = std::min(earliest, Nanos(r.ts));
+    latest = std::max(latest, Nanos(r.ts));
+  }
+  const int64_t span = latest - earliest;
+  const int64_t pass = span + std::max<int64_t>(1, span / static_cast<int64_t>(once.size() - 1));
+  for (std::size_t i = 0; i < once.size(); ++i) {
+    EXPECT_EQ(Nanos(twice[i].ts), Nanos(once[i].ts));
+    EXPECT_EQ(Nanos(twice[once.size() + i].ts), Nanos(once[i].ts) + pass) << i;
+    EXPECT_EQ(twice[once.size() + i].bytes, once[i].bytes);
+  }
   fs::remove(out);
 }
 
