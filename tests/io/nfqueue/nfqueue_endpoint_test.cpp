@@ -324,16 +324,23 @@ TEST(NfqueueEndpoint, ALongMessageWaitsForALargeBufferWithWhatCameAfterIt) {
   EXPECT_EQ(rig.Count(C::kIdsReceived), 4u);
 }
 
-// A wait that outlasts kLargeBufferWait means the pool is not giving large buffers back:
-// the message is dropped by id and counted, and what came after it goes on.
-TEST(NfqueueEndpoint, ALongMessageThatWaitsTooLongIsDroppedByIdAndCounted) {
-  Rig rig({}, /*large=*/0);
+// A pool without large buffers, a long message (id 1) received and waiting for one, and a
+// short one (id 2) behind it.
+void HoldALongMessage(Rig& rig) {
   DeliverLong(rig, 1, 30000);
   rig.Deliver(2, 1);
   Batch b;
   EXPECT_EQ(rig.Receive(b), 0u);
   EXPECT_TRUE(rig.endpoint->Holding());
+}
+
+// A wait that outlasts kLargeBufferWait means the pool is not giving large buffers back:
+// the message is dropped by id and counted, and what came after it goes on.
+TEST(NfqueueEndpoint, ALongMessageThatWaitsTooLongIsDroppedByIdAndCounted) {
+  Rig rig({}, /*large=*/0);
+  HoldALongMessage(rig);
   EXPECT_EQ(rig.Count(C::kNoLargeBuffer), 0u);
+  Batch b;
   std::this_thread::sleep_for(NfqueueEndpoint::kLargeBufferWait + 5ms);
   ASSERT_EQ(rig.Receive(b), 1u);
   EXPECT_EQ(b.packet(0).meta().io_token, 2u);
@@ -353,11 +360,7 @@ TEST(NfqueueEndpoint, ALongMessageThatWaitsTooLongIsDroppedByIdAndCounted) {
 // id, and every buffer goes back to the pool.
 TEST(NfqueueEndpoint, ClosingWhileMessagesWaitDropsThemByIdAndReturnsTheBuffers) {
   Rig rig({}, /*large=*/0);
-  DeliverLong(rig, 1, 30000);
-  rig.Deliver(2, 1);
-  Batch b;
-  EXPECT_EQ(rig.Receive(b), 0u);
-  ASSERT_TRUE(rig.endpoint->Holding());
+  HoldALongMessage(rig);
   rig.endpoint.reset();
   rig.cache.reset();
   rig.Settle();
