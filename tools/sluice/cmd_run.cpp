@@ -108,9 +108,6 @@ uint32_t InterfaceIndex(InterfaceIndexes& interfaces, std::string_view name, con
   return id;
 }
 
-// Binds the queues (or divert sockets). Called last before the pipeline starts: from here on
-// the kernel queues packets to sluice, so nothing slow may come between this and Start().
-// Run() has refused the pcap backend before anything was built.
 constexpr const char* kNoDirection = "io.nfqueue.outside_interfaces: forwarded packets through it get no direction";
 
 // The outside interfaces' indexes now (the ones that exist).
@@ -123,6 +120,9 @@ std::vector<uint32_t> OutsideIndexes(const NfqueueIoConfig& n, InterfaceIndexes&
   return outside;
 }
 
+// Binds the queues (or divert sockets). Called last before the pipeline starts: from here on
+// the kernel queues packets to sluice, so nothing slow may come between this and Start().
+// Run() has refused the pcap backend before anything was built.
 Status OpenQueues(const Config& c, Queues& q, InterfaceIndexes& interfaces) {
   if (c.io.backend == Backend::kNfqueue) {
     const NfqueueIoConfig& n = c.io.nfqueue;
