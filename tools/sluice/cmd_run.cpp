@@ -97,37 +97,24 @@ std::vector<std::string> DivertInterfaceNames(const Config& c) {
   return names;
 }
 
-// An interface's index now, or 0 with a log line saying what its absence means (`consequence`):
-// NFQUEUE names interfaces by index, resolved at start, on SIGHUP, and again whenever links
-// change (see Interfaces at the top).
-uint32_t InterfaceIndex(InterfaceIndexes& interfaces, std::string_view name, const char* consequence) {
-  const uint32_t id = interfaces.Resolve(name);
+// `id`, an interface's index just looked up; if 0, a log line says what its absence means
+// (`consequence`). NFQUEUE names interfaces by index, looked up at start, on SIGHUP, and again
+// whenever links change (see Interfaces at the top).
+uint32_t LogIfMissing(uint32_t id, std::string_view name, const char* consequence) {
   if (id == 0) {
     Log("interface %.*s does not exist (yet): %s", static_cast<int>(name.size()), name.data(), consequence);
   }
   return id;
 }
 
-constexpr const char* kNoDirection = "io.nfqueue.outside_interfaces: forwarded packets through it get no direction";
-
-// The outside interfaces' indexes now (the ones that exist).
-std::vector<uint32_t> OutsideIndexes(const NfqueueIoConfig& n, InterfaceIndexes& interfaces, bool log_missing) {
-  std::vector<uint32_t> outside;
-  for (const std::string& name : n.outside_interfaces) {
-    const uint32_t id = log_missing ? InterfaceIndex(interfaces, name, kNoDirection) : interfaces.Resolve(name);
-    if (id != 0) outside.push_back(id);
-  }
-  return outside;
-}
-
 // Binds the queues (or divert sockets). Called last before the pipeline starts: from here on
 // the kernel queues packets to sluice, so nothing slow may come between this and Start().
 // Run() has refused the pcap backend before anything was built.
-Status OpenQueues(const Config& c, Queues& q, InterfaceIndexes& interfaces) {
+// `outside`: the outside interfaces' indexes, one per name (0: missing).
+Status OpenQueues(const Config& c, Queues& q, const std::vector<uint32_t>& outside) {
   if (c.io.backend == Backend::kNfqueue) {
     const NfqueueIoConfig& n = c.io.nfqueue;
     static_assert(NfqueueIoConfig::kMaxOutsideInterfaces <= NfqueueEndpoint::kMaxOutsideInterfaces);
-    const std::vector<uint32_t> outside = OutsideIndexes(n, interfaces, true);
     for (uint32_t i = 0; i < n.queue_count; ++i) {
       NfqueueOptions o;
       o.queue = static_cast<uint16_t>(n.queue_first + i);
@@ -239,7 +226,9 @@ void DrainKernelQueues(const Queues& q, bool fail_open) {
 // SIGHUP: the rules are replaced whole, or not at all. The sections read at start stay as they
 // were, and a reload that changes the loop guard is refused (the endpoints keep setting the
 // running one, and rule marks are checked against it). On success *applied is the new file.
-void Reload(const std::string& path, const Config& running, RuleSetHandle& rules, ConfigLoad* applied) {
+// `interfaces` (NFQUEUE; else null) learns which indexes the running rules hold.
+void Reload(const std::string& path, const Config& running, RuleSetHandle& rules, ConfigLoad* applied,
+            InterfaceFollower* interfaces) {
   const ConfigLoad next = LoadConfigFile(path);
   Status s = next.ToStatus();
   ReloadCheck check;
@@ -250,7 +239,10 @@ void Reload(const std::string& path, const Config& running, RuleSetHandle& rules
                           "changing it needs a restart (and the matching iptables rules)");
     }
   }
-  if (s.ok()) s = rules.Reload(next);
+  if (s.ok()) {
+    s = rules.Reload(next);
+    if (interfaces != nullptr) interfaces->EndRulesCompile(s.ok());
+  }
   if (!s.ok()) {
     Log("reload of %s refused, the running rules stay:\n%s", path.c_str(), s.message().c_str());
     return;
@@ -265,30 +257,49 @@ void Reload(const std::string& path, const Config& running, RuleSetHandle& rules
   }
 }
 
-// Links changed: looks every interface name up again. If an index changed, gives the
-// endpoints the new outside interfaces and compiles the running rules (`applied`) again
-// against the new indexes; their per-rule counters carry on.
-void FollowInterfaces(InterfaceIndexes& interfaces, const ConfigLoad& applied, const Config& running,
-                      RuleSetHandle& rules, Queues& queues) {
-  const std::vector<InterfaceIndexes::Change> changes = interfaces.Refresh();
-  if (changes.empty()) return;
-  for (const InterfaceIndexes::Change& c : changes) {
-    if (c.after == 0) {
-      Log("interface %s (index %u) is gone: rules naming it match nothing until it returns", c.name.c_str(), c.before);
-    } else if (c.before == 0) {
-      Log("interface %s appeared as index %u", c.name.c_str(), c.after);
-    } else {
-      Log("interface %s is now index %u (was %u)", c.name.c_str(), c.after, c.before);
-    }
-  }
-  const std::vector<uint32_t> outside = OutsideIndexes(running.io.nfqueue, interfaces, false);
-  for (auto& ep : queues.nfqueue) ep->SetOutsideInterfaces(outside);
-  if (Status s = rules.Recompile(applied); !s.ok()) {
-    Log("recompiling the rules for the new interface indexes failed, the running rules stay:\n%s", s.message().c_str());
+void LogChange(const std::string& name, uint32_t before, uint32_t after) {
+  if (after == 0) {
+    Log("interface %s (index %u) is gone: what names it matches nothing until it returns", name.c_str(), before);
+  } else if (before == 0) {
+    Log("interface %s appeared as index %u", name.c_str(), after);
   } else {
-    Log("rules recompiled for the new interface indexes: rule set generation %llu",
-        static_cast<unsigned long long>(rules.generation()));
+    Log("interface %s is now index %u (was %u)", name.c_str(), after, before);
   }
+}
+
+// Links changed (or a recompile failed before): the endpoints get the outside interfaces'
+// indexes now if they moved, and the running rules (`applied`) are compiled again if a name
+// they use has another index now; their per-rule counters carry on. Returns whether to try
+// again (the recompile failed).
+bool FollowInterfaces(InterfaceFollower& interfaces, std::vector<uint32_t>& outside, const ConfigLoad& applied,
+                      RuleSetHandle& rules, Queues& queues) {
+  std::vector<std::string> logged;
+  const std::vector<uint32_t> now = interfaces.Outside();
+  if (now != outside) {
+    for (std::size_t i = 0; i < now.size(); ++i) {
+      if (now[i] == outside[i]) continue;
+      LogChange(interfaces.outside_names()[i], outside[i], now[i]);
+      logged.push_back(interfaces.outside_names()[i]);
+    }
+    for (auto& ep : queues.nfqueue) ep->SetOutsideInterfaces(now);
+    outside = now;
+  }
+  const std::vector<InterfaceFollower::Change> stale = interfaces.RulesStale();
+  if (stale.empty()) return false;
+  for (const InterfaceFollower::Change& c : stale) {
+    if (std::find(logged.begin(), logged.end(), c.name) == logged.end()) LogChange(c.name, c.before, c.after);
+  }
+  const Status s = rules.Recompile(applied);
+  interfaces.EndRulesCompile(s.ok());
+  if (!s.ok()) {
+    Log("recompiling the rules for the new interface indexes failed (tried again shortly), the running rules "
+        "stay:\n%s",
+        s.message().c_str());
+    return true;
+  }
+  Log("rules recompiled for the new interface indexes: rule set generation %llu",
+      static_cast<unsigned long long>(rules.generation()));
+  return false;
 }
 
 void WriteStats(const RunArgs& a, const StatsReport& r) {
@@ -364,10 +375,10 @@ int Run(const RunArgs& a) {
   StageSet::Options stage_options;
   stage_options.shards = shards;
   stage_options.flow_hash_seed = a.seed;
-  InterfaceIndexes interfaces;  // NFQUEUE: every name the config uses, with its index
+  InterfaceFollower interfaces(config.io.nfqueue.outside_interfaces);  // NFQUEUE only
   if (config.io.backend == Backend::kNfqueue) {
     stage_options.rules.interface_id = [&interfaces](std::string_view name) {
-      return InterfaceIndex(interfaces, name, "rules naming it match nothing");
+      return LogIfMissing(interfaces.ForRules(name), name, "rules naming it match nothing");
     };
   } else {
     stage_options.rules.interface_id = [&queues](std::string_view name) -> uint32_t {
@@ -381,7 +392,13 @@ int Run(const RunArgs& a) {
     return 1;
   }
 
-  if (Status s = OpenQueues(config, queues, interfaces); !s.ok()) {
+  interfaces.EndRulesCompile(true);
+  std::vector<uint32_t> outside = interfaces.Outside();  // what the endpoints hold
+  for (std::size_t i = 0; i < outside.size(); ++i) {
+    LogIfMissing(outside[i], interfaces.outside_names()[i],
+                 "io.nfqueue.outside_interfaces: forwarded packets through it get no direction");
+  }
+  if (Status s = OpenQueues(config, queues, outside); !s.ok()) {
     Log("%s", s.message().c_str());
     return 1;
   }
@@ -408,6 +425,7 @@ int Run(const RunArgs& a) {
   if (const std::string note = DirectionNote(config); !note.empty()) Log("note: %s", note.c_str());
 
   ConfigLoad applied = load;  // the file the running rules came from (SIGHUP may replace it)
+  bool retry_interfaces = false;
   auto report = [&] { return BuildReport(a, config, pipeline, **stages, queues, **pool, start); };
   const auto interval = std::chrono::duration<double>(a.stats_interval_s);
   auto next_stats = std::chrono::steady_clock::now() + interval;
@@ -415,13 +433,14 @@ int Run(const RunArgs& a) {
     timespec wait{0, 200'000'000};
     const int sig = sigtimedwait(&signals, nullptr, &wait);
     if (sig == SIGHUP) {
-      Reload(a.config, config, (*stages)->rules(), &applied);
+      Reload(a.config, config, (*stages)->rules(), &applied,
+             config.io.backend == Backend::kNfqueue ? &interfaces : nullptr);
     } else if (sig == SIGTERM || sig == SIGINT) {
       Log("%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
       break;
     }
-    if (link_watch != nullptr && link_watch->Changed()) {
-      FollowInterfaces(interfaces, applied, config, (*stages)->rules(), queues);
+    if (link_watch != nullptr && (link_watch->Changed() || retry_interfaces)) {
+      retry_interfaces = FollowInterfaces(interfaces, outside, applied, (*stages)->rules(), queues);
     }
     if (std::chrono::steady_clock::now() >= next_stats) {
       WriteStats(a, report());

@@ -55,25 +55,37 @@ bool LinkWatch::Changed() noexcept {
   }
 }
 
-InterfaceIndexes::InterfaceIndexes(Lookup lookup) : lookup_(std::move(lookup)) {
+InterfaceFollower::InterfaceFollower(std::vector<std::string> outside, Lookup lookup)
+    : lookup_(std::move(lookup)), outside_(std::move(outside)) {
   if (!lookup_) lookup_ = [](const std::string& name) { return if_nametoindex(name.c_str()); };
 }
 
-uint32_t InterfaceIndexes::Resolve(std::string_view name) {
+uint32_t InterfaceFollower::ForRules(std::string_view name) {
   std::string key(name);
   const uint32_t id = lookup_(key);
-  known_[std::move(key)] = id;
+  compiling_[std::move(key)] = id;
   return id;
 }
 
-std::vector<InterfaceIndexes::Change> InterfaceIndexes::Refresh() {
-  std::vector<Change> changes;
-  for (auto& [name, id] : known_) {
+void InterfaceFollower::EndRulesCompile(bool succeeded) {
+  if (succeeded) rules_ = std::move(compiling_);
+  compiling_.clear();
+}
+
+std::vector<InterfaceFollower::Change> InterfaceFollower::RulesStale() const {
+  std::vector<Change> stale;
+  for (const auto& [name, id] : rules_) {
     const uint32_t now = lookup_(name);
-    if (now != id) changes.push_back({name, id, now});
-    id = now;
+    if (now != id) stale.push_back({name, id, now});
   }
-  return changes;
+  return stale;
+}
+
+std::vector<uint32_t> InterfaceFollower::Outside() const {
+  std::vector<uint32_t> ids;
+  ids.reserve(outside_.size());
+  for (const std::string& name : outside_) ids.push_back(lookup_(name));
+  return ids;
 }
 
 }  // namespace sluice

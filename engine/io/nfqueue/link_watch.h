@@ -7,8 +7,8 @@
 //
 //   LinkWatch         a non-blocking rtnetlink socket on RTMGRP_LINK; the daemon's main loop
 //                     polls it (Changed) between signals
-//   InterfaceIndexes  the names the running config uses and the index each had when last
-//                     looked up; Refresh says which changed
+//   InterfaceFollower the names the running config uses and the indexes the rules and the
+//                     endpoints hold; says which went stale
 //
 // Neither is used on the data path.
 #pragma once
@@ -43,26 +43,41 @@ class LinkWatch {
   int fd_;
 };
 
-class InterfaceIndexes {
+// The interface names a running config uses, and the indexes its two users hold: the compiled
+// rules (in_interface, out_interface) and the endpoints (outside_interfaces). What the rules
+// hold is recorded while they compile (ForRules, their interface_id) and kept only if the
+// compile succeeds (EndRulesCompile), so a SIGHUP that picked up a new index is not taken
+// for a change still to make, and a compile that failed is tried again.
+class InterfaceFollower {
  public:
   using Lookup = std::function<uint32_t(const std::string&)>;
-  // `lookup`: a name's index now, 0 if there is none (default: if_nametoindex).
-  explicit InterfaceIndexes(Lookup lookup = {});
+  // `outside`: io.nfqueue.outside_interfaces. `lookup`: a name's index now, 0 if there is
+  // none (default: if_nametoindex).
+  explicit InterfaceFollower(std::vector<std::string> outside = {}, Lookup lookup = {});
 
-  // The name's index now (0: no such interface); remembered for Refresh.
-  uint32_t Resolve(std::string_view name);
+  // The rules' interface_id: the name's index now, recorded for the compile under way.
+  uint32_t ForRules(std::string_view name);
+  // The compile under way is over: if it succeeded its indexes are the running rules'.
+  void EndRulesCompile(bool succeeded);
 
   struct Change {
     std::string name;
     uint32_t before;  // 0: it did not exist
     uint32_t after;   // 0: it no longer exists
   };
-  // Looks every remembered name up again; returns those whose index changed.
-  std::vector<Change> Refresh();
+  // The names whose index now differs from the one the running rules were compiled with.
+  std::vector<Change> RulesStale() const;
+
+  // The outside interfaces' indexes now, one per name in config order (0: no such
+  // interface), so that each entry belongs to one name.
+  std::vector<uint32_t> Outside() const;
+  const std::vector<std::string>& outside_names() const noexcept { return outside_; }
 
  private:
   Lookup lookup_;
-  std::map<std::string, uint32_t, std::less<>> known_;
+  std::vector<std::string> outside_;
+  std::map<std::string, uint32_t, std::less<>> rules_;      // what the running rules hold
+  std::map<std::string, uint32_t, std::less<>> compiling_;  // what the compile under way holds
 };
 
 }  // namespace sluice

@@ -1,5 +1,5 @@
 // LinkWatch in a network namespace of the test's own (root only: skipped otherwise), and
-// InterfaceIndexes over a lookup the test controls.
+// InterfaceFollower over a lookup the test controls.
 #include "engine/io/nfqueue/link_watch.h"
 
 #include <gtest/gtest.h>
@@ -7,37 +7,71 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <map>
 #include <thread>
 
 namespace sluice {
 namespace {
 
-TEST(InterfaceIndexes, RefreshReportsOnlyTheNamesWhoseIndexChanged) {
-  std::map<std::string, uint32_t> system = {{"wan0", 4}, {"ppp0", 7}};
-  InterfaceIndexes idx([&](const std::string& name) {
-    const auto it = system.find(name);
-    return it == system.end() ? 0u : it->second;
-  });
-  EXPECT_EQ(idx.Resolve("wan0"), 4u);
-  EXPECT_EQ(idx.Resolve("ppp0"), 7u);
-  EXPECT_EQ(idx.Resolve("tun0"), 0u);  // not there yet: remembered all the same
-  EXPECT_TRUE(idx.Refresh().empty());
+// A system whose interfaces the test moves, and a follower over it.
+struct FakeSystem {
+  std::map<std::string, uint32_t> ifs = {{"wan0", 4}, {"ppp0", 7}};
+  InterfaceFollower::Lookup lookup() {
+    return [this](const std::string& name) {
+      const auto it = ifs.find(name);
+      return it == ifs.end() ? 0u : it->second;
+    };
+  }
+};
 
-  system["ppp0"] = 9;   // created again
-  system["tun0"] = 11;  // appeared
-  system.erase("wan0");  // gone
-  const auto changes = idx.Refresh();
-  ASSERT_EQ(changes.size(), 3u);  // in name order
-  EXPECT_EQ(changes[0].name, "ppp0");
-  EXPECT_EQ(changes[0].before, 7u);
-  EXPECT_EQ(changes[0].after, 9u);
-  EXPECT_EQ(changes[1].name, "tun0");
-  EXPECT_EQ(changes[1].before, 0u);
-  EXPECT_EQ(changes[1].after, 11u);
-  EXPECT_EQ(changes[2].name, "wan0");
-  EXPECT_EQ(changes[2].before, 4u);
-  EXPECT_EQ(changes[2].after, 0u);
-  EXPECT_TRUE(idx.Refresh().empty());  // reported once
+// Compiles "rules" naming `names` through the follower, as RuleSet::Compile asks interface_id.
+void Compile(InterfaceFollower& f, std::initializer_list<const char*> names, bool succeeds = true) {
+  for (const char* n : names) f.ForRules(n);
+  f.EndRulesCompile(succeeds);
+}
+
+TEST(InterfaceFollower, SaysWhichNamesTheRunningRulesHoldStaleIndexesFor) {
+  FakeSystem sys;
+  InterfaceFollower f({}, sys.lookup());
+  Compile(f, {"wan0", "ppp0", "tun0"});  // tun0 not there yet: remembered as 0
+  EXPECT_TRUE(f.RulesStale().empty());
+
+  sys.ifs["ppp0"] = 9;   // created again
+  sys.ifs["tun0"] = 11;  // appeared
+  sys.ifs.erase("wan0");  // gone
+  const auto stale = f.RulesStale();
+  ASSERT_EQ(stale.size(), 3u);  // in name order
+  EXPECT_EQ(stale[0].name, "ppp0");
+  EXPECT_EQ(stale[0].before, 7u);
+  EXPECT_EQ(stale[0].after, 9u);
+  EXPECT_EQ(stale[1].name, "tun0");
+  EXPECT_EQ(stale[1].before, 0u);
+  EXPECT_EQ(stale[1].after, 11u);
+  EXPECT_EQ(stale[2].name, "wan0");
+  EXPECT_EQ(stale[2].before, 4u);
+  EXPECT_EQ(stale[2].after, 0u);
+  EXPECT_EQ(f.RulesStale().size(), 3u) << "asking does not fix anything";
+
+  Compile(f, {"wan0", "ppp0", "tun0"}, /*succeeds=*/false);
+  EXPECT_EQ(f.RulesStale().size(), 3u) << "a failed compile leaves them stale, to be tried again";
+  Compile(f, {"wan0", "ppp0", "tun0"});
+  EXPECT_TRUE(f.RulesStale().empty());
+}
+
+// A SIGHUP compiled after the link changed: its rules hold the new index already, so nothing
+// is stale for them, while the endpoints still hold the old one until given Outside().
+TEST(InterfaceFollower, ACompileThatPickedUpANewIndexLeavesNothingStale) {
+  FakeSystem sys;
+  InterfaceFollower f({"ppp0", "nosuch0", "wan0"}, sys.lookup());
+  Compile(f, {"ppp0"});
+  const std::vector<uint32_t> given = f.Outside();
+  EXPECT_EQ(given, (std::vector<uint32_t>{7, 0, 4})) << "one entry per name, 0 for a missing one";
+
+  sys.ifs["ppp0"] = 9;
+  Compile(f, {"ppp0"});  // the SIGHUP's reload
+  EXPECT_TRUE(f.RulesStale().empty());
+  EXPECT_EQ(f.Outside(), (std::vector<uint32_t>{9, 0, 4}));
+  EXPECT_NE(f.Outside(), given);
 }
 
 // Runs `body` on a thread of its own in a new network namespace (unshare affects only the
