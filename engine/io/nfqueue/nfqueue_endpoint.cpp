@@ -109,9 +109,9 @@ NfqueueEndpoint::~NfqueueEndpoint() {
     NfqueueCounts t;
     for (uint32_t k = held_first_; k < held_end_; ++k) {
       uint32_t id = 0;
-      if (PeekNfqPacketId(slot_bufs_[k]->room(), kSmallRoom, &id)) {
+      if (PeekNfqPacketId(slot_bufs_[k]->room(), std::min(recv_msgs_[k].msg_len, kSmallRoom), &id)) {
         VerdictNow(id, TakeOrdinal(id, t), OutMark(0), false);
-        t.Bump(C::kNoLargeBuffer);
+        t.Bump(C::kClosedHolding);
       }
     }
     cache.PutBulk(slot_bufs_.data() + held_first_, held_end_ - held_first_);
@@ -385,10 +385,13 @@ uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
 
 // Hands slots [held_first_, held_end_) to `batch` in order, up to `want` packets. A long
 // message copies into a large buffer; with none free it and every slot after it stay held
-// (back-pressure: nothing more is read, the kernel queue absorbs) until a later call finds
-// one. Held longer than kLargeBufferWait, the pool is not giving large buffers back (every
-// one sits in other shards' caches, or the class is far too small): the message is dropped
-// by id and counted, as one that fits nowhere is, so a queue never stalls for good.
+// until a later call finds one (back-pressure: nothing more is read meanwhile, so the socket
+// buffer and then the kernel queue absorb the excess; beyond them the kernel drops, or with
+// fail-open passes packets unqueued, as when the pool's small class runs dry). A pool with no
+// large class drops such a message by id at once. A wait longer than kLargeBufferWait means
+// the pool is not giving large buffers back (all in other shards' caches, or the class far
+// too small): that message, and every later long one of the same burst that finds none, is
+// dropped by id and counted, so a queue never stalls for good.
 uint32_t NfqueueEndpoint::TakeSlots(PoolCache& cache, Batch& batch, uint32_t want,
                                     NfqueueCounts& t) noexcept {
   uint32_t spare = 0, pushed = 0;
@@ -399,7 +402,7 @@ uint32_t NfqueueEndpoint::TakeSlots(PoolCache& cache, Batch& batch, uint32_t wan
     const bool cut = recv_msgs_[k].msg_hdr.msg_flags & MSG_TRUNC;
     if (len > kSmallRoom || cut) {
       PacketBuffer* big = cut ? nullptr : cache.Get(SizeClass::kLarge);
-      if (big == nullptr && !cut) {
+      if (big == nullptr && !cut && cache.pool().Capacity(SizeClass::kLarge) != 0) {
         const uint64_t now = NowNs();
         if (hold_since_ns_ == 0) {
           hold_since_ns_ = now;

@@ -15,10 +15,11 @@
 // iovec) and is copied into a large buffer: one copy, for those packets only, and nothing is
 // ever cut or lost silently. A message that finds no large buffer free (the pool's large
 // class bounds the GSO packets in flight) is held back with everything received after it:
-// Receive reads nothing new until a buffer returns (back-pressure: the kernel queue absorbs,
-// as when the pool's small class runs dry). Held past kLargeBufferWait (the pool is not
-// giving large buffers back), it is dropped by its id and counted (no_large_buffer), as is
-// one that outgrows even a large buffer (truncated).
+// Receive reads nothing new until a buffer returns (back-pressure: the socket buffer, then
+// the kernel queue, absorb the excess, as when the pool's small class runs dry). Held past
+// kLargeBufferWait (the pool is not giving large buffers back), or with no large class at
+// all, it is dropped by its id and counted (no_large_buffer), as is one that outgrows even a
+// large buffer (truncated).
 //
 // Per packet: link_type kRaw (kUnsupported when the kernel says it is neither IPv4 nor IPv6),
 // io_token = the kernel's packet id, rx_ns (one NowNs() per syscall), in_if/out_if (ifindex),
@@ -124,10 +125,12 @@ static_assert(sizeof(NfqueueToken) <= sizeof(IoContext::token));
   X(kTruncated, "truncated", "messages longer than the largest buffer: dropped by id")             \
   X(kLargeWaits, "large_buffer_waits",                                                             \
     "times a long message (GSO) found no large buffer free and was held back, with what came "     \
-    "after it, until one returned (back-pressure: the kernel queue absorbs)")                      \
+    "after it, until one returned (back-pressure: nothing new is read meanwhile)")                 \
   X(kNoLargeBuffer, "no_large_buffer",                                                             \
-    "long messages (GSO) that found no large buffer free within the wait: dropped by id; size "    \
-    "the pool's large class")                                                                      \
+    "long messages (GSO) that found no large buffer free (none in the pool, or the wait ran out: " \
+    "then for the rest of that burst too): dropped by id; size the pool's large class")            \
+  X(kClosedHolding, "closed_holding",                                                              \
+    "messages still held back for a large buffer when the endpoint closed: dropped by id")         \
   X(kMalformed, "malformed",                                                                       \
     "packet messages that do not parse: dropped by id when it can be read")                        \
   X(kOtherMessages, "other_messages",                                                              \

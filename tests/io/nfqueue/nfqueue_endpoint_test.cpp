@@ -324,50 +324,103 @@ TEST(NfqueueEndpoint, ALongMessageWaitsForALargeBufferWithWhatCameAfterIt) {
   EXPECT_EQ(rig.Count(C::kIdsReceived), 4u);
 }
 
-// A pool without large buffers, a long message (id 1) received and waiting for one, and a
-// short one (id 2) behind it.
-void HoldALongMessage(Rig& rig) {
+// Held in the middle of a burst, and handed out in order as far as the batch has room.
+TEST(NfqueueEndpoint, HeldMessagesGoOutInOrderAsFarAsTheBatchHasRoom) {
+  Rig rig({}, /*large=*/1);
+  DeliverLong(rig, 1, 30000);
+  DeliverLong(rig, 2, 30000);
+  rig.Deliver(3, 2);
+  Batch first;
+  ASSERT_EQ(rig.Receive(first), 1u);
+  rig.Retire(first);  // id 1's large buffer back (its verdict does not matter here)
+  Batch second;
+  ASSERT_EQ(rig.endpoint->Receive(*rig.cache, second, 2, 10ms), 2u);
+  EXPECT_EQ(second.packet(0).meta().io_token, 2u);
+  EXPECT_EQ(second.packet(1).meta().io_token, 3u);
+  EXPECT_TRUE(rig.endpoint->Holding()) << "id 4 is still held: the batch had room for two";
+  Batch third;
+  ASSERT_EQ(rig.Receive(third), 1u);
+  EXPECT_EQ(third.packet(0).meta().io_token, 4u);
+  EXPECT_FALSE(rig.endpoint->Holding());
+  rig.Retire(second);
+  rig.Retire(third);
+}
+
+// With no large class at all there is nothing to wait for: a long message is dropped by id
+// at once and what came after it goes on.
+TEST(NfqueueEndpoint, WithNoLargeClassALongMessageIsDroppedByIdAtOnce) {
+  Rig rig({}, /*large=*/0);
   DeliverLong(rig, 1, 30000);
   rig.Deliver(2, 1);
+  Batch b;
+  ASSERT_EQ(rig.Receive(b), 1u);
+  EXPECT_EQ(b.packet(0).meta().io_token, 2u);
+  EXPECT_FALSE(rig.endpoint->Holding());
+  EXPECT_EQ(rig.Count(C::kNoLargeBuffer), 1u);
+  EXPECT_EQ(rig.Count(C::kLargeWaits), 0u);
+  b.set_next(0, Next::kAccept);
+  rig.Finish(b);
+  rig.Settle();
+  EXPECT_EQ(rig.model.outcome[1].verdict, static_cast<uint32_t>(NF_DROP));
+  EXPECT_EQ(rig.model.outcome[2].verdict, static_cast<uint32_t>(NF_ACCEPT));
+}
+
+// The pool's one large buffer held by id 1 (in `holder`, not retired), long ids 2 and 3
+// received and waiting for one, short id 4 behind them.
+void HoldLongMessages(Rig& rig, Batch& holder) {
+  DeliverLong(rig, 1, 30000);
+  DeliverLong(rig, 2, 30000);
+  DeliverLong(rig, 3, 30000);
+  rig.Deliver(4, 1);
+  ASSERT_EQ(rig.Receive(holder), 1u);
   Batch b;
   EXPECT_EQ(rig.Receive(b), 0u);
   EXPECT_TRUE(rig.endpoint->Holding());
 }
 
 // A wait that outlasts kLargeBufferWait means the pool is not giving large buffers back:
-// the message is dropped by id and counted, and what came after it goes on.
+// the message is dropped by id and counted, so is the next long one of the burst (no second
+// wait), and what came after them goes on.
 TEST(NfqueueEndpoint, ALongMessageThatWaitsTooLongIsDroppedByIdAndCounted) {
-  Rig rig({}, /*large=*/0);
-  HoldALongMessage(rig);
+  Rig rig({}, /*large=*/1);
+  Batch holder;
+  HoldLongMessages(rig, holder);
   EXPECT_EQ(rig.Count(C::kNoLargeBuffer), 0u);
-  Batch b;
   std::this_thread::sleep_for(NfqueueEndpoint::kLargeBufferWait + 5ms);
+  Batch b;
   ASSERT_EQ(rig.Receive(b), 1u);
-  EXPECT_EQ(b.packet(0).meta().io_token, 2u);
+  EXPECT_EQ(b.packet(0).meta().io_token, 4u);
   EXPECT_FALSE(rig.endpoint->Holding());
-  EXPECT_EQ(rig.Count(C::kNoLargeBuffer), 1u);
+  EXPECT_EQ(rig.Count(C::kNoLargeBuffer), 2u);
   EXPECT_EQ(rig.Count(C::kLargeWaits), 1u);
   EXPECT_EQ(rig.Count(C::kTruncated), 0u);
-  b.set_next(0, Next::kAccept);
-  rig.Finish(b);
+  for (Batch* x : {&holder, &b}) {
+    x->set_next(0, Next::kAccept);
+    rig.Finish(*x);
+  }
   rig.Settle();
-  EXPECT_EQ(rig.model.outcome[1].verdict, static_cast<uint32_t>(NF_DROP));
-  EXPECT_EQ(rig.model.outcome[2].verdict, static_cast<uint32_t>(NF_ACCEPT));
+  EXPECT_EQ(rig.model.outcome[1].verdict, static_cast<uint32_t>(NF_ACCEPT));
+  EXPECT_EQ(rig.model.outcome[2].verdict, static_cast<uint32_t>(NF_DROP));
+  EXPECT_EQ(rig.model.outcome[3].verdict, static_cast<uint32_t>(NF_DROP));
+  EXPECT_EQ(rig.model.outcome[4].verdict, static_cast<uint32_t>(NF_ACCEPT));
   EXPECT_TRUE(rig.model.queue.empty());
 }
 
 // Closed while messages wait (teardown without a pipeline to drain them): each is dropped by
 // id, and every buffer goes back to the pool.
 TEST(NfqueueEndpoint, ClosingWhileMessagesWaitDropsThemByIdAndReturnsTheBuffers) {
-  Rig rig({}, /*large=*/0);
-  HoldALongMessage(rig);
+  Rig rig({}, /*large=*/1);
+  Batch holder;
+  HoldLongMessages(rig, holder);
+  holder.set_next(0, Next::kAccept);
+  rig.Finish(holder);
   rig.endpoint.reset();
   rig.cache.reset();
   rig.Settle();
-  EXPECT_EQ(rig.model.outcome[1].verdict, static_cast<uint32_t>(NF_DROP));
-  EXPECT_EQ(rig.model.outcome[2].verdict, static_cast<uint32_t>(NF_DROP));
+  for (uint32_t id = 2; id <= 4; ++id) EXPECT_EQ(rig.model.outcome[id].verdict, static_cast<uint32_t>(NF_DROP)) << id;
   EXPECT_TRUE(rig.model.queue.empty());
   EXPECT_EQ(rig.pool->Stats().free_central[static_cast<std::size_t>(SizeClass::kSmall)], 4096u);
+  EXPECT_EQ(rig.pool->Stats().free_central[static_cast<std::size_t>(SizeClass::kLarge)], 1u);
 }
 
 TEST(NfqueueEndpoint, ErrorReportsAreCountedAndIdGapsAreLoss) {
