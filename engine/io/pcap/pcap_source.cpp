@@ -57,6 +57,12 @@ Status PcapSource::Reopen() {
     const int64_t unit = format_.nanosecond ? 1000000000 : 1000000;
     shift_sec_ = shift_ / unit;
     shift_frac_ = shift_ % unit;
+    // pcap keeps seconds in a signed 32-bit field (libpcap reads it so): refuse a pass whose
+    // timestamps would wrap past 2038-01-19.
+    if ((latest_ + shift_) / unit > int64_t{INT32_MAX}) {
+      return InvalidArgument(path_ + ": looping it once more would move its timestamps past what pcap's 32-bit "
+                             "seconds hold (2038-01-19); loop fewer times");
+    }
   }
   reader_.reset();
   auto r = PcapRecordReader::Open(path_);

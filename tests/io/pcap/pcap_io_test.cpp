@@ -160,6 +160,33 @@ TEST(PcapIo, LoopsRepeatTheFileWithTimeRunningOn) {
   fs::remove(out);
 }
 
+// Timestamps that a later pass would carry past pcap's signed 32-bit seconds: an error after
+// the passes that fit, not a wrap to 1901.
+TEST(PcapIo, ALoopThatWouldWrapTheTimestampsIsAnError) {
+  const fs::path in = Temp("loop_2038.pcap"), out = Temp("loop_2038_out.pcap");
+  {
+    pcap_t* dead = pcap_open_dead(DLT_EN10MB, 262144);
+    pcap_dumper_t* d = pcap_dump_open(dead, in.c_str());
+    ASSERT_NE(d, nullptr) << pcap_geterr(dead);
+    const std::vector<uint8_t> frame = TrafficGenerator({.seed = 3}).Generate(1)[0];
+    for (const uint32_t sec : {0x7fff0000u, 0x7fff8000u}) {  // 9 h apart, 18 h before 2038-01-19
+      pcap_pkthdr h{};
+      h.ts.tv_sec = static_cast<time_t>(sec);
+      h.caplen = h.len = static_cast<uint32_t>(frame.size());
+      pcap_dump(reinterpret_cast<u_char*>(d), &h, frame.data());
+    }
+    pcap_dump_close(d);
+    pcap_close(dead);
+  }
+  uint64_t n = 0;
+  const Status s = Replay(in, out, 3, {}, &n);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("32-bit"), std::string::npos) << s.message();
+  EXPECT_EQ(n, 2u) << "the first pass fits; the second would pass 2038";
+  fs::remove(in);
+  fs::remove(out);
+}
+
 TEST(PcapIo, LoopsOfANanosecondFileMoveOnInNanoseconds) {
   const fs::path in = Corpus("tcp-handshake-nano.pcap"), out = Temp("loop_nano_out.pcap");
   uint64_t n = 0;
