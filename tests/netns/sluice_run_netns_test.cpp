@@ -77,6 +77,13 @@ struct DaemonStats {
     return n;
   }
   uint64_t Packets(const std::string& key) const { return j.at("packets").at(key).get<uint64_t>(); }
+  uint64_t Labeled(const std::string& name, const std::string& label, const std::string& value) const {
+    for (const Json& c : j.at("counters")) {
+      if (c.at("name") == name && c.at("labels").value(label, "") == value) return c.at("value").get<uint64_t>();
+    }
+    ADD_FAILURE() << "no counter " << name << "{" << label << "=" << value << "} in the stats";
+    return 0;
+  }
   uint64_t Rule(const std::string& name) const {
     for (const Json& r : j.at("rules")) {
       if (r.at("name") == name) return r.at("packets").get<uint64_t>();
@@ -543,6 +550,10 @@ TEST_F(SluiceRunNetns, TcpTransferThroughAPortRewriteBothWaysArrivesIntact) {
       << "every packet went back with its new bytes";
   EXPECT_GT(s.SumOverQueues("nfqueue_large_copies"), 0u)
       << "GSO super-packets should have come through whole (and been rewritten whole)";
+  EXPECT_EQ(s.SumOverQueues("nfqueue_large_buffer_waits") + s.SumOverQueues("nfqueue_no_large_buffer"), 0u);
+  // With GSO on, sluice run keeps two bursts of large buffers per queue (2 × 64 × 2), above
+  // the pool's default 64.
+  EXPECT_GE(s.Labeled("pool_buffers", "class", "large"), 2u * 64u * kQueues);
   EXPECT_EQ(s.Packets("dropped"), 0u);
   EXPECT_EQ(Iptables("filter", "test-verdicted"), s.SumOverQueues("nfqueue_ids_received"));
   EXPECT_EQ(Iptables("filter", "sluice-unmarked"), 0u);
