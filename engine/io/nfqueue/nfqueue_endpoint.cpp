@@ -46,17 +46,20 @@ constexpr int kSendAttempts = 4;
 
 std::string Errno(int e) { return std::strerror(e); }
 
-bool IsOutside(const std::array<std::atomic<uint32_t>, NfqueueEndpoint::kMaxOutsideInterfaces>& outside,
-               uint32_t ifindex) noexcept {
+using OutsideIndexes = std::array<std::atomic<uint32_t>, NfqueueEndpoint::kMaxOutsideInterfaces>;
+
+// Whether `ifindex` is one of the first `n` outside interfaces (0, an unused entry or no
+// interface, never is).
+bool IsOutside(const OutsideIndexes& outside, uint32_t n, uint32_t ifindex) noexcept {
   if (ifindex == 0) return false;
-  for (const auto& o : outside) {
-    if (o.load(std::memory_order_relaxed) == ifindex) return true;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (outside[i].load(std::memory_order_relaxed) == ifindex) return true;
   }
   return false;
 }
 
-Direction DirectionOf(uint8_t hook, uint32_t in_if, uint32_t out_if,
-                      const std::array<std::atomic<uint32_t>, NfqueueEndpoint::kMaxOutsideInterfaces>& outside) noexcept {
+Direction DirectionOf(uint8_t hook, uint32_t in_if, uint32_t out_if, const OutsideIndexes& outside,
+                      uint32_t n) noexcept {
   switch (static_cast<NfHook>(hook)) {
     case NfHook::kPreRouting:
     case NfHook::kLocalIn:
@@ -65,8 +68,8 @@ Direction DirectionOf(uint8_t hook, uint32_t in_if, uint32_t out_if,
     case NfHook::kPostRouting:
       return Direction::kOut;
     case NfHook::kForward:
-      if (IsOutside(outside, out_if)) return Direction::kOut;
-      if (IsOutside(outside, in_if)) return Direction::kIn;
+      if (IsOutside(outside, n, out_if)) return Direction::kOut;
+      if (IsOutside(outside, n, in_if)) return Direction::kIn;
       return Direction::kUnknown;
   }
   return Direction::kUnknown;
@@ -97,8 +100,10 @@ NfqueueEndpoint::NfqueueEndpoint(int fd, const NfqueueOptions& options)
 }
 
 void NfqueueEndpoint::SetOutsideInterfaces(std::span<const uint32_t> ifindexes) noexcept {
+  const std::size_t n = std::min(ifindexes.size(), outside_.size());
   for (std::size_t i = 0; i < outside_.size(); ++i)
-    outside_[i].store(i < ifindexes.size() ? ifindexes[i] : 0, std::memory_order_relaxed);
+    outside_[i].store(i < n ? ifindexes[i] : 0, std::memory_order_relaxed);
+  outside_count_.store(static_cast<uint32_t>(n), std::memory_order_relaxed);
 }
 
 NfqueueEndpoint::~NfqueueEndpoint() {
@@ -332,7 +337,7 @@ void NfqueueEndpoint::Fill(PacketBuffer& buf, const NfqPacketFields& f, uint64_t
   m.in_if = f.in_if;
   m.out_if = f.out_if;
   m.mark = f.mark;
-  m.direction = DirectionOf(f.hook, f.in_if, f.out_if, outside_);
+  m.direction = DirectionOf(f.hook, f.in_if, f.out_if, outside_, outside_count_.load(std::memory_order_relaxed));
   uint16_t flags = 0;
   if (f.skb_info & NFQA_SKB_CSUMNOTREADY) flags |= pkt_flag::kL4CsumNotReady;
   if (f.skb_info & NFQA_SKB_GSO) flags |= pkt_flag::kGso;

@@ -276,6 +276,7 @@ class NfqueueEndpoint final : public InlineEndpoint {
   int fd_;
   // The outside interfaces' indexes as the receive path reads them (0: an unused entry).
   std::array<std::atomic<uint32_t>, kMaxOutsideInterfaces> outside_{};
+  std::atomic<uint32_t> outside_count_{0};  // how many of them are in use
   uint32_t portid_ = 0;
   uint32_t rcvbuf_ = 0;
   uint32_t sndbuf_ = 0;
