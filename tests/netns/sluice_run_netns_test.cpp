@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -916,12 +917,12 @@ rewrite = { dst_port = 70000 }
 }
 
 // (i) Interfaces that come and go. The rules and io.nfqueue.outside_interfaces name "wan",
-// which does not exist at start; the router's server-side link is then renamed "wan", and
-// later back. The daemon follows each change (rtnetlink link notifications) with no SIGHUP:
-// while "wan" exists, both drop rules match the datagrams leaving through it — one by its
+// which does not exist at start; the router's server-side link is then renamed "wan", then
+// deleted and created again under a new index (a PPP reconnect), and finally renamed away.
+// The daemon follows each change (rtnetlink link notifications) with no SIGHUP: while "wan"
+// exists, both drop rules match the datagrams leaving through it — one by its
 // out_interface, one by the direction "wan" gives forwarded packets; before and after,
-// neither matches. (A rename moves the name to another index, as deleting and creating an
-// interface again does.)
+// neither matches.
 TEST_F(SluiceRunNetns, RulesFollowAnInterfaceThatAppearsAndGoesWithoutASighup) {
   const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"wan\"]\n", R"(
 [[rule]]
@@ -939,37 +940,72 @@ match = { proto = "udp", dst_port = 7002, direction = "out" }
   InstallFirewall(config);
   Daemon* d = StartRunning(config);
   ASSERT_NE(d, nullptr);
-  auto rx1 = StartReceiver(300, 7001, 60000);
-  auto rx2 = StartReceiver(300, 7002, 60000);
+  auto rx1 = StartReceiver(400, 7001, 60000);
+  auto rx2 = StartReceiver(400, 7002, 60000);
   auto send_both = [&](uint64_t first) {
     EXPECT_EQ(Send(100, 10000, first, 64, 7001).sent, 100u);
     EXPECT_EQ(Send(100, 10000, first, 64, 7002).sent, 100u);
   };
-  auto rename = [&](const std::string& from, const std::string& to, const std::string& logged) {
+  // Runs `act` and waits until the daemon has logged one of `logged` and then recompiled its
+  // rules (one link change may reach it as one or two notifications).
+  auto change = [&](const std::function<void()>& act, std::initializer_list<const char*> logged) {
     const std::size_t mark = d->log().size();
-    ASSERT_TRUE(lab_->Must(Node::kRouter, "ip link set " + from + " down && ip link set " + from + " name " + to +
-                                              " && ip link set " + to + " up")
-                    .ok());
-    ASSERT_TRUE(d->proc->WaitForText(logged, 5s, mark)) << d->log();
-    ASSERT_TRUE(d->proc->WaitForText("rules recompiled", 5s, mark)) << d->log();
+    act();
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    for (;;) {
+      d->proc->WaitForText("rules recompiled", 100ms, mark);  // reads what the daemon wrote
+      const std::string log = d->log().substr(mark);
+      for (const char* what : logged) {
+        const auto at = log.find(what);
+        if (at != std::string::npos && log.find("rules recompiled", at) != std::string::npos) return;
+      }
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << log;
+    }
+  };
+  auto rename = [&](const std::string& from, const std::string& to) {
+    return [&, from, to] {
+      const Status ran = lab_->Must(Node::kRouter, "ip link set " + from + " down && ip link set " + from + " name " +
+                                                       to + " && ip link set " + to + " up");
+      ASSERT_TRUE(ran.ok()) << ran.message();
+    };
   };
 
   send_both(0);  // no "wan" yet: both pass
-  rename("r1", "wan", "interface wan appeared as index");
+  change(rename("r1", "wan"), {"interface wan appeared as index"});
   send_both(100);  // leaving through "wan": both dropped
-  rename("wan", "r1", "interface wan (index");
-  send_both(200);  // "wan" is gone: both pass again
+  // A PPP reconnect: "wan" deleted and created again, under a new index. The pair is made
+  // from this process, whose PID namespace sees the server's holder (the lab's commands run
+  // in a PID namespace of their own).
+  change(
+      [&] {
+        const std::string router_ns = "/proc/" + std::to_string(lab_->pid(Node::kRouter)) + "/ns/net";
+        std::string out;
+        ASSERT_EQ(testing::RunCommand({"nsenter", "--net=" + router_ns, "sh", "-c",
+                                       "ip link del wan && ip link add wan type veth peer name s0 netns " +
+                                           std::to_string(lab_->pid(Node::kServer)) +
+                                           " && ip addr add 198.18.2.1/24 dev wan && ip link set wan up"},
+                                      &out),
+                  0)
+            << out;
+      },
+      {"interface wan appeared as index", "interface wan is now index"});
+  ASSERT_TRUE(lab_->Must(Node::kServer,
+                         "ip addr add 198.18.2.2/24 dev s0 && ip link set s0 up && ip route add default via 198.18.2.1")
+                  .ok());
+  send_both(200);  // through the new "wan": both dropped
+  change(rename("wan", "r1"), {"interface wan (index"});
+  send_both(300);  // "wan" is gone: both pass again
 
   for (LabProcess* rx : {rx1.get(), rx2.get()}) {
     kill(rx->ProgramPid(), SIGTERM);  // each expects more than will come
-    EXPECT_EQ(Received(*rx).received, 200u) << "the 100 sent while \"wan\" existed were dropped";
+    EXPECT_EQ(Received(*rx).received, 200u) << "the 200 sent while \"wan\" existed were dropped";
   }
   ASSERT_EQ(d->Terminate(), 0) << d->log();
   const DaemonStats s = d->Stats();
   ExpectReconciledAtExit(s);
-  EXPECT_EQ(s.Rule("drop-out-wan"), 100u);
-  EXPECT_EQ(s.Rule("drop-outbound"), 100u);
-  EXPECT_EQ(s.Packets("dropped"), 200u);
+  EXPECT_EQ(s.Rule("drop-out-wan"), 200u);
+  EXPECT_EQ(s.Rule("drop-outbound"), 200u) << "counters carried on through the recompiles";
+  EXPECT_EQ(s.Packets("dropped"), 400u);
 }
 
 // (h) --user nobody: after opening the queues the daemon runs as nobody with CAP_NET_ADMIN
