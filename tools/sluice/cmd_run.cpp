@@ -18,7 +18,6 @@
 // names up again when links come, go or are renamed; if an index changed, the running rules
 // are compiled again against the new indexes and the endpoints get the new outside
 // interfaces, as natd -dynamic follows its interface. No SIGHUP needed.
-#include <net/if.h>
 #include <signal.h>
 #include <unistd.h>
 
