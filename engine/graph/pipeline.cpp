@@ -62,6 +62,7 @@ void RecordAndAccount(Batch& b, RunStats& run, uint64_t now) noexcept {
   // Packets received together share a receive time: one histogram bump per run of them.
   uint64_t run_rx = 0, run_len = 0;
   for (uint32_t i = 0; i < b.size(); ++i) {
+    b.Prefetch<true>(i + kPrefetchAhead);
     const PacketMeta& m = b.packet(i).meta();
     if (m.rx_ns != run_rx) {
       if (run_len != 0) run.latency_ns.RecordMany(now - run_rx, run_len);

@@ -93,6 +93,13 @@ class Batch {
   const PacketBuffer& packet(uint32_t i) const noexcept { return *ref_[i]; }
   PacketRef& ref(uint32_t i) noexcept { return ref_[i]; }
 
+  // PacketBuffer::Prefetch for slot i, when there is one: a stage's loop calls it for the slot
+  // kPrefetchAhead in front of the one it works on.
+  template <bool kWrite = false>
+  void Prefetch(uint32_t i) const noexcept {
+    if (i < size_ && ref_[i].get() != nullptr) ref_[i]->Prefetch<kWrite>();
+  }
+
   Next next(uint32_t i) const noexcept { return next_[i]; }
   const Next* nexts() const noexcept { return next_.data(); }
   void set_next(uint32_t i, Next n) noexcept { next_[i] = n; }

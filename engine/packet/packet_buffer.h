@@ -37,6 +37,9 @@ class PacketOwner;
 
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr uint32_t kHeadroom = 128;
+// How many packets ahead a loop prefetches (PacketBuffer::Prefetch): enough for the work on
+// the packets in between to cover a transfer from another core's cache.
+inline constexpr uint32_t kPrefetchAhead = 8;
 
 // Link layer of data[0], as the source delivered it.
 enum class LinkType : uint8_t {
@@ -181,6 +184,16 @@ class alignas(kCacheLine) PacketBuffer {
     meta_.len += n;
     return tail;
   }
+  // Asks for the lines a stage touches first: the metadata and the first line of data at the
+  // standard headroom. A packet crossing a graph edge was last written on another core; a loop
+  // that prefetches a few packets ahead overlaps those transfers instead of waiting for each in
+  // turn (as VPP's nodes do). `kWrite` fetches them ready to be written.
+  template <bool kWrite = false>
+  void Prefetch() const noexcept {
+    __builtin_prefetch(&meta_, kWrite ? 1 : 0);
+    __builtin_prefetch(room() + kHeadroom, kWrite ? 1 : 0);
+  }
+
   // Replaces the contents with a copy of bytes; false (and no change) when it does not fit.
   bool Assign(const uint8_t* bytes, uint32_t n) noexcept {
     if (n > meta_.room - meta_.data_off) return false;

@@ -133,6 +133,7 @@ uint32_t PoolCache::GetBulk(SizeClass c, PacketBuffer** out, uint32_t n) noexcep
   if (served < n) pool_.NoteExhausted();
   count -= served;
   for (uint32_t i = 0; i < served; ++i) {
+    if (i + kPrefetchAhead < served) stack[count + served - 1 - i - kPrefetchAhead]->Prefetch<true>();
     PacketBuffer* b = stack[count + served - 1 - i];  // LIFO: the most recently freed first
     SLUICE_DCHECK(b->meta().pool_tag == kFreeTag);
     b->Reset();

@@ -104,6 +104,24 @@ TEST_F(BatchTest, HoldsFullCapacity) {
   EXPECT_EQ(pool_->Stats().orphaned, 0u);
 }
 
+// Stages prefetch kPrefetchAhead slots in front of the one they work on, past the end near a
+// batch's end, and over slots a dispatch has moved out: those must be ignored, not followed.
+TEST_F(BatchTest, PrefetchIgnoresSlotsPastTheEndAndMovedOut) {
+  Batch from;
+  from.Push(Get());
+  from.Push(Get());
+  Batch to;
+  to.MoveSlotFrom(from, 0);
+  for (uint32_t i = 0; i < kMaxBatch + kPrefetchAhead; ++i) {
+    from.Prefetch(i);         // slot 0 is empty now
+    from.Prefetch<true>(i);
+    to.Prefetch<true>(i);
+  }
+  EXPECT_EQ(from.size(), 2u);
+  EXPECT_EQ(to.size(), 1u);
+  from.Clear();
+}
+
 TEST(BatchDeathTest, LimitOutsideCapacityIsAProgrammerError) {
   Batch b;
   EXPECT_DEATH(b.set_limit(0), "check failed");

@@ -72,6 +72,7 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
   const bool look_up = want_key && flows_.size() != 0;
   uint32_t n = 0;
   for (uint32_t i = 0; i < b.size(); ++i) {
+    b.Prefetch<true>(i + kPrefetchAhead);
     if (b.next(i) != Next::kClassify) continue;
     PacketBuffer& pkt = b.packet(i);
     PacketFields& f = scratch_.fields[n];

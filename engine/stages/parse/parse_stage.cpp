@@ -236,6 +236,7 @@ void ParseStage::Process(Batch& batch) noexcept {
   ParseCounts counts{};
   const uint32_t n = batch.size();
   for (uint32_t i = 0; i < n; ++i) {
+    batch.Prefetch<true>(i + kPrefetchAhead);
     if (batch.next(i) != Next::kParse) continue;
     const DropReason r = ParsePacket(batch.packet(i), config_, counts);
     if (SLUICE_LIKELY(r == DropReason::kNone)) {
