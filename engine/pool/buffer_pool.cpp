@@ -111,7 +111,7 @@ bool BufferPool::Owns(const PacketBuffer* b) const noexcept {
 PoolCache::PoolCache(BufferPool& pool, uint32_t size) : pool_(pool), size_(std::max(size, 2u)) {
   for (std::size_t ci = 0; ci < kNumSizeClasses; ++ci) {
     const uint32_t share = pool.Capacity(static_cast<SizeClass>(ci)) / kCapacityShare;
-    limit_[ci] = std::clamp(share, 2u, size_);
+    limit_[ci] = std::min(share, size_);
     stack_[ci] = std::make_unique<PacketBuffer*[]>(limit_[ci]);
   }
 }
@@ -149,6 +149,10 @@ void PoolCache::PutBulk(PacketBuffer* const* in, uint32_t n) noexcept {
     SLUICE_DCHECK(b->io().pool == &pool_);
     b->meta().pool_tag = kFreeTag;
     const std::size_t ci = b->meta().size_class;
+    if (limit_[ci] == 0) {  // a class too small to share out between caches
+      pool_.Give(&b, 1);
+      continue;
+    }
     uint32_t& count = count_[ci];
     PacketBuffer** stack = stack_[ci].get();
     if (count == limit_[ci]) {

@@ -118,10 +118,11 @@ class BufferPool {
 // A per-thread LIFO cache in front of the pool (DPDK's mempool cache, VPP's per-thread
 // buffer cache). Not thread-safe: one owner thread at a time.
 //
-// Each class's cache holds at most min(size, capacity of the class / kCapacityShare) buffers
-// (at least 2), so no cache can hoard a small class: with 64 large buffers and a cache size of
-// 512, one cache would otherwise keep every large buffer it ever saw returned, and a source
-// reading through another cache would find none.
+// Each class's cache holds at most min(size, capacity of the class / kCapacityShare) buffers,
+// so no cache can hoard a small class: with 64 large buffers and a cache size of 512, one cache
+// would otherwise keep every large buffer it ever saw returned, and a source reading through
+// another cache would find none. A class of fewer than kCapacityShare buffers is not cached at
+// all: its Gets and Puts go straight to the pool.
 class PoolCache {
  public:
   static constexpr uint32_t kDefaultSize = 512;

@@ -130,6 +130,23 @@ TEST(PoolCache, ASmallClassIsNotHoardedByTheCacheItIsReturnedTo) {
   EXPECT_EQ(pool->Stats().exhausted, 0u);
 }
 
+// A class smaller than kCapacityShare is not cached at all: one buffer returned through one
+// cache is there at once for the next Get through another (NFQUEUE's receive waits on exactly
+// that for a long message when the large class is tiny).
+TEST(PoolCache, AClassTooSmallToShareGoesStraightBackToThePool) {
+  auto pool = MakePool(1024, 1);
+  PoolCache source(*pool);
+  PoolCache sink(*pool);
+  for (int round = 0; round < 10; ++round) {
+    PacketBuffer* b = source.Get(SizeClass::kLarge);
+    ASSERT_NE(b, nullptr) << "round " << round << ": a cache kept the only large buffer";
+    EXPECT_EQ(source.Get(SizeClass::kLarge), nullptr);
+    sink.Put(b);
+    EXPECT_EQ(sink.cached(SizeClass::kLarge), 0u);
+  }
+  EXPECT_EQ(pool->Stats().free_central[1], 1u);
+}
+
 // A source thread takes buffers through its cache; a sink thread returns them through its own.
 // Nothing is lost or handed out twice while they run concurrently.
 TEST(PoolCache, BulkGetAndPutAcrossTwoThreads) {
