@@ -545,9 +545,10 @@ void InlinePipeline::IoLoop(Shard& shard) noexcept {
     b->set_limit(options_.batch_size);
     const uint32_t n = shard.stages.endpoint->Receive(shard.io_cache, *b, options_.batch_size, options_.receive_wait);
     if (n != 0 && options_.batch_timeout.count() > 0 && !stopping) {
-      // Close on size or on the timer, whichever comes first.
+      // Close on size or on the timer, whichever comes first, or as soon as the endpoint holds
+      // messages back: they wait for buffers that only retiring batches (this one) return.
       const auto deadline = std::chrono::steady_clock::now() + options_.batch_timeout;
-      while (b->size() < options_.batch_size) {
+      while (b->size() < options_.batch_size && !shard.stages.endpoint->Holding()) {
         const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) break;
         shard.stages.endpoint->Receive(shard.io_cache, *b, options_.batch_size - b->size(), left);

@@ -128,6 +128,7 @@ struct InlineOptions {
   std::chrono::microseconds receive_wait{20000};  // an idle I/O thread looks at Stop() this often
   // How long a partly filled batch waits for more packets before it goes; 0: it goes as soon
   // as the queue has nothing more ready (a batch closes on size or when the queue is drained).
+  // It goes at once, too, when the endpoint holds messages back (InlineEndpoint::Holding).
   std::chrono::microseconds batch_timeout{0};
   // On: each I/O thread runs its shard's stages itself (run to completion): no thread hand-off
   // per batch, so the lowest latency and CPU per packet, and one core per queue. Off: the

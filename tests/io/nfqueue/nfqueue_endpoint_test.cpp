@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "engine/graph/pipeline.h"
 #include "engine/stats/report.h"
 #include "tests/io/nfqueue/nfq_test_kernel.h"
 #include "tests/testing/alloc_counter.h"
@@ -404,6 +405,39 @@ TEST(NfqueueEndpoint, ALongMessageThatWaitsTooLongIsDroppedByIdAndCounted) {
   EXPECT_EQ(rig.model.outcome[3].verdict, static_cast<uint32_t>(NF_DROP));
   EXPECT_EQ(rig.model.outcome[4].verdict, static_cast<uint32_t>(NF_ACCEPT));
   EXPECT_TRUE(rig.model.queue.empty());
+}
+
+// The inline graph over this endpoint with a batch timer longer than kLargeBufferWait. The
+// first batch holds the only large buffer, and the long message behind it waits for that
+// buffer, which returns only when the batch is sent. A batch that waited out its timer would
+// make that message wait past kLargeBufferWait and be dropped by id: the batch must leave as
+// soon as the endpoint holds messages back.
+TEST(NfqueueEndpoint, ABatchTimerDoesNotKeepTheBufferAHeldMessageWaitsFor) {
+  Rig rig({}, /*large=*/1);
+  DeliverLong(rig, 1, 30000);
+  DeliverLong(rig, 2, 20000);
+  rig.Deliver(3, 1);
+  PassStage<Next::kParse, Next::kClassify> parse;
+  PassStage<Next::kClassify, Next::kAccept> classify;
+  PassStage<Next::kRewrite, Next::kAccept> rewrite;
+  const InlineShard shard{rig.endpoint.get(), StageRef::Of(parse), StageRef::Of(classify), StageRef::Of(rewrite)};
+  const InlineOptions o{.threads = 1, .batch_size = 64, .receive_wait = std::chrono::microseconds(1000),
+                        .batch_timeout = std::chrono::duration_cast<std::chrono::microseconds>(4 * NfqueueEndpoint::kLargeBufferWait)};
+  InlinePipeline pipeline(o, *rig.pool, std::span(&shard, 1));
+  pipeline.Start();
+  for (int i = 0; i < 2000 && rig.model.outcome.size() < 3; ++i) {
+    rig.Settle();
+    std::this_thread::sleep_for(1ms);
+  }
+  pipeline.Stop();
+  rig.Settle();
+  for (uint32_t id = 1; id <= 3; ++id) {
+    ASSERT_EQ(rig.model.outcome.count(id), 1u) << id;
+    EXPECT_EQ(rig.model.outcome[id].verdict, static_cast<uint32_t>(NF_ACCEPT)) << id;
+  }
+  EXPECT_TRUE(rig.model.queue.empty());
+  EXPECT_EQ(rig.Count(C::kLargeWaits), 1u);
+  EXPECT_EQ(rig.Count(C::kNoLargeBuffer), 0u);
 }
 
 // Closed while messages wait (teardown without a pipeline to drain them): each is dropped by
