@@ -238,8 +238,9 @@ int Replay(const ReplayArgs& a) {
   const StatsReport report = build_report();
   // The summary goes to stdout, unless the packets do (-o /dev/stdout into a pipe).
   FILE* summary = !a.output.empty() && SameFile(a.output, "/dev/stdout") ? stderr : stdout;
-  std::fprintf(summary, "sluice replay: %s → %s   [%u threads, %u shards, batch %u]\n", a.input.c_str(),
-               a.output.empty() ? "(no output file)" : a.output.c_str(), opts.threads, opts.shards, opts.batch_size);
+  std::fprintf(summary, "sluice replay: %s → %s   [%u thread%s, %u shard%s, batch %u]\n", a.input.c_str(),
+               a.output.empty() ? "(no output file)" : a.output.c_str(), opts.threads, opts.threads == 1 ? "" : "s",
+               opts.shards, opts.shards == 1 ? "" : "s", opts.batch_size);
   std::fputs(ToText(report).c_str(), summary);
   if (!a.stats_json.empty()) {
     if (Status s = WriteFileAtomically(a.stats_json, ToJson(report)); !s.ok()) return Fail(s), 1;
