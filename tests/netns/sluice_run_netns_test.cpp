@@ -1008,6 +1008,48 @@ match = { proto = "udp", dst_port = 7002, direction = "out" }
   EXPECT_EQ(s.Packets("dropped"), 400u);
 }
 
+// A SIGHUP and a link change at the same moment: the reload may compile its rules before or
+// after the rename, and the link notification may reach the daemon before or after the
+// reload. Whichever order it meets them in, the rules in force afterwards are the new file's,
+// compiled with the index "wan" has now.
+TEST_F(SluiceRunNetns, ASighupTogetherWithALinkChangeEndsWithTheNewRulesOnTheNewIndex) {
+  auto rules = [](int port) {
+    return R"(
+[[rule]]
+number = 100
+name = "drop-out-wan-)" + std::to_string(port) + R"("
+action = "drop"
+match = { proto = "udp", dst_port = )" + std::to_string(port) + R"(, out_interface = "wan" }
+)";
+  };
+  const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"wan\"]\n", rules(7001)));
+  InstallFirewall(config);
+  Daemon* d = StartRunning(config);
+  ASSERT_NE(d, nullptr);
+  auto rx1 = StartReceiver(200, 7001, 60000);
+  auto rx2 = StartReceiver(200, 7002, 60000);
+
+  const std::size_t mark = d->log().size();
+  WriteFile("sluice.toml", Config("outside_interfaces = [\"wan\"]\n", rules(7002)));
+  ASSERT_TRUE(d->Signal(SIGHUP));
+  ASSERT_TRUE(lab_->Must(Node::kRouter, "ip link set r1 down && ip link set r1 name wan && ip link set wan up").ok());
+  ASSERT_TRUE(d->proc->WaitForText("reloaded", 5s, mark)) << d->log();
+  // The outside interfaces follow the link notification; a recompile it calls for is logged
+  // before the main loop goes on, so once both lines are there, nothing is pending.
+  ASSERT_TRUE(d->proc->WaitForText("interface wan appeared as index", 5s, mark)) << d->log();
+
+  EXPECT_EQ(Send(100, 10000, 0, 64, 7001).sent, 100u);  // the old rule is gone: passes
+  EXPECT_EQ(Send(100, 10000, 0, 64, 7002).sent, 100u);  // the new one, on wan's index: dropped
+  for (LabProcess* rx : {rx1.get(), rx2.get()}) kill(rx->ProgramPid(), SIGTERM);
+  EXPECT_EQ(Received(*rx1).received, 100u);
+  EXPECT_EQ(Received(*rx2).received, 0u) << d->log().substr(mark);
+  ASSERT_EQ(d->Terminate(), 0) << d->log();
+  const DaemonStats s = d->Stats();
+  ExpectReconciledAtExit(s);
+  EXPECT_EQ(s.Rule("drop-out-wan-7002"), 100u);
+  EXPECT_EQ(s.Packets("dropped"), 100u);
+}
+
 // (h) --user nobody: after opening the queues the daemon runs as nobody with CAP_NET_ADMIN
 // alone (every verdict is checked against it) and no way back; traffic still flows.
 TEST_F(SluiceRunNetns, UnderUserNobodyTheDaemonHasOnlyCapNetAdminAndStillVerdicts) {
