@@ -121,8 +121,8 @@ class BufferPool {
 // Each class's cache holds at most min(size, capacity of the class / kCapacityShare) buffers,
 // so no cache can hoard a small class: with 64 large buffers and a cache size of 512, one cache
 // would otherwise keep every large buffer it ever saw returned, and a source reading through
-// another cache would find none. A class of fewer than kCapacityShare buffers is not cached at
-// all: its Gets and Puts go straight to the pool.
+// another cache would find none. A class of fewer than 2 × kCapacityShare buffers is not cached
+// at all: its Gets and Puts go straight to the pool.
 class PoolCache {
  public:
   static constexpr uint32_t kDefaultSize = 512;

@@ -31,30 +31,29 @@ TEST(BufferPool, HandsOutEveryBufferOnceThenRunsDry) {
   EXPECT_EQ(pool->Stats().free_central[1], 2u);
 }
 
+// (64 buffers: enough for the caches below to hold some, so their refill paths run.)
 TEST(BufferPool, ExhaustionIsCountedAndAllocatesNothing) {
-  auto pool = MakePool(4);
+  auto pool = MakePool(64);
   PoolCache cache(*pool, 8);
-  PacketBuffer* bufs[8];
-  ASSERT_EQ(cache.GetBulk(SizeClass::kSmall, bufs, 4), 4u);
+  PacketBuffer* bufs[66];
+  for (uint32_t i = 0; i < 64; i += 4) ASSERT_EQ(cache.GetBulk(SizeClass::kSmall, bufs + i, 4), 4u);
   testing::AllocationScope allocs;
-  EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs + 4, 1), 0u);
+  EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs + 64, 1), 0u);
   EXPECT_EQ(cache.Get(SizeClass::kSmall), nullptr);
-  EXPECT_EQ(pool->GetBulk(SizeClass::kSmall, bufs + 4, 2), 0u);
+  EXPECT_EQ(pool->GetBulk(SizeClass::kSmall, bufs + 64, 2), 0u);
   EXPECT_EQ(allocs.count(), 0u) << "exhaustion must never fall back to the heap";
   EXPECT_EQ(pool->Stats().exhausted, 3u);
-  cache.PutBulk(bufs, 4);
+  cache.PutBulk(bufs, 64);
   EXPECT_NE(cache.Get(SizeClass::kSmall), nullptr);
 }
 
 TEST(BufferPool, PartialGrantIsAllThatIsLeft) {
-  auto pool = MakePool(10);
+  auto pool = MakePool(64);
   PoolCache cache(*pool, 4);
-  PacketBuffer* bufs[16];
-  EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs, 3), 3u);
-  EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs + 3, 3), 3u);
-  EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs + 6, 3), 3u);
-  EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs + 9, 3), 1u);
-  cache.PutBulk(bufs, 10);
+  PacketBuffer* bufs[66];
+  for (uint32_t i = 0; i < 63; i += 3) EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs + i, 3), 3u);
+  EXPECT_EQ(cache.GetBulk(SizeClass::kSmall, bufs + 63, 3), 1u);
+  cache.PutBulk(bufs, 64);
 }
 
 TEST(BufferPool, SizeClassesAreSeparate) {
@@ -87,7 +86,7 @@ TEST(PoolCache, IsLifoSoTheWarmestBufferComesBackFirst) {
 }
 
 TEST(PoolCache, BuffersComeBackReset) {
-  auto pool = MakePool(4);
+  auto pool = MakePool(64);
   PoolCache cache(*pool, 4);
   PacketBuffer* b = cache.Get(SizeClass::kSmall);
   b->Append(100);
@@ -130,21 +129,27 @@ TEST(PoolCache, ASmallClassIsNotHoardedByTheCacheItIsReturnedTo) {
   EXPECT_EQ(pool->Stats().exhausted, 0u);
 }
 
-// A class smaller than kCapacityShare is not cached at all: one buffer returned through one
-// cache is there at once for the next Get through another (NFQUEUE's receive waits on exactly
-// that for a long message when the large class is tiny).
+// A class smaller than 2 × kCapacityShare is not cached at all: every buffer returned through
+// one cache is there at once for the next Get through another (NFQUEUE's receive waits on
+// exactly that for a long message when the large class is tiny).
 TEST(PoolCache, AClassTooSmallToShareGoesStraightBackToThePool) {
-  auto pool = MakePool(1024, 1);
-  PoolCache source(*pool);
-  PoolCache sink(*pool);
-  for (int round = 0; round < 10; ++round) {
-    PacketBuffer* b = source.Get(SizeClass::kLarge);
-    ASSERT_NE(b, nullptr) << "round " << round << ": a cache kept the only large buffer";
-    EXPECT_EQ(source.Get(SizeClass::kLarge), nullptr);
-    sink.Put(b);
-    EXPECT_EQ(sink.cached(SizeClass::kLarge), 0u);
+  for (const uint32_t large : {1u, PoolCache::kCapacityShare, 2 * PoolCache::kCapacityShare - 1}) {
+    SCOPED_TRACE(large);
+    auto pool = MakePool(1024, large);
+    PoolCache source(*pool);
+    PoolCache sink(*pool);
+    std::vector<PacketBuffer*> all(large);
+    for (int round = 0; round < 3; ++round) {
+      for (uint32_t i = 0; i < large; ++i) {
+        all[i] = source.Get(SizeClass::kLarge);
+        ASSERT_NE(all[i], nullptr) << "round " << round << ": a cache kept large buffers";
+      }
+      EXPECT_EQ(source.Get(SizeClass::kLarge), nullptr);
+      for (PacketBuffer* b : all) sink.Put(b);
+      EXPECT_EQ(sink.cached(SizeClass::kLarge), 0u);
+    }
+    EXPECT_EQ(pool->Stats().free_central[1], large);
   }
-  EXPECT_EQ(pool->Stats().free_central[1], 1u);
 }
 
 // A source thread takes buffers through its cache; a sink thread returns them through its own.
