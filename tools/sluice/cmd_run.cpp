@@ -27,6 +27,7 @@
 #include <ctime>
 #include <linux/capability.h>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <algorithm>
 #include <string>
@@ -396,6 +397,15 @@ int Run(const RunArgs& a) {
   }
 
   interfaces.EndRulesCompile(true);
+  std::optional<UserIds> user;  // --user: looked up now, while no queue is bound yet
+  if (!a.user.empty()) {
+    Result<UserIds> ids = LookUpUser(a.user);
+    if (!ids.ok()) {
+      Log("%s", ids.status().message().c_str());
+      return 1;
+    }
+    user = std::move(ids).value();
+  }
   std::vector<uint32_t> outside = interfaces.Outside();  // what the endpoints hold
   for (std::size_t i = 0; i < outside.size(); ++i) {
     LogIfMissing(outside[i], interfaces.outside_names()[i],
@@ -409,9 +419,9 @@ int Run(const RunArgs& a) {
 
   // Sockets are open: nothing further needs root. Before any thread starts (capabilities
   // are per thread), keep only CAP_NET_ADMIN, which every NFQUEUE verdict is checked against.
-  if (!a.user.empty()) {
+  if (user) {
     const int keep[] = {CAP_NET_ADMIN};
-    if (Status s = DropPrivileges(a.user, keep); !s.ok()) {
+    if (Status s = DropPrivileges(*user, keep); !s.ok()) {
       Log("%s", s.message().c_str());
       return 1;
     }

@@ -44,7 +44,23 @@ int LastCap() {
 
 }  // namespace
 
+Result<UserIds> LookUpUser(const std::string& user) {
+  errno = 0;
+  const passwd* pw = getpwnam(user.c_str());
+  if (pw == nullptr) {
+    return InvalidArgument("drop privileges: no such user '" + user + "'" + (errno ? std::string(": ") + std::strerror(errno) : ""));
+  }
+  if (pw->pw_uid == 0) return InvalidArgument("drop privileges: user '" + user + "' is root");
+  return UserIds{user, pw->pw_uid, pw->pw_gid};
+}
+
 Status DropPrivileges(const std::string& user, std::span<const int> keep) {
+  Result<UserIds> ids = LookUpUser(user);
+  if (!ids.ok()) return ids.status();
+  return DropPrivileges(*ids, keep);
+}
+
+Status DropPrivileges(const UserIds& user, std::span<const int> keep) {
   // glibc's setresuid reaches every thread, capset and prctl only the caller: a thread
   // started earlier would keep root's capabilities. Refuse rather than half-drop.
   const std::optional<unsigned long> threads = Threads();
@@ -53,14 +69,9 @@ Status DropPrivileges(const std::string& user, std::span<const int> keep) {
     return InvalidArgument("drop privileges: the process has " + std::to_string(*threads) +
                            " threads; drop before any other thread starts (capabilities are per thread)");
   }
-  errno = 0;
-  const passwd* pw = getpwnam(user.c_str());
-  if (pw == nullptr) {
-    return InvalidArgument("drop privileges: no such user '" + user + "'" + (errno ? std::string(": ") + std::strerror(errno) : ""));
-  }
-  const uid_t uid = pw->pw_uid;
-  const gid_t gid = pw->pw_gid;
-  if (uid == 0) return InvalidArgument("drop privileges: user '" + user + "' is root");
+  const uid_t uid = user.uid;
+  const gid_t gid = user.gid;
+  if (uid == 0) return InvalidArgument("drop privileges: user '" + user.name + "' is root");
 
   uint64_t keep_mask = 0;
   for (int c : keep) keep_mask |= uint64_t{1} << c;

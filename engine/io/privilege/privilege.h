@@ -12,6 +12,8 @@
 // and the process must not go on as root by mistake (the caller exits).
 #pragma once
 
+#include <sys/types.h>
+
 #include <span>
 #include <string>
 
@@ -19,6 +21,18 @@
 
 namespace sluice {
 
+// Who to become. `sluice run` looks the user up before it binds its queues: the lookup may be
+// slow (NSS), and a mistyped name must end the start-up before any queue fills.
+struct UserIds {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+// An unknown user, or root, is an error.
+Result<UserIds> LookUpUser(const std::string& user);
+
+Status DropPrivileges(const UserIds& user, std::span<const int> keep_capabilities);
+// LookUpUser, then the above.
 Status DropPrivileges(const std::string& user, std::span<const int> keep_capabilities);
 
 // The process's current state, as /proc/self/status reports it (for logs and tests).

@@ -81,6 +81,22 @@ TEST(DropPrivileges, UnknownUserIsAClearErrorAndChangesNothing) {
   EXPECT_EQ(out, "drop privileges: no such user 'no-such-user-sluice'|0\n");
 }
 
+// The lookup `sluice run` makes before binding its queues changes nothing, needs no root, and
+// refuses what the drop would refuse.
+TEST(LookUpUser, FindsAUserAndRefusesUnknownNamesAndRoot) {
+  Result<UserIds> nobody = LookUpUser("nobody");
+  ASSERT_TRUE(nobody.ok()) << nobody.status().message();
+  EXPECT_EQ(nobody->name, "nobody");
+  EXPECT_EQ(nobody->uid, getpwnam("nobody")->pw_uid);
+  EXPECT_EQ(nobody->gid, getpwnam("nobody")->pw_gid);
+  const Result<UserIds> unknown = LookUpUser("no-such-user-sluice");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().message(), "drop privileges: no such user 'no-such-user-sluice'");
+  const Result<UserIds> root = LookUpUser("root");
+  ASSERT_FALSE(root.ok());
+  EXPECT_EQ(root.status().message(), "drop privileges: user 'root' is root");
+}
+
 // Capabilities are per thread: a drop with another thread running would leave that thread
 // with root's capabilities, so it is refused before anything changes.
 TEST(DropPrivileges, RefusedWhileAnotherThreadRuns) {
