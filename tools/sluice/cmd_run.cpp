@@ -316,18 +316,19 @@ void WriteStats(const RunArgs& a, const StatsReport& r) {
 }
 
 int Run(const RunArgs& a) {
+  // Signals are taken synchronously by this thread; every thread started later inherits the
+  // mask. Blocked first: a SIGHUP while the config is read must wait, not end the process.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   ConfigLoad load = LoadConfigFile(a.config);
   if (!load.ok()) {
     for (const ConfigError& e : load.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
     return 1;
   }
   const Config& config = *load.config;
-
-  // Signals are taken synchronously by this thread; every thread started later inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   if (config.io.backend == Backend::kPcap) {
     Log("io.backend = \"pcap\" runs offline: use `sluice replay FILE -c CONFIG`");
