@@ -386,9 +386,14 @@ int Run(const RunArgs& a) {
       return LogIfMissing(interfaces.ForRules(name), name, "rules naming it match nothing");
     };
   } else {
+    // Divert names interfaces as the start-up config did (DivertInterfaceNames): a name a
+    // reloaded file adds is not among them and matches nothing until a restart; said so.
     stage_options.rules.interface_id = [&queues](std::string_view name) -> uint32_t {
       const auto it = std::find(queues.interface_names.begin(), queues.interface_names.end(), name.substr(0, 7));
-      return it == queues.interface_names.end() ? 0 : static_cast<uint32_t>(it - queues.interface_names.begin() + 1);
+      if (it != queues.interface_names.end()) return static_cast<uint32_t>(it - queues.interface_names.begin() + 1);
+      Log("interface %.*s was not named at start: rules naming it match nothing until a restart",
+          static_cast<int>(name.size()), name.data());
+      return 0;
     };
   }
   auto stages = StageSet::Build(config, stage_options);
