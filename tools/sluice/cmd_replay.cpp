@@ -59,14 +59,19 @@ bool SameFile(const std::string& a, const std::string& b) {
 // The input, -o and --drops must be three different files: writing the input would destroy
 // it (it is mapped while being read), and two writers on one file interleave into garbage.
 Status CheckFiles(const ReplayArgs& a) {
-  const std::pair<const char*, const std::string*> outputs[] = {{"-o", &a.output}, {"--drops", &a.drops}};
-  for (const auto& [flag, path] : outputs) {
-    if (!path->empty() && SameFile(*path, a.input)) {
-      return InvalidArgument(std::string(flag) + " " + *path + " is the input file; nothing was written");
+  const std::pair<const char*, const std::string*> files[] = {
+      {"input", &a.input}, {"-o", &a.output}, {"--drops", &a.drops}, {"--stats-json", &a.stats_json},
+      {"--prometheus", &a.prometheus}};
+  for (std::size_t i = 1; i < std::size(files); ++i) {
+    const auto& [flag, path] = files[i];
+    if (path->empty()) continue;
+    for (std::size_t j = 0; j < i; ++j) {
+      const auto& [other_flag, other] = files[j];
+      if (other->empty() || !SameFile(*path, *other)) continue;
+      if (j == 0) return InvalidArgument(std::string(flag) + " " + *path + " is the input file; nothing was written");
+      return InvalidArgument(std::string(other_flag) + " and " + flag + " name the same file (" + *path +
+                             "); nothing was written");
     }
-  }
-  if (!a.output.empty() && !a.drops.empty() && SameFile(a.output, a.drops)) {
-    return InvalidArgument("-o and --drops name the same file (" + a.output + "); nothing was written");
   }
   return Status::Ok();
 }
