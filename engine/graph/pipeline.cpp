@@ -18,6 +18,7 @@
 
 #include "engine/core/assert.h"
 #include "engine/core/clock.h"
+#include "engine/core/limits.h"
 #include "engine/core/tsan.h"
 #include "engine/pool/batch_pool.h"
 
@@ -26,8 +27,6 @@ namespace sluice {
 namespace flow = tbb::flow;
 
 namespace {
-
-constexpr uint32_t kMaxShards = 64;
 
 uint32_t BurstsInFlight(const PipelineOptions& o) {
   if (o.bursts_in_flight != 0) return std::max({o.bursts_in_flight, 2u, o.shards});
@@ -294,8 +293,8 @@ Status OfflinePipeline::Validate(const PipelineOptions& o, const BufferPool& poo
   if (o.shards < 1 || o.shards > kMaxShards) {
     return InvalidArgument("shards must be 1.." + std::to_string(kMaxShards) + ", got " + std::to_string(o.shards));
   }
-  if (o.threads < 1 || o.threads > 256) {
-    return InvalidArgument("threads must be 1..256, got " + std::to_string(o.threads));
+  if (o.threads < 1 || o.threads > kMaxThreads) {
+    return InvalidArgument("threads must be 1.." + std::to_string(kMaxThreads) + ", got " + std::to_string(o.threads));
   }
   if (o.batch_size < 1 || o.batch_size > kMaxBatch) {
     return InvalidArgument("batch size must be 1.." + std::to_string(kMaxBatch) + ", got " +
@@ -454,7 +453,9 @@ Status InlinePipeline::Validate(const InlineOptions& o, uint32_t shards, const B
   if (shards < 1 || shards > kMaxShards) {
     return InvalidArgument("shards (queues) must be 1.." + std::to_string(kMaxShards) + ", got " + std::to_string(shards));
   }
-  if (o.threads < 1 || o.threads > 256) return InvalidArgument("threads must be 1..256, got " + std::to_string(o.threads));
+  if (o.threads < 1 || o.threads > kMaxThreads) {
+    return InvalidArgument("threads must be 1.." + std::to_string(kMaxThreads) + ", got " + std::to_string(o.threads));
+  }
   if (o.batch_size < 1 || o.batch_size > kMaxBatch) {
     return InvalidArgument("batch size must be 1.." + std::to_string(kMaxBatch) + ", got " + std::to_string(o.batch_size));
   }

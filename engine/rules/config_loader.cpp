@@ -9,6 +9,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "engine/core/limits.h"
 #include "engine/packet/batch.h"
 #include "engine/rules/match_records.h"
 
@@ -349,7 +350,7 @@ void ReadIo(Loader& l, const toml::table& t, IoConfig& io) {
     TableReader qr(l, *q, "io.nfqueue");
     NfqueueIoConfig& n = io.nfqueue;
     qr.Integer("queue_first", 0, 65535, &n.queue_first);
-    qr.Integer("queue_count", 1, 1024, &n.queue_count);
+    qr.Integer("queue_count", 1, kMaxShards, &n.queue_count);
     qr.Integer("queue_maxlen", 1, 1 << 20, &n.queue_maxlen);
     qr.Integer("rcvbuf_bytes", 65536, int64_t{1} << 30, &n.rcvbuf_bytes);
     qr.Boolean("fail_open", &n.fail_open);
@@ -421,8 +422,8 @@ void ReadPipeline(Loader& l, const toml::table& t, PipelineConfig& p) {
   r.Integer("batch_size", 1, kMaxBatch, &p.batch_size);
   r.Integer("batch_timeout_us", 0, 1000000, &p.batch_timeout_us);
   r.Boolean("run_to_completion", &p.run_to_completion);
-  r.Integer("threads", 0, 1024, &p.threads);
-  r.Integer("shards", 1, 1024, &p.shards);
+  r.Integer("threads", 0, kMaxThreads, &p.threads);
+  r.Integer("shards", 1, kMaxShards, &p.shards);
   r.Integer("batches_per_shard", 1, 4096, &p.batches_per_shard);
   if (const toml::table* pool = r.Table("pool")) {
     TableReader pr(l, *pool, "pipeline.pool");

@@ -62,7 +62,7 @@ backend = 3
 )", 2, 11, "io.backend", "got an integer"},
     {"queue count zero", R"([io.nfqueue]
 queue_count = 0
-)", 2, 15, "io.nfqueue.queue_count", "expected an integer in 1..1024, got 0"},
+)", 2, 15, "io.nfqueue.queue_count", "expected an integer in 1..64, got 0"},
     {"queues past 65535", R"([io.nfqueue]
 queue_first = 65535
 queue_count = 2
@@ -96,6 +96,17 @@ ports = [8668, 8668]
     {"batch size", R"([pipeline]
 batch_size = 300
 )", 2, 14, "pipeline.batch_size", "expected an integer in 1..256, got 300"},
+    // The graphs' own limits (engine/core/limits.h): past them, `sluice run` once bound its
+    // queues and then aborted.
+    {"threads past the graph's limit", R"([pipeline]
+threads = 300
+)", 2, 11, "pipeline.threads", "expected an integer in 0..256, got 300"},
+    {"shards past the graph's limit", R"([pipeline]
+shards = 65
+)", 2, 10, "pipeline.shards", "expected an integer in 1..64, got 65"},
+    {"queues past the graph's limit", R"([io.nfqueue]
+queue_count = 80
+)", 2, 15, "io.nfqueue.queue_count", "expected an integer in 1..64, got 80"},
     {"shards not one per queue", R"([io]
 backend = "nfqueue"
 [io.nfqueue]

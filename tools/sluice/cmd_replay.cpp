@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "engine/core/clock.h"
+#include "engine/core/limits.h"
 #include "engine/graph/pipeline.h"
 #include "engine/graph/stage_set.h"
 #include "engine/io/null/null_sink.h"
@@ -161,7 +162,7 @@ int Replay(const ReplayArgs& a) {
   Config& config = *load.config;
   PipelineOptions opts;
   opts.shards = a.shards != 0 ? a.shards : config.pipeline.shards;
-  const uint32_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  const uint32_t cpus = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxThreads);
   opts.threads = a.threads != 0 ? a.threads : (config.pipeline.threads != 0 ? config.pipeline.threads : cpus);
   opts.batch_size = a.batch != 0 ? a.batch : config.pipeline.batch_size;
 
@@ -267,7 +268,7 @@ void RegisterReplay(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("-o,--output", a->output, "Write accepted packets (rewritten or not) to this pcap file");
   cmd->add_option("--drops", a->drops, "Write dropped packets to this pcap file");
   cmd->add_option("-t,--threads", a->threads, "Threads (default: the config's pipeline.threads, else one per CPU)")
-      ->check(CLI::Range(1u, 256u));
+      ->check(CLI::Range(1u, kMaxThreads));
   cmd->add_option("-s,--shards", a->shards, "Shards (default: the config's pipeline.shards)")->check(CLI::Range(1u, 64u));
   cmd->add_option("-b,--batch", a->batch, "Packets per batch (default: the config's pipeline.batch_size)")
       ->check(CLI::Range(1u, kMaxBatch));

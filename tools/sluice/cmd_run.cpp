@@ -36,6 +36,7 @@
 
 #include "engine/core/assert.h"
 #include "engine/core/clock.h"
+#include "engine/core/limits.h"
 #include "engine/graph/pipeline.h"
 #include "engine/graph/stage_set.h"
 #include "engine/io/divert/divert_endpoint.h"
@@ -344,7 +345,7 @@ int Run(const RunArgs& a) {
   InlineOptions opts;
   opts.threads = a.threads != 0 ? a.threads
                  : config.pipeline.threads != 0 ? config.pipeline.threads
-                                                : std::max(1u, std::thread::hardware_concurrency());
+                                                : std::clamp(std::thread::hardware_concurrency(), 1u, kMaxThreads);
   opts.batch_size = config.pipeline.batch_size;
   opts.batches_per_shard = config.pipeline.batches_per_shard;
   opts.batch_timeout = std::chrono::microseconds(config.pipeline.batch_timeout_us);
@@ -363,6 +364,10 @@ int Run(const RunArgs& a) {
   auto pool = BufferPool::Create(pool_config);
   if (!pool.ok()) {
     Log("%s", pool.status().message().c_str());
+    return 1;
+  }
+  if (Status s = InlinePipeline::Validate(opts, shards, **pool); !s.ok()) {  // before any queue is bound
+    Log("%s", s.message().c_str());
     return 1;
   }
 
@@ -487,7 +492,7 @@ void RegisterRun(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--prometheus", a->prometheus, "Rewrite this Prometheus text file every interval and at exit");
   cmd->add_option("--stats-interval", a->stats_interval_s, "Seconds between stats writes")->check(CLI::Range(0.1, 3600.0));
   cmd->add_option("-t,--threads", a->threads, "Threads for the stages (default: the config's pipeline.threads)")
-      ->check(CLI::Range(1u, 256u));
+      ->check(CLI::Range(1u, kMaxThreads));
   cmd->add_option("--seed", a->seed, "Flow hash seed (default: random)");
   cmd->callback([a, &exit_code] { exit_code.value = Run(*a); });
 }

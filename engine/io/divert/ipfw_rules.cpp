@@ -4,11 +4,12 @@
 #include <cstdio>
 #include <set>
 
+#include "engine/core/limits.h"
+
 namespace sluice {
 
 namespace {
 
-constexpr uint32_t kMaxShards = 64;      // InlinePipeline's limit
 constexpr uint32_t kMaxRuleNumber = 65534;  // 65535 is the default rule
 constexpr uint32_t kMaxSet = 30;         // set 31 holds the default rule and cannot be disabled
 constexpr uint32_t kBalanceFactor = 8;   // buckets per port at least, when N is not a power of two
