@@ -149,13 +149,13 @@ void PoolCache::PutBulk(PacketBuffer* const* in, uint32_t n) noexcept {
     SLUICE_DCHECK(b->io().pool == &pool_);
     b->meta().pool_tag = kFreeTag;
     const std::size_t ci = b->meta().size_class;
-    if (limit_[ci] == 0) {  // a class too small to share out between caches
-      pool_.Give(&b, 1);
-      continue;
-    }
     uint32_t& count = count_[ci];
     PacketBuffer** stack = stack_[ci].get();
     if (count == limit_[ci]) {
+      if (count == 0) {  // a class too small to share out between caches: never cached
+        pool_.Give(&b, 1);
+        continue;
+      }
       // Full: the coldest half (the bottom of the stack) goes back to the pool in one move.
       const uint32_t half = limit_[ci] / 2;
       pool_.Give(stack, half);
