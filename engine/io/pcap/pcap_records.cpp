@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdint>
 #include <cstdio>
 #include <cstring>
 
@@ -109,14 +108,6 @@ class LibpcapReader final : public PcapRecordReader {
     if (rc == PCAP_ERROR_BREAK) return Result::kEnd;
     if (rc != 1) {
       error_ = path_ + ": after " + std::to_string(records_) + " records: " + pcap_geterr(p_);
-      return Result::kError;
-    }
-    // The output is classic pcap, whose seconds are a signed 32-bit field (as libpcap writes
-    // them): a pcapng timestamp outside it cannot be written back, so it is an error here, not
-    // a silent wrap there.
-    if (h->ts.tv_sec > INT32_MAX || h->ts.tv_sec < INT32_MIN) {
-      error_ = path_ + ": record " + std::to_string(records_ + 1) + ": timestamp " + std::to_string(h->ts.tv_sec) +
-               " s is outside what pcap's 32-bit seconds hold (1901-12-13 .. 2038-01-19)";
       return Result::kError;
     }
     out.sec = h->ts.tv_sec;
