@@ -48,6 +48,10 @@ Result<std::unique_ptr<PcapSource>> PcapSource::Open(const std::string& path, ui
 PcapSource::~PcapSource() = default;
 
 Status PcapSource::Reopen() {
+  if (reader_ != nullptr && beyond_32bit_) {
+    return InvalidArgument(path_ + ": it has timestamps outside what pcap's 32-bit seconds hold (pcapng carries "
+                           "64); its passes cannot be moved on, so it cannot be looped");
+  }
   if (reader_ != nullptr && first_pass_records_ != 0) {
     // The next pass starts one mean gap after this one's latest timestamp (the first pass's
     // figures hold for every pass: the file is the same).
@@ -78,6 +82,12 @@ Status PcapSource::Reopen() {
 void PcapSource::ShiftTimestamp(PcapRecord& r) noexcept {
   const int64_t unit = format_.nanosecond ? 1000000000 : 1000000;
   if (shift_ == 0) {
+    // pcapng's 64-bit seconds past about 2262 would overflow the product below; any outside
+    // 32 bits keep the file from being looped at all (Reopen), so none is multiplied.
+    if (r.sec > INT32_MAX || r.sec < INT32_MIN) {
+      beyond_32bit_ = true;
+      return;
+    }
     const int64_t t = r.sec * unit + r.frac;
     earliest_ = std::min(earliest_, t);
     latest_ = std::max(latest_, t);

@@ -78,6 +78,7 @@ class PcapSource final : public PacketSource {
   int64_t latest_ = INT64_MIN;
   uint64_t first_pass_records_ = 0;
   int64_t shift_ = 0;
+  bool beyond_32bit_ = false;  // a first-pass timestamp outside pcap's 32-bit seconds (pcapng)
   int64_t shift_sec_ = 0;   // shift_ in seconds and the rest, for the per-record add
   int64_t shift_frac_ = 0;
   PcapRecord record_;

@@ -187,6 +187,47 @@ TEST(PcapIo, ALoopThatWouldWrapTheTimestampsIsAnError) {
   fs::remove(out);
 }
 
+// A little-endian pcapng file: one Ethernet interface (microsecond timestamps) and one
+// enhanced packet block per timestamp, each carrying the same 60-byte frame.
+void WritePcapng(const fs::path& path, std::initializer_list<uint64_t> timestamps_us) {
+  std::vector<uint8_t> f;
+  auto u32 = [&f](uint32_t v) {
+    for (int i = 0; i < 4; ++i) f.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  u32(0x0A0D0D0A), u32(28), u32(0x1A2B3C4D), u32(0x00000001), u32(0xffffffff), u32(0xffffffff), u32(28);  // SHB
+  u32(1), u32(20), u32(1), u32(65535), u32(20);  // IDB: LINKTYPE_ETHERNET, snaplen 65535
+  for (const uint64_t ts : timestamps_us) {
+    u32(6), u32(32 + 60), u32(0), u32(static_cast<uint32_t>(ts >> 32)), u32(static_cast<uint32_t>(ts)), u32(60), u32(60);
+    f.insert(f.end(), 60, 0xab);
+    u32(32 + 60);
+  }
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.size()));
+}
+
+// pcapng carries 64-bit seconds; pcap, 32. A capture past them (tcpdump's corpus has one past
+// 2106; the crafted one is past 2262, where seconds × 10^9 overflows int64) goes through one
+// pass as libpcap writes it (seconds cut to 32 bits; CorpusReplay checks that), but its passes
+// cannot be moved on: a loop is refused after the first pass, with no arithmetic on those
+// seconds (UBSan, in the asan preset, catches the overflow).
+TEST(PcapIo, ALoopOfAFileWithTimestampsBeyond32BitsIsAnError) {
+  const fs::path crafted = Temp("ts_2300.pcapng");
+  WritePcapng(crafted, {1'700'000'000'000'000ull, (uint64_t{1} << 40) * 1'000'000ull});
+  for (const fs::path& in : {Corpus("time_2106_overflow.pcapng"), crafted}) {
+    SCOPED_TRACE(in.string());
+    const fs::path out = Temp("loop_beyond_out.pcap");
+    uint64_t once = 0;
+    ASSERT_TRUE(Replay(in, out, 1, {}, &once).ok());
+    ASSERT_GT(once, 0u);
+    uint64_t n = 0;
+    const Status s = Replay(in, out, 2, {}, &n);
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("cannot be looped"), std::string::npos) << s.message();
+    EXPECT_EQ(n, once) << "the first pass goes through whole";
+    fs::remove(out);
+  }
+  fs::remove(crafted);
+}
+
 TEST(PcapIo, LoopsOfANanosecondFileMoveOnInNanoseconds) {
   const fs::path in = Corpus("tcp-handshake-nano.pcap"), out = Temp("loop_nano_out.pcap");
   uint64_t n = 0;
