@@ -97,7 +97,11 @@ void RuleSetHandle::Publish(std::shared_ptr<RuleSet> next) {
   // `old` is released here, outside the lock; stages still holding it keep it alive.
 }
 
-Status RuleSetHandle::Reload(const ConfigLoad& load) {
+Status RuleSetHandle::Reload(const ConfigLoad& load) { return CompileAndPublish(load, false); }
+
+Status RuleSetHandle::Recompile(const ConfigLoad& load) { return CompileAndPublish(load, true); }
+
+Status RuleSetHandle::CompileAndPublish(const ConfigLoad& load, bool carry_counters) {
   if (!load.ok()) return load.ToStatus();
   const Config& config = *load.config;
   if (config.pipeline.shards != options_.shards) {
@@ -107,19 +111,11 @@ Status RuleSetHandle::Reload(const ConfigLoad& load) {
   }
   auto rs = RuleSet::Compile(config, options_);
   if (!rs.ok()) return rs.status();
-  Publish(std::move(rs).value());
-  return Status::Ok();
-}
-
-Status RuleSetHandle::Recompile(const ConfigLoad& load) {
-  if (!load.ok()) return load.ToStatus();
-  const Config& config = *load.config;
-  if (config.pipeline.shards != options_.shards) return Reload(load);
-  auto rs = RuleSet::Compile(config, options_);
-  if (!rs.ok()) return rs.status();
   std::shared_ptr<RuleSet> next = std::move(rs).value();
-  const std::shared_ptr<const RuleSet> running = Load();
-  if (running != nullptr && running->info_ == next->info_) next->counters_ = running->counters_;
+  if (carry_counters) {
+    const std::shared_ptr<const RuleSet> running = Load();
+    if (running != nullptr && running->info_ == next->info_) next->counters_ = running->counters_;
+  }
   Publish(std::move(next));
   return Status::Ok();
 }

@@ -149,6 +149,10 @@ class RuleSetHandle {
   const RuleSetOptions& options() const noexcept { return options_; }
 
  private:
+  // Reload and Recompile: compile `load` and publish it; with `carry_counters`, the running
+  // rules' counters go on when the rules are the same.
+  Status CompileAndPublish(const ConfigLoad& load, bool carry_counters);
+
   RuleSetOptions options_;
   mutable std::mutex mu_;
   std::shared_ptr<const RuleSet> current_;
