@@ -46,20 +46,19 @@ constexpr int kSendAttempts = 4;
 
 std::string Errno(int e) { return std::strerror(e); }
 
-using OutsideIndexes = std::array<std::atomic<uint32_t>, NfqueueEndpoint::kMaxOutsideInterfaces>;
+using OutsideIndexes = std::span<const std::atomic<uint32_t>>;
 
-// Whether `ifindex` is one of the first `n` outside interfaces (0, an unused entry or no
-// interface, never is).
-bool IsOutside(const OutsideIndexes& outside, uint32_t n, uint32_t ifindex) noexcept {
+// Whether `ifindex` is one of the outside interfaces (0, an unused entry or no interface,
+// never is).
+bool IsOutside(OutsideIndexes outside, uint32_t ifindex) noexcept {
   if (ifindex == 0) return false;
-  for (uint32_t i = 0; i < n; ++i) {
-    if (outside[i].load(std::memory_order_relaxed) == ifindex) return true;
+  for (const std::atomic<uint32_t>& index : outside) {
+    if (index.load(std::memory_order_relaxed) == ifindex) return true;
   }
   return false;
 }
 
-Direction DirectionOf(uint8_t hook, uint32_t in_if, uint32_t out_if, const OutsideIndexes& outside,
-                      uint32_t n) noexcept {
+Direction DirectionOf(uint8_t hook, uint32_t in_if, uint32_t out_if, OutsideIndexes outside) noexcept {
   switch (static_cast<NfHook>(hook)) {
     case NfHook::kPreRouting:
     case NfHook::kLocalIn:
@@ -68,8 +67,8 @@ Direction DirectionOf(uint8_t hook, uint32_t in_if, uint32_t out_if, const Outsi
     case NfHook::kPostRouting:
       return Direction::kOut;
     case NfHook::kForward:
-      if (IsOutside(outside, n, out_if)) return Direction::kOut;
-      if (IsOutside(outside, n, in_if)) return Direction::kIn;
+      if (IsOutside(outside, out_if)) return Direction::kOut;
+      if (IsOutside(outside, in_if)) return Direction::kIn;
       return Direction::kUnknown;
   }
   return Direction::kUnknown;
@@ -337,7 +336,8 @@ void NfqueueEndpoint::Fill(PacketBuffer& buf, const NfqPacketFields& f, uint64_t
   m.in_if = f.in_if;
   m.out_if = f.out_if;
   m.mark = f.mark;
-  m.direction = DirectionOf(f.hook, f.in_if, f.out_if, outside_, outside_count_.load(std::memory_order_relaxed));
+  const OutsideIndexes outside = std::span(outside_).first(outside_count_.load(std::memory_order_relaxed));
+  m.direction = DirectionOf(f.hook, f.in_if, f.out_if, outside);
   uint16_t flags = 0;
   if (f.skb_info & NFQA_SKB_CSUMNOTREADY) flags |= pkt_flag::kL4CsumNotReady;
   if (f.skb_info & NFQA_SKB_GSO) flags |= pkt_flag::kGso;
