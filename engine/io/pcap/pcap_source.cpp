@@ -58,7 +58,7 @@ Status PcapSource::Reopen() {
     const int64_t span = latest_ > earliest_ ? latest_ - earliest_ : 0;
     const int64_t gap = first_pass_records_ > 1 ? std::max<int64_t>(1, span / static_cast<int64_t>(first_pass_records_ - 1)) : 1;
     shift_ += span + gap;
-    const int64_t unit = format_.nanosecond ? 1000000000 : 1000000;
+    const int64_t unit = UnitsPerSecond();
     shift_sec_ = shift_ / unit;
     shift_frac_ = shift_ % unit;
     // pcap keeps seconds in a signed 32-bit field (libpcap reads it so): refuse a pass whose
@@ -80,7 +80,7 @@ Status PcapSource::Reopen() {
 
 // Notes the first pass's timestamp range, and moves later passes' records along (Reopen).
 void PcapSource::ShiftTimestamp(PcapRecord& r) noexcept {
-  const int64_t unit = format_.nanosecond ? 1000000000 : 1000000;
+  const int64_t unit = UnitsPerSecond();
   if (shift_ == 0) {
     // pcapng's 64-bit seconds past about 2262 would overflow the product below; any outside
     // 32 bits keep the file from being looped at all (Reopen), so none is multiplied.

@@ -61,6 +61,8 @@ class PcapSource final : public PacketSource {
   PcapSource(std::string path, uint32_t loops) : path_(std::move(path)), loops_left_(loops), looping_(loops > 1) {}
   Status Reopen();
   void ShiftTimestamp(PcapRecord& r) noexcept;
+  // What a timestamp's fraction counts: microseconds or nanoseconds, as the file has them.
+  int64_t UnitsPerSecond() const noexcept { return format_.nanosecond ? 1000000000 : 1000000; }
 
   std::string path_;
   uint32_t loops_left_;
