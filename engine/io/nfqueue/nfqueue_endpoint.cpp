@@ -317,7 +317,7 @@ int NfqueueEndpoint::RecvBurst(uint32_t slots, std::chrono::microseconds wait,
         return 0;
       default:
         t.Bump(C::kRecvErrors);
-        return 0;
+        return -1;
     }
   }
   return 0;
@@ -380,6 +380,13 @@ uint32_t NfqueueEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
   const int got = RecvBurst(slots, wait, t);
   const uint32_t filled = got > 0 ? static_cast<uint32_t>(got) : 0;
   cache.PutBulk(slot_bufs_.data() + filled, slots - filled);
+  if (got < 0) {
+    // An error that retrying at once will not cure (the socket is broken): wait out the wait,
+    // as when nothing arrives, so that the I/O thread does not spin on it.
+    t.AddTo(counters_);
+    std::this_thread::sleep_for(wait);
+    return 0;
+  }
   held_first_ = 0;
   held_end_ = filled;
   held_rx_ns_ = NowNs();

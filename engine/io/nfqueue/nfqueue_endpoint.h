@@ -119,7 +119,8 @@ static_assert(sizeof(NfqueueToken) <= sizeof(IoContext::token));
   X(kLostIds, "lost_ids",                                                                          \
     "packet ids never delivered (gaps): the kernel's queue_user_dropped, or with fail-open the "   \
     "packets that bypassed")                                                                       \
-  X(kRecvErrors, "recv_errors", "recvmmsg errors other than EAGAIN, EINTR and ENOBUFS")            \
+  X(kRecvErrors, "recv_errors",                                                                    \
+    "recvmmsg errors other than EAGAIN, EINTR and ENOBUFS (each waits out the receive wait)")      \
   X(kLargeCopies, "large_copies",                                                                  \
     "messages longer than a small buffer, copied from the spill area into a large buffer")         \
   X(kTruncated, "truncated", "messages longer than the largest buffer: dropped by id")             \
@@ -253,6 +254,8 @@ class NfqueueEndpoint final : public InlineEndpoint {
   NfqueueEndpoint(int fd, const NfqueueOptions& options);
   Status Init();
   Status Configure();
+  // Messages received into the first `slots` slots; 0 when none came within `wait`; -1 on an
+  // error that retrying at once would not cure.
   int RecvBurst(uint32_t slots, std::chrono::microseconds wait, NfqueueCounts& t) noexcept;
   uint32_t TakeSlots(PoolCache& cache, Batch& batch, uint32_t want, NfqueueCounts& t) noexcept;
   void Fill(PacketBuffer& buf, const NfqPacketFields& f, uint64_t now, NfqueueCounts& t) noexcept;

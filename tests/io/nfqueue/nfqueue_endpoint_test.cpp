@@ -482,6 +482,22 @@ TEST(NfqueueEndpoint, ErrorReportsAreCountedAndIdGapsAreLoss) {
   EXPECT_EQ(rig.model.enoent, 0);
 }
 
+// A socket whose every receive fails at once (here an unconnected TCP socket: ENOTCONN) must
+// not turn the I/O thread into a busy loop: Receive waits out its wait, as when nothing comes.
+TEST(NfqueueEndpoint, AReceiveErrorWaitsOutTheWaitInsteadOfSpinning) {
+  auto pool = std::move(BufferPool::Create({.small_buffers = 256, .large_buffers = 0})).value();
+  PoolCache cache(*pool);
+  auto ep = NfqueueEndpoint::Adopt(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), {});
+  ASSERT_TRUE(ep.ok()) << ep.status().message();
+  Batch b;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ((*ep)->Receive(cache, b, 64, 30ms), 0u);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);  // sleep_for waits at least that long
+  EXPECT_EQ((*ep)->counters().Load(C::kRecvErrors), 1u);
+  EXPECT_EQ((*ep)->counters().Load(C::kRecvSyscalls), 1u);
+  EXPECT_TRUE(b.empty());
+}
+
 TEST(NfqueueEndpoint, SendPacksTheWholeBatchIntoOneSendmsgWithTheRightVerdictsAndMarks) {
   Rig rig;
   rig.Deliver(100, 12);
