@@ -563,34 +563,23 @@ void NfqueueEndpoint::FlushLocked(uint32_t n) noexcept {
   const uint32_t count =
       PlanVerdicts(std::span<const VerdictItem>(items_.get(), n), tracker_, messages_.get(), &pc);
   t.Bump(C::kUnbatched, pc.unbatched);
-  writer_.Clear();
-  chunk_first_ = chunk_end_ = 0;
-  uint32_t failed_from = count;
-  for (uint32_t k = 0; k < count; ++k) {
-    VerdictMessage& m = messages_[k];
-    if (!writer_.FitsAlone(m)) {
-      // A payload larger than one sendmsg may carry (a small sndbuf): dropped, never cut.
-      m.payload = nullptr;
-      m.payload_len = 0;
-      m.accept = false;
-      t.Bump(C::kOversize);
+  uint32_t sent = SendMessagesLocked(0, count, t);
+  if (sent < count && ToDeferLocked(sent, count) > kMaxDeferred) {
+    // The socket has refused verdicts for a while and the deferred list cannot take these: wait
+    // for it (back-pressure: this shard stops, the kernel queue absorbs) rather than lose one.
+    // A lost verdict leaves its packet queued until the socket closes, and batch verdicts
+    // off for as long (its ordinal never resolves).
+    counters_.Add(C::kDeferredFullWaits);  // at once, not with the rest: it says Send waits
+    auto pause = std::chrono::milliseconds(1);
+    for (auto waited = pause; waited <= kDeferredFullWait; waited += pause) {
+      std::this_thread::sleep_for(pause);
+      sent = SendMessagesLocked(sent, count, t);
+      if (sent == count || ToDeferLocked(sent, count) <= kMaxDeferred) break;
+      pause = std::min(2 * pause, std::chrono::milliseconds(64));
     }
-    if (!writer_.Append(m)) {
-      if (!SendChunkLocked(t)) {
-        failed_from = chunk_first_;
-        break;
-      }
-      writer_.Clear();
-      chunk_first_ = k;
-      const bool appended = writer_.Append(m);
-      SLUICE_CHECK(appended);
-    }
-    chunk_end_ = k + 1;
   }
-  if (failed_from == count && writer_.messages() > 0 && !SendChunkLocked(t))
-    failed_from = chunk_first_;
   // Verdicts that did not reach the kernel: kept, in order, for the next flush.
-  for (uint32_t k = failed_from; k < count; ++k) {
+  for (uint32_t k = sent; k < count; ++k) {
     const VerdictMessage& m = messages_[k];
     for (uint32_t i = m.first; i < m.first + m.count; ++i) {
       if (!m.batch || items_[i].kind == VerdictKind::kAccept) DeferLocked(items_[i], t);
@@ -600,6 +589,42 @@ void NfqueueEndpoint::FlushLocked(uint32_t n) noexcept {
     t.Bump(C::kTrackerOverflows, over - counters_.Load(C::kTrackerOverflows));
   }
   t.AddTo(counters_);
+}
+
+uint32_t NfqueueEndpoint::SendMessagesLocked(uint32_t from, uint32_t count, NfqueueCounts& t) noexcept {
+  writer_.Clear();
+  chunk_first_ = chunk_end_ = from;
+  for (uint32_t k = from; k < count; ++k) {
+    VerdictMessage& m = messages_[k];
+    if (!writer_.FitsAlone(m)) {
+      // A payload larger than one sendmsg may carry (a small sndbuf): dropped, never cut.
+      m.payload = nullptr;
+      m.payload_len = 0;
+      m.accept = false;
+      t.Bump(C::kOversize);
+    }
+    if (!writer_.Append(m)) {
+      if (!SendChunkLocked(t)) return chunk_first_;
+      writer_.Clear();
+      chunk_first_ = k;
+      const bool appended = writer_.Append(m);
+      SLUICE_CHECK(appended);
+    }
+    chunk_end_ = k + 1;
+  }
+  if (writer_.messages() > 0 && !SendChunkLocked(t)) return chunk_first_;
+  return count;
+}
+
+uint32_t NfqueueEndpoint::ToDeferLocked(uint32_t from, uint32_t count) const noexcept {
+  uint32_t items = 0;
+  for (uint32_t k = from; k < count; ++k) {
+    const VerdictMessage& m = messages_[k];
+    for (uint32_t i = m.first; i < m.first + m.count; ++i) {
+      items += !m.batch || items_[i].kind == VerdictKind::kAccept;
+    }
+  }
+  return items;
 }
 
 bool NfqueueEndpoint::SendChunkLocked(NfqueueCounts& t) noexcept {

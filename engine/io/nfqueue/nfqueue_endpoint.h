@@ -37,7 +37,9 @@
 // A modified packet whose bytes cannot go back (over 65,531 bytes, or captured in part) is
 // dropped and counted. A sendmsg that fails is retried a few times at once; if it still fails,
 // its verdicts are kept (deferred) and sent ahead of the next batch's, payloads turned into
-// drops because the bytes are gone by then.
+// drops because the bytes are gone by then. When the deferred list (kMaxDeferred) cannot take
+// them, Send waits for the socket, retrying for up to kDeferredFullWait (back-pressure), and
+// only then loses the rest (verdicts_lost).
 //
 // Threads. Receive is called by one thread at a time (the shard's I/O thread). Send and
 // OnOrphan may run on any threads: they serialise on one mutex, taken once per call (a call
@@ -155,8 +157,12 @@ static_assert(sizeof(NfqueueToken) <= sizeof(IoContext::token));
   X(kDeferred, "deferred", "verdicts whose sendmsg failed, kept to go ahead of the next batch's")  \
   X(kPayloadLost, "payload_lost",                                                                  \
     "deferred payload verdicts turned into drops (the bytes were gone)")                           \
+  X(kDeferredFullWaits, "deferred_full_waits",                                                    \
+    "flushes whose failed verdicts did not fit in the deferred list, so Send waited for the "      \
+    "socket (back-pressure) instead of losing them")                                               \
   X(kVerdictsLost, "verdicts_lost",                                                                \
-    "verdicts that found the deferred list full: the packets stay queued until the socket closes") \
+    "verdicts that found the deferred list full after a second's wait: the packets stay queued "   \
+    "until the socket closes, and batch verdicts stay off")                                        \
   X(kOversize, "oversize_payload",                                                                 \
     "modified packets whose bytes cannot be returned (over 65,531 bytes, or captured in part): "   \
     "dropped")                                                                                     \
@@ -249,6 +255,9 @@ class NfqueueEndpoint final : public InlineEndpoint {
 
  private:
   static constexpr uint32_t kMaxDeferred = 1024;
+  // How long a flush whose failed verdicts do not fit in the deferred list keeps retrying
+  // before it loses them (verdicts_lost).
+  static constexpr std::chrono::milliseconds kDeferredFullWait{1000};
   static constexpr uint32_t kMaxItems = kMaxBatch + kMaxDeferred;
 
   NfqueueEndpoint(int fd, const NfqueueOptions& options);
@@ -270,6 +279,11 @@ class NfqueueEndpoint final : public InlineEndpoint {
   // Plans, writes and sends items_[0, n) (deferred ones first); resolves or defers each.
   uint32_t BeginItemsLocked() noexcept;
   void FlushLocked(uint32_t n) noexcept;
+  // Sends messages_[from, count) in as few sendmsg calls as fit; returns the first not sent
+  // (count when all were).
+  uint32_t SendMessagesLocked(uint32_t from, uint32_t count, NfqueueCounts& t) noexcept;
+  // How many items deferring messages_[from, count) would keep.
+  uint32_t ToDeferLocked(uint32_t from, uint32_t count) const noexcept;
   bool SendChunkLocked(NfqueueCounts& t) noexcept;
   void ResolveLocked(const VerdictMessage& m, NfqueueCounts& t) noexcept;
   void DeferLocked(const VerdictItem& item, NfqueueCounts& t) noexcept;

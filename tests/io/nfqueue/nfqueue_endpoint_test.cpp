@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -700,6 +701,46 @@ TEST(NfqueueEndpoint, DeferredVerdictsGoOutWhenTheQueueIsIdle) {
   EXPECT_EQ(rig.Count(C::kVerdictsLost), 0u);
   rig.endpoint->Idle();  // nothing held back: sends nothing
   EXPECT_TRUE(rig.kernel.ReadAll().empty());
+}
+
+// The socket refuses verdicts until more are deferred than the list holds: Send waits for it
+// (back-pressure) instead of losing verdicts, which would leave packets queued for good and
+// batch verdicts off for the life of the socket.
+TEST(NfqueueEndpoint, AFullDeferredListWaitsForTheSocketInsteadOfLosingVerdicts) {
+  Rig rig({.sndbuf_bytes = 2048});  // the peer does not read: our send buffer fills up
+  uint32_t id = 1;
+  for (int rounds = 0; rig.endpoint->deferred() + 64 <= 1024 && rounds < 200; ++rounds, id += 64) {
+    rig.AcceptRound(id, 64);
+  }
+  ASSERT_GT(rig.endpoint->deferred() + 64, 1024u) << "the deferred list never filled";
+  // The kernel catches up only once Send has begun to wait: one more round overflows the list.
+  std::atomic<bool> done{false};
+  std::vector<testing::DecodedVerdict> read;
+  std::thread kernel([&] {
+    while (rig.Count(C::kDeferredFullWaits) == 0 && !done.load()) std::this_thread::sleep_for(1ms);
+    while (!done.load()) {
+      for (auto& v : rig.kernel.ReadAll()) read.push_back(std::move(v));
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  rig.AcceptRound(id, 64);
+  id += 64;
+  done.store(true);
+  kernel.join();
+  EXPECT_EQ(rig.Count(C::kDeferredFullWaits), 1u);
+  EXPECT_EQ(rig.Count(C::kVerdictsLost), 0u);
+  rig.model.Apply(read);
+  rig.Settle();
+  // Everything is verdicted, and batch verdicts work again: the next round is one message.
+  const uint64_t batches = rig.Count(C::kBatchVerdicts);
+  rig.AcceptRound(id, 64);
+  EXPECT_EQ(rig.Count(C::kBatchVerdicts), batches + 1);
+  EXPECT_EQ(rig.Settle(), 1);
+  EXPECT_EQ(rig.endpoint->deferred(), 0u);
+  EXPECT_TRUE(rig.model.queue.empty()) << rig.model.queue.size() << " packets left without a verdict";
+  EXPECT_EQ(rig.model.enoent, 0);
+  for (const auto& [pid, o] : rig.model.outcome) EXPECT_EQ(o.times, 1) << pid;
+  EXPECT_EQ(rig.model.outcome.size(), id + 64 - 1);
 }
 
 TEST(NfqueueEndpoint, ReceiveAndSendAllocateNothingPerPacket) {
