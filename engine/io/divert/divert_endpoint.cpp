@@ -175,6 +175,7 @@ uint32_t DivertEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
   PacketBuffer* spare = nullptr;  // a large buffer behind the small one, for big datagrams
   bool spare_failed = false;      // none free: do not ask (and take the pool lock) again
   bool waited = false;
+  bool failed = false;  // an error other than EAGAIN and EINTR
   uint32_t eintr = 0;
   uint32_t added = 0;
   // Datagrams dropped on read (truncated, bad address) do not fill the batch; this bounds how
@@ -213,10 +214,16 @@ uint32_t DivertEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
         waited = true;
         const int ready = sys_.wait_readable(sys_.ctx, fd_, wait);
         if (ready > 0) continue;
-        if (ready < 0 && errno != EINTR) t.Add(DivertCounter::kRxErrors);
+        if (ready < 0 && errno != EINTR) {
+          t.Add(DivertCounter::kRxErrors);
+          failed = true;
+        }
         break;
       }
-      if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR) t.Add(DivertCounter::kRxErrors);
+      if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR) {
+        t.Add(DivertCounter::kRxErrors);
+        failed = true;
+      }
       break;
     }
     if (msg.msg_flags & MSG_TRUNC) {
@@ -263,6 +270,9 @@ uint32_t DivertEndpoint::Receive(PoolCache& cache, Batch& batch, uint32_t max,
     ++added;
   }
   if (spare != nullptr) cache.Put(spare);
+  // An error that retrying at once will not cure (a broken socket): wait out the wait, as when
+  // nothing arrives, so that the I/O thread does not spin on it.
+  if (failed && added == 0) SleepFor(wait);
   if (added != 0) {
     const uint64_t now = NowNs();
     for (uint32_t i = first; i < batch.size(); ++i) batch.packet(i).meta().rx_ns = now;

@@ -167,6 +167,21 @@ TEST(DivertEndpoint, ReceiveWaitsAtMostWaitAndReturnsWhatIsReady) {
   env.Retire();
 }
 
+// A socket whose every read fails at once must not turn the I/O thread into a busy loop:
+// Receive waits out its wait, as when nothing arrives, and counts the error.
+TEST(DivertEndpoint, AReceiveErrorWaitsOutTheWaitInsteadOfSpinning) {
+  FakeDivertKernel k;
+  auto ep = AttachTo(k);
+  Env env;
+  k.recv_error = EBADF;
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(ep->Receive(*env.cache, env.batch, 64, 5000us), 0u);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 5ms);  // a sleep lasts at least its length
+  EXPECT_EQ(k.recv_calls(), 1u);
+  EXPECT_EQ(ep->counter(DivertCounter::kRxErrors), 1u);
+  EXPECT_TRUE(env.batch.empty());
+}
+
 TEST(DivertEndpoint, BigDatagramsSpillIntoALargeBuffer) {
   FakeDivertKernel k;
   auto ep = AttachTo(k);

@@ -116,6 +116,9 @@ class FakeDivertKernel {
   std::function<int(uint64_t call, const uint8_t* bytes, std::size_t len)> fail;
   // When false, sendto counts but records nothing (for allocation tests).
   bool record = true;
+  // When not 0, every recvmsg fails with this errno (a broken socket).
+  std::atomic<int> recv_error{0};
+  uint64_t recv_calls() const { return recv_calls_.load(); }
 
   std::vector<SentDatagram> sent() {
     std::lock_guard lock(mu_);
@@ -141,6 +144,11 @@ class FakeDivertKernel {
   }
   static ssize_t Recvmsg(void* ctx, int, msghdr* msg, int) noexcept {
     auto* k = static_cast<FakeDivertKernel*>(ctx);
+    k->recv_calls_.fetch_add(1);
+    if (const int e = k->recv_error.load(); e != 0) {
+      errno = e;
+      return -1;
+    }
     std::lock_guard lock(k->mu_);
     if (k->queue_.empty()) {
       errno = EAGAIN;
@@ -187,6 +195,7 @@ class FakeDivertKernel {
   std::condition_variable cv_;
   std::deque<FakeDatagram> queue_;
   std::vector<SentDatagram> sent_;
+  std::atomic<uint64_t> recv_calls_{0};
   std::atomic<uint64_t> send_calls_{0};
   std::atomic<uint64_t> accepted_{0};
 };
