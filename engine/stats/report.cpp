@@ -193,13 +193,23 @@ std::string ToPrometheus(const StatsReport& r) {
     Sample(out, "rule_bytes_total", "rule=\"" + std::to_string(rule.number) + "\",name=\"" + Escape(rule.name) + "\"",
            static_cast<double>(rule.bytes));
   }
-  std::string last;
-  for (const NamedCounter& c : r.counters) {
-    if (c.name != last) Metric(out, c.name, "gauge", c.help);
-    last = c.name;
-    std::string labels;
-    for (const auto& [k, v] : c.labels) labels += (labels.empty() ? "" : ",") + k + "=\"" + Escape(v) + "\"";
-    Sample(out, c.name, labels, static_cast<double>(c.value));
+  // Every sample of a metric goes under its one HELP and TYPE, together: the text format
+  // forbids a second header or a sample away from its group, and a scraper that meets either
+  // rejects the whole file. Counters arrive per queue or port (all of queue 0's, then queue
+  // 1's), so they are grouped by name here, in the order names first appear.
+  std::vector<bool> written(r.counters.size(), false);
+  for (std::size_t i = 0; i < r.counters.size(); ++i) {
+    if (written[i]) continue;
+    const std::string& name = r.counters[i].name;
+    Metric(out, name, "gauge", r.counters[i].help);
+    for (std::size_t j = i; j < r.counters.size(); ++j) {
+      const NamedCounter& c = r.counters[j];
+      if (written[j] || c.name != name) continue;
+      written[j] = true;
+      std::string labels;
+      for (const auto& [k, v] : c.labels) labels += (labels.empty() ? "" : ",") + k + "=\"" + Escape(v) + "\"";
+      Sample(out, c.name, labels, static_cast<double>(c.value));
+    }
   }
   return out;
 }

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 namespace sluice {
@@ -119,6 +120,34 @@ TEST(StatsReport, PrometheusTextIsWellFormed) {
   EXPECT_NE(text.find("sluice_dropped_total{reason=\"not_ip\"} 2"), std::string::npos);
   EXPECT_NE(text.find("name=\"web \\\"front\\\"\""), std::string::npos);  // escaped quotes
   EXPECT_NE(text.find("sluice_flow_table_entries{shard=\"0\"} 5"), std::string::npos);
+}
+
+// Each metric's HELP and TYPE appear once, and its samples follow them together (the text
+// format's rule: node_exporter drops a file that breaks it). Two queues' counters arrive
+// queue by queue, as the daemon appends them.
+TEST(StatsReport, PrometheusGroupsEachMetricUnderOneHeader) {
+  StatsReport r = Sample();
+  for (const char* queue : {"0", "1"}) {
+    r.counters.push_back({"nfqueue_received", "Packets received.", 7, {{"queue", queue}}});
+    r.counters.push_back({"nfqueue_dropped", "Packets dropped.", 1, {{"queue", queue}}});
+  }
+  const std::string text = ToPrometheus(r);
+  std::istringstream in(text);
+  std::string line, family;
+  std::set<std::string> typed;
+  while (std::getline(in, line)) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      family = line.substr(7, line.find(' ', 7) - 7);
+      EXPECT_TRUE(typed.insert(family).second) << "a second TYPE for " << family;
+    } else if (line.rfind("#", 0) != 0) {
+      const std::string name = line.substr(0, line.find_first_of("{ "));
+      EXPECT_TRUE(name == family || name == family + "_count" || name == family + "_sum")
+          << name << " is away from its group (under " << family << ")";
+    }
+  }
+  EXPECT_NE(text.find("sluice_nfqueue_received{queue=\"0\"} 7\nsluice_nfqueue_received{queue=\"1\"} 7\n"),
+            std::string::npos)
+      << text;
 }
 
 TEST(StatsReport, AddRunAccumulatesShards) {
