@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "engine/core/byte_order.h"
+#include "engine/io/pcap/pcap_records.h"
 #include "engine/proto/checksum.h"
 
 namespace sluice {
@@ -156,24 +157,22 @@ std::vector<std::vector<uint8_t>> TrafficGenerator::Generate(uint64_t count) {
 }
 
 Status WritePcap(const TrafficSpec& spec, uint64_t count, const std::string& path) {
-  std::unique_ptr<pcap_t, decltype(&pcap_close)> dead(pcap_open_dead(DLT_EN10MB, 65535), &pcap_close);
-  if (!dead) return IoError(path + ": cannot create a pcap writer");
-  pcap_dumper_t* dumper = pcap_dump_open(dead.get(), path.c_str());
-  if (dumper == nullptr) return IoError(path + ": " + pcap_geterr(dead.get()));
+  // The replay's writer: every write and the close are checked, so a full disk is an error,
+  // not a short file.
+  auto out = PcapRecordWriter::Open(path, PcapFormat{.linktype = 1, .dlt = DLT_EN10MB, .snaplen = 65535});
+  if (!out.ok()) return out.status();
   TrafficGenerator gen(spec);
   std::vector<uint8_t> frame;
   for (uint64_t i = 0; i < count; ++i) {
     gen.Next(frame);
-    pcap_pkthdr hdr{};
-    hdr.ts.tv_sec = static_cast<time_t>(1700000000 + i / 1000000);
-    hdr.ts.tv_usec = static_cast<suseconds_t>(i % 1000000);
-    hdr.caplen = hdr.len = static_cast<uint32_t>(frame.size());
-    pcap_dump(reinterpret_cast<u_char*>(dumper), &hdr, frame.data());
+    PcapRecord r;
+    r.sec = static_cast<int64_t>(1700000000 + i / 1000000);
+    r.frac = static_cast<int64_t>(i % 1000000);
+    r.caplen = r.len = static_cast<uint32_t>(frame.size());
+    r.data = frame.data();
+    (*out)->Write(r);
   }
-  const bool flushed = pcap_dump_flush(dumper) == 0;
-  pcap_dump_close(dumper);
-  if (!flushed) return IoError(path + ": write failed (disk full?)");
-  return Status::Ok();
+  return (*out)->Close();
 }
 
 }  // namespace sluice
