@@ -27,6 +27,12 @@ constexpr bool CarriesPorts(uint8_t proto) noexcept {
          proto == ip_proto::kUdpLite;
 }
 
+// Whether `avail` bytes hold the common header of SCTP (12 bytes: ports, verification tag,
+// checksum) or UDP-Lite (8).
+constexpr bool CommonHeaderCaptured(uint8_t proto, uint32_t avail) noexcept {
+  return (proto == ip_proto::kSctp && avail >= 12) || (proto == ip_proto::kUdpLite && avail >= 8);
+}
+
 // PacketFields::tcp_flags bit 8: the packet has a complete TCP header (so "!syn" never matches
 // a TCP packet whose header parse could not validate).
 inline constexpr uint16_t kTcpFlagsValid = 0x100;
@@ -69,9 +75,12 @@ inline void ExtractFields(const PacketBuffer& pkt, PacketFields* f) noexcept {
     f->dst = MakeU128((uint64_t{LoadBe32(l3 + 24)} << 32) | LoadBe32(l3 + 28),
                       (uint64_t{LoadBe32(l3 + 32)} << 32) | LoadBe32(l3 + 36));
   }
-  const bool l4 = (m.flags & pkt_flag::kL4Valid) != 0 && m.l4_off != 0 &&
-                  (m.flags & pkt_flag::kFragmentLater) == 0;
-  f->has_ports = l4 && CarriesPorts(m.l4_proto);
+  const bool header = m.l4_off != 0 && (m.flags & pkt_flag::kFragmentLater) == 0;
+  const bool l4 = header && (m.flags & pkt_flag::kL4Valid) != 0;
+  // TCP and UDP: parse validated the header. SCTP and UDP-Lite: parse does not look into them
+  // (sluice keeps neither checksum, so they are never rewritten), but their ports sit where
+  // TCP's and UDP's do, and rules match them when the common header is captured.
+  f->has_ports = l4 ? CarriesPorts(m.l4_proto) : header && CommonHeaderCaptured(m.l4_proto, pkt.len() - m.l4_off);
   f->sport = f->has_ports ? LoadBe16(pkt.data() + m.l4_off) : 0;
   f->dport = f->has_ports ? LoadBe16(pkt.data() + m.l4_off + 2) : 0;
   f->tcp_flags = l4 && m.l4_proto == ip_proto::kTcp ? kTcpFlagsValid | pkt.data()[m.l4_off + 13] : 0;

@@ -202,6 +202,47 @@ TEST_F(ClassifyStageTest, DefaultDropUsesItsOwnReason) {
   EXPECT_EQ(seen[0].reason, DropReason::kNoRuleMatch);
 }
 
+// SCTP and UDP-Lite carry ports where TCP and UDP do: a port rule matches them when their
+// common header is captured (docs/config.md), so an SCTP allow-list does not drop everything.
+TEST_F(ClassifyStageTest, PortRulesMatchSctpAndUdpLite) {
+  Load(R"(
+[classify]
+default_action = "drop"
+
+[[rule]]
+number = 10
+name = "sip-sctp"
+action = "accept"
+match = { proto = "sctp", dst_port = 5060 }
+
+[[rule]]
+number = 20
+name = "lite"
+action = "accept"
+match = { proto = "udplite", src_port = 7000 }
+)");
+  auto sctp = [](uint16_t sport, uint16_t dport, std::size_t rest) {
+    std::vector<uint8_t> h = {static_cast<uint8_t>(sport >> 8), static_cast<uint8_t>(sport),
+                              static_cast<uint8_t>(dport >> 8), static_cast<uint8_t>(dport)};
+    h.resize(4 + rest, 0);
+    return PacketBuilder().Ipv4("198.18.0.1", "198.19.0.5").L4Proto(132).Payload(h).Build();
+  };
+  auto lite = [](uint16_t sport, uint16_t dport) {
+    std::vector<uint8_t> h = {static_cast<uint8_t>(sport >> 8), static_cast<uint8_t>(sport),
+                              static_cast<uint8_t>(dport >> 8), static_cast<uint8_t>(dport), 0, 8, 0, 0};
+    return PacketBuilder().Ipv6("2001:db8::1", "2001:db8::2").L4Proto(136).Payload(h).Build();
+  };
+  const auto seen = Run({sctp(40000, 5060, 28), sctp(40000, 5061, 28), sctp(40000, 5060, 4),
+                         lite(7000, 1), lite(7001, 1)});
+  EXPECT_EQ(seen[0].next, Next::kAccept);
+  EXPECT_EQ(seen[0].rule, 0);  // the rule's index: sip-sctp
+  EXPECT_EQ(seen[1].reason, DropReason::kNoRuleMatch);
+  EXPECT_EQ(seen[2].reason, DropReason::kNoRuleMatch) << "8 bytes: no complete SCTP common header";
+  EXPECT_EQ(seen[3].next, Next::kAccept);
+  EXPECT_EQ(seen[3].rule, 1);  // lite
+  EXPECT_EQ(seen[4].reason, DropReason::kNoRuleMatch);
+}
+
 TEST_F(ClassifyStageTest, OnlyClassifySlotsAreTouched) {
   Load(kActions);
   Batch b;
