@@ -1,9 +1,14 @@
 #include "engine/rules/config_loader.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <charconv>
-#include <fstream>
+#include <cstring>
 #include <map>
 #include <set>
 #include <sstream>
@@ -1064,15 +1069,32 @@ ConfigLoad LoadConfigText(std::string_view text, std::string source_name) {
 }
 
 ConfigLoad LoadConfigFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  // POSIX I/O, so that a failed read is seen: an ifstream reads a directory as an empty file
+  // (a valid config with no rules). A pipe (`-c <(…)`) is read like a file.
+  auto error = [&](const std::string& what) {
     ConfigLoad out;
-    out.errors.push_back({path, 0, 0, "", "cannot open the file for reading"});
+    out.errors.push_back({path, 0, 0, "", what});
     return out;
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return error(std::string("cannot open the file for reading: ") + std::strerror(errno));
+  std::string text;
+  char buf[65536];
+  struct stat st {};
+  int failed = ::fstat(fd, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
+  while (failed == 0) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      text.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      failed = errno;
+    }
   }
-  std::ostringstream s;
-  s << in.rdbuf();
-  return LoadConfigText(s.str(), path);
+  ::close(fd);
+  if (failed != 0) return error(std::string("cannot read the file: ") + std::strerror(failed));
+  return LoadConfigText(text, path);
 }
 
 std::string DirectionNote(const Config& config) {

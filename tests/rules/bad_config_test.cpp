@@ -1,6 +1,7 @@
 // Every way a config can be wrong that `sluice check` must catch: one case per mistake, each
 // asserting the exact line:column, the dotted key and what the message says is expected.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "engine/rules/config_loader.h"
 
@@ -550,6 +551,29 @@ TEST(BadConfigTest, MissingFileIsAnError) {
   const ConfigLoad load = LoadConfigFile("/nonexistent/sluice.toml");
   ASSERT_EQ(load.errors.size(), 1u);
   EXPECT_NE(load.errors[0].message.find("cannot open"), std::string::npos);
+}
+
+// A directory once read as an empty file: a valid config with no rules, which `sluice check`
+// called OK and `replay` ran with, accepting everything.
+TEST(BadConfigTest, ADirectoryIsAnError) {
+  const ConfigLoad load = LoadConfigFile("/tmp");
+  ASSERT_EQ(load.errors.size(), 1u);
+  EXPECT_FALSE(load.config.has_value());
+  EXPECT_EQ(load.errors[0].file, "/tmp");
+  EXPECT_NE(load.errors[0].message.find("Is a directory"), std::string::npos) << load.errors[0].message;
+}
+
+// A pipe (`sluice check -c <(generate-config)`) is read like a file.
+TEST(BadConfigTest, APipeIsReadLikeAFile) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const std::string text = "[[rule]]\nnumber = 1\nname = \"u\"\naction = \"drop\"\nmatch = { proto = \"udp\" }\n";
+  ASSERT_EQ(write(fds[1], text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  close(fds[1]);
+  const ConfigLoad load = LoadConfigFile("/proc/self/fd/" + std::to_string(fds[0]));
+  close(fds[0]);
+  ASSERT_TRUE(load.ok()) << (load.errors.empty() ? "" : load.errors[0].message);
+  EXPECT_EQ(load.config->rules.size(), 1u);
 }
 
 }  // namespace
