@@ -808,6 +808,23 @@ void ReadRewrite(Loader& l, const toml::table& t, const std::string& path, const
   }
 }
 
+// The translate checks that depend on the shard count; `shards_from` says where the count came
+// from ("pipeline.shards", or a command line's "--shards"). Empty: no problem.
+std::string TranslatePortsProblem(const TranslateSpec& x, uint32_t shards, std::string_view shards_from) {
+  if (x.ports.size() >= shards) return "";
+  return "the range has " + std::to_string(x.ports.size()) + " ports but " + std::string(shards_from) + " = " +
+         std::to_string(shards) + "; each shard needs at least one";
+}
+std::string TranslateAddressProblem(uint32_t shards, std::string_view shards_from) {
+  // Replies come back addressed to `address`, not to the inside host: kernel queues (NFQUEUE
+  // balances by address, divert shards by inside host) and the graph's flow-hash dispatch
+  // would all hand them to another shard than the one holding the translation.
+  if (shards <= 1) return "";
+  return "translating the source address needs every reply on the shard that made the translation, "
+         "which no backend's steering guarantees with " +
+         std::string(shards_from) + " > 1; use one shard or translate ports only (omit address)";
+}
+
 void ReadTranslate(Loader& l, const toml::table& t, const std::string& path, const Config& cfg, RuleConfig& rule) {
   TableReader r(l, t, path);
   TranslateSpec& x = rule.translate;
@@ -818,10 +835,8 @@ void ReadTranslate(Loader& l, const toml::table& t, const std::string& path, con
     std::string why;
     if (auto range = ParseRange<uint16_t>(*ports, 1, 65535, &why)) {
       x.ports = {range->first, range->second};
-      if (x.ports.size() < cfg.pipeline.shards) {
-        r.Error(*ports, "ports",
-                "the range has " + std::to_string(x.ports.size()) + " ports but pipeline.shards = " +
-                    std::to_string(cfg.pipeline.shards) + "; each shard needs at least one");
+      if (std::string why_not = TranslatePortsProblem(x, cfg.pipeline.shards, "pipeline.shards"); !why_not.empty()) {
+        r.Error(*ports, "ports", why_not);
       }
     } else {
       r.Error(*ports, "ports", why);
@@ -835,14 +850,9 @@ void ReadTranslate(Loader& l, const toml::table& t, const std::string& path, con
         r.Error(*r.Find("address"), "address",
                 std::string(FamilyName(a->family)) +
                     " translation address needs a rule that matches only that family (set match.family)");
-      } else if (cfg.pipeline.shards > 1) {
-        // Replies come back addressed to `address`, not to the inside host: kernel queues
-        // (NFQUEUE balances by address, divert shards by inside host) and the graph's flow-hash
-        // dispatch would all hand them to another shard than the one holding the translation.
-        r.Error(*r.Find("address"), "address",
-                "translating the source address needs every reply on the shard that made the translation, "
-                "which no backend's steering guarantees with pipeline.shards > 1; use one shard or "
-                "translate ports only (omit address)");
+      } else if (std::string why_not = TranslateAddressProblem(cfg.pipeline.shards, "pipeline.shards");
+                 !why_not.empty()) {
+        r.Error(*r.Find("address"), "address", why_not);
       }
     } else {
       r.Error(*r.Find("address"), "address", "expected an IPv4 or IPv6 address, got \"" + text + "\"");
@@ -1095,6 +1105,23 @@ ConfigLoad LoadConfigFile(const std::string& path) {
   ::close(fd);
   if (failed != 0) return error(std::string("cannot read the file: ") + std::strerror(failed));
   return LoadConfigText(text, path);
+}
+
+std::vector<ConfigError> CheckRulesForShards(const Config& config, uint32_t shards, std::string_view shards_from) {
+  std::vector<ConfigError> errors;
+  for (std::size_t i = 0; i < config.rules.size(); ++i) {
+    const RuleConfig& rule = config.rules[i];
+    if (rule.action != RuleAction::kTranslateSourcePort) continue;
+    const std::string key = "rule[" + std::to_string(i) + "].translate.";
+    if (std::string why = TranslatePortsProblem(rule.translate, shards, shards_from); !why.empty()) {
+      errors.push_back({config.source, rule.where.line, rule.where.column, key + "ports", why});
+    }
+    if (!rule.translate.address) continue;
+    if (std::string why = TranslateAddressProblem(shards, shards_from); !why.empty()) {
+      errors.push_back({config.source, rule.where.line, rule.where.column, key + "address", why});
+    }
+  }
+  return errors;
 }
 
 std::string DirectionNote(const Config& config) {

@@ -41,6 +41,11 @@ struct ConfigLoad {
 ConfigLoad LoadConfigText(std::string_view text, std::string source_name = "<text>");
 ConfigLoad LoadConfigFile(const std::string& path);
 
+// The rule checks that depend on the shard count, for a count other than the file's (replay's
+// --shards): each error names the rule's [[rule]] header and its key; `shards_from` says in
+// the message where the count came from.
+std::vector<ConfigError> CheckRulesForShards(const Config& config, uint32_t shards, std::string_view shards_from);
+
 // What a reload (SIGHUP) of `next` over the running `current` cannot apply. start_only: the
 // sections read only at start that differ ("io", "pipeline", "parse", "nat"); they apply at the
 // next start. guard_changed: io.nfqueue's verdict_mark or verdict_mask differ; the endpoints

@@ -563,6 +563,37 @@ TEST(BadConfigTest, ADirectoryIsAnError) {
   EXPECT_NE(load.errors[0].message.find("Is a directory"), std::string::npos) << load.errors[0].message;
 }
 
+// `sluice replay -s N` runs the file's rules on N shards, not the file's pipeline.shards: the
+// checks that depend on the count run again for N, and say where N came from.
+TEST(BadConfigTest, RulesAreCheckedAgainForAnotherShardCount) {
+  const ConfigLoad load = LoadConfigText(R"(
+[[rule]]
+number = 10
+name = "two-ports"
+action = "translate-source-port"
+match = { proto = "udp" }
+translate = { ports = "2000-2001" }
+
+[[rule]]
+number = 20
+name = "masquerade"
+action = "translate-source-port"
+match = { family = "ipv4", proto = "tcp" }
+translate = { ports = "1024-1999", address = "198.18.0.1" }
+)",
+                                         "x.toml");
+  ASSERT_TRUE(load.ok()) << load.errors[0].ToString();
+  EXPECT_TRUE(CheckRulesForShards(*load.config, 1, "--shards").empty());
+  const std::vector<ConfigError> errors = CheckRulesForShards(*load.config, 4, "--shards");
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0].ToString(),
+            "x.toml:2:1: rule[0].translate.ports: the range has 2 ports but --shards = 4; each shard needs at least one");
+  EXPECT_EQ(errors[1].key, "rule[1].translate.address");
+  EXPECT_EQ(errors[1].line, 9u);
+  EXPECT_NE(errors[1].message.find("--shards > 1"), std::string::npos) << errors[1].message;
+  EXPECT_EQ(CheckRulesForShards(*load.config, 2, "--shards").size(), 1u) << "two ports do for two shards";
+}
+
 // A pipe (`sluice check -c <(generate-config)`) is read like a file.
 TEST(BadConfigTest, APipeIsReadLikeAFile) {
   int fds[2];

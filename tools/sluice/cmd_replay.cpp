@@ -162,6 +162,13 @@ int Replay(const ReplayArgs& a) {
   Config& config = *load.config;
   PipelineOptions opts;
   opts.shards = a.shards != 0 ? a.shards : config.pipeline.shards;
+  if (opts.shards != config.pipeline.shards) {
+    // The file was checked for its own pipeline.shards; rules that depend on the count (a
+    // translation's port range, a translated address) are checked again for this one.
+    const std::vector<ConfigError> errors = CheckRulesForShards(config, opts.shards, "--shards");
+    for (const ConfigError& e : errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
+    if (!errors.empty()) return 1;
+  }
   const uint32_t cpus = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxThreads);
   opts.threads = a.threads != 0 ? a.threads : (config.pipeline.threads != 0 ? config.pipeline.threads : cpus);
   opts.batch_size = a.batch != 0 ? a.batch : config.pipeline.batch_size;
