@@ -152,14 +152,21 @@ class PrometheusWriter {
   std::thread thread_;
 };
 
-int Replay(const ReplayArgs& a) {
-  if (Status s = CheckFiles(a); !s.ok()) return Fail(s), 1;
-  ConfigLoad load = a.config.empty() ? LoadConfigText("", "<built-in defaults>") : LoadConfigFile(a.config);
+int Replay(const ReplayArgs& given) {
+  ConfigLoad load = given.config.empty() ? LoadConfigText("", "<built-in defaults>") : LoadConfigFile(given.config);
   if (!load.ok()) {
     for (const ConfigError& e : load.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
     return 1;
   }
   Config& config = *load.config;
+  // [io.pcap] input and output stand in for the command line's when it names none.
+  ReplayArgs a = given;
+  if (a.input.empty()) a.input = config.io.pcap.input;
+  if (a.output.empty()) a.output = config.io.pcap.output;
+  if (a.input.empty()) {
+    return Fail(InvalidArgument("no input: name a pcap or pcapng file, or set [io.pcap] input in the config")), 1;
+  }
+  if (Status s = CheckFiles(a); !s.ok()) return Fail(s), 1;
   PipelineOptions opts;
   opts.shards = a.shards != 0 ? a.shards : config.pipeline.shards;
   if (opts.shards != config.pipeline.shards) {
@@ -270,9 +277,11 @@ int Replay(const ReplayArgs& a) {
 void RegisterReplay(CLI::App& app, ExitCode& exit_code) {
   auto a = std::make_shared<ReplayArgs>();
   auto* cmd = app.add_subcommand("replay", "Run a pcap file through the rules on the flow graph and report");
-  cmd->add_option("input", a->input, "Input pcap or pcapng file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("input", a->input, "Input pcap or pcapng file (default: the config's [io.pcap] input)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("-c,--config", a->config, "Config file (TOML); default: accept everything");
-  cmd->add_option("-o,--output", a->output, "Write accepted packets (rewritten or not) to this pcap file");
+  cmd->add_option("-o,--output", a->output,
+                  "Write accepted packets (rewritten or not) to this pcap file (default: the config's [io.pcap] output)");
   cmd->add_option("--drops", a->drops, "Write dropped packets to this pcap file");
   cmd->add_option("-t,--threads", a->threads, "Threads (default: the config's pipeline.threads, else one per CPU)")
       ->check(CLI::Range(1u, kMaxThreads));
