@@ -12,6 +12,7 @@ namespace sluice::cli {
 namespace {
 
 struct RulesArgs {
+  std::vector<std::string> iptables_only, ipfw_only;  // options given that belong to one firewall
   std::string config;
   std::string firewall;
   std::vector<std::string> chains;
@@ -28,6 +29,13 @@ int Rules(const RulesArgs& a) {
     return 1;
   }
   const Config& c = *load.config;
+  // An option of the other firewall would be silently ignored: refuse it instead.
+  const std::vector<std::string>& foreign = a.firewall == "iptables" ? a.ipfw_only : a.iptables_only;
+  if (!foreign.empty()) {
+    std::fprintf(stderr, "sluice rules: %s applies to --firewall %s only\n", foreign[0].c_str(),
+                 a.firewall == "iptables" ? "ipfw" : "iptables");
+    return 1;
+  }
   Result<std::string> script = std::string();
   if (a.firewall == "iptables") {
     IptablesRulesOptions o;
@@ -51,6 +59,7 @@ int Rules(const RulesArgs& a) {
     o.interfaces = a.interfaces;
     o.ipv4 = !a.no_ipv4;
     o.ipv6 = !a.no_ipv6;
+    o.remove = a.remove;
     script = GenerateIpfwRules(o);
   }
   if (!script.ok()) {
@@ -72,16 +81,27 @@ void RegisterRules(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--firewall", a->firewall, "iptables (Linux NFQUEUE) or ipfw (FreeBSD divert)")
       ->required()
       ->check(CLI::IsMember({"iptables", "ipfw"}));
-  cmd->add_option("--chain", a->chains, "iptables: chains to queue from (default FORWARD; INPUT/OUTPUT on a host)");
-  cmd->add_flag("--remove", a->remove, "iptables: print the commands that remove the rules instead");
-  cmd->add_option("--interface", a->interfaces, "ipfw: divert only traffic crossing these interfaces");
-  cmd->add_option("--rule-base", a->rule_base, "ipfw: number of the first rule");
-  cmd->add_option("--rule-step", a->rule_step, "ipfw: step between rule numbers");
-  cmd->add_option("--divert-set", a->divert_set, "ipfw: the set holding the divert rules");
-  cmd->add_option("--bypass-set", a->bypass_set, "ipfw: the set holding the fail-open pass rules");
+  CLI::Option* chain =
+      cmd->add_option("--chain", a->chains, "iptables: chains to queue from (default FORWARD; INPUT/OUTPUT on a host)");
+  cmd->add_flag("--remove", a->remove, "Print the commands that remove the rules instead");
+  CLI::Option* ipfw[] = {
+      cmd->add_option("--interface", a->interfaces, "ipfw: divert only traffic crossing these interfaces"),
+      cmd->add_option("--rule-base", a->rule_base, "ipfw: number of the first rule"),
+      cmd->add_option("--rule-step", a->rule_step, "ipfw: step between rule numbers"),
+      cmd->add_option("--divert-set", a->divert_set, "ipfw: the set holding the divert rules"),
+      cmd->add_option("--bypass-set", a->bypass_set, "ipfw: the set holding the fail-open pass rules"),
+  };
   cmd->add_flag("--no-ipv4", a->no_ipv4, "No IPv4 rules");
   cmd->add_flag("--no-ipv6", a->no_ipv6, "No IPv6 rules");
-  cmd->callback([a, &exit_code] { exit_code.value = Rules(*a); });
+  cmd->callback([a, chain, ipfw, &exit_code] {
+    a->iptables_only.clear();
+    a->ipfw_only.clear();
+    if (chain->count() != 0) a->iptables_only.push_back(chain->get_name());
+    for (CLI::Option* o : ipfw) {
+      if (o->count() != 0) a->ipfw_only.push_back(o->get_name());
+    }
+    exit_code.value = Rules(*a);
+  });
 }
 
 }  // namespace sluice::cli

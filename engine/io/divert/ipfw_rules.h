@@ -60,6 +60,7 @@ struct IpfwRulesOptions {
   std::vector<std::string> interfaces;  // divert only through these; empty: all but lo0
   bool ipv4 = true;
   bool ipv6 = true;
+  bool remove = false;                  // the commands that delete both sets instead
 };
 
 // Which low address bits select the port, and which port (shard index) each bucket goes to.

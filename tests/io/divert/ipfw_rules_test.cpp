@@ -258,6 +258,24 @@ TEST(IpfwRules, TheBypassSetFailsOpenAndCountsWhatPassedUninspected) {
   EXPECT_EQ(fw.CountHits(o.bypass_set), 2u);
 }
 
+// `sluice rules --firewall ipfw --remove` once printed the install script again.
+TEST(IpfwRules, TheRemoveScriptDeletesEveryRuleTheInstallScriptAdded) {
+  IpfwRulesOptions o = OptionsFor({3, {"em0"}});
+  IpfwSubset fw;
+  std::string err;
+  ASSERT_TRUE(fw.Command("add 100 set 0 count ip from any to any", &err)) << err;  // not sluice's
+  ASSERT_TRUE(fw.Load(GenerateIpfwRules(o).value(), &err)) << err;
+  const IpfwPacket out = V4(0x0a000001, 0x08080808, true, "", "em0");
+  ASSERT_EQ(fw.Evaluate(out).kind, IpfwVerdict::kDivert);
+  ASSERT_GT(fw.size(), 1u);
+  o.remove = true;
+  const std::string remove = GenerateIpfwRules(o).value();
+  EXPECT_EQ(remove.find("add "), std::string::npos) << remove;
+  ASSERT_TRUE(fw.Load(remove, &err)) << err;
+  EXPECT_EQ(fw.size(), 1u) << "only the rule sluice did not add is left";
+  EXPECT_EQ(fw.Evaluate(out).kind, IpfwVerdict::kDefault);
+}
+
 TEST(IpfwRules, OneFamilyOnly) {
   for (uint32_t shards : {1u, 4u}) {
     IpfwRulesOptions o = OptionsFor({shards, {}});
