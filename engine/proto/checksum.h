@@ -90,7 +90,8 @@ inline uint64_t Ipv6PseudoHeaderSum(const uint8_t* src, const uint8_t* dst, uint
 enum class CsumZero : uint8_t {
   kPlain,    // TCP, ICMP, ICMPv6, the IPv4 header: 0 is an ordinary value
   kUdpIpv4,  // 0 means "no checksum" and stays 0; a computed 0 is sent as 0xFFFF (RFC 768)
-  kUdpIpv6,  // never 0 on the wire: a computed 0 is sent as 0xFFFF (RFC 8200 §8.1)
+  kUdpIpv6,  // a computed 0 is sent as 0xFFFF (RFC 8200 §8.1); a 0 received (a tunnel's
+             // zero checksum, RFC 6935/6936) stays 0 through an update, as Linux's NAT keeps it
 };
 
 // The checksum of an L4 header whose sum (pseudo-header included) folds to `folded`, with the
@@ -162,11 +163,12 @@ class CsumDelta {
   uint16_t Apply(uint16_t hc, CsumZero zero = CsumZero::kPlain) const noexcept {
     return FinishL4Checksum(ChecksumFold(uint64_t{static_cast<uint16_t>(~hc)} + acc_), zero);
   }
-  // Applies to the checksum field at p, keeping an IPv4 UDP "no checksum" 0 as 0.
+  // Applies to the checksum field at p, keeping a UDP "no checksum" 0 as 0 (IPv4, and IPv6's
+  // zero-checksum tunnels): an update of a checksum that was never computed is meaningless.
   void ApplyTo(uint8_t* p, CsumZero zero = CsumZero::kPlain) const noexcept {
     uint16_t hc;
     std::memcpy(&hc, p, 2);
-    if (hc == 0 && zero == CsumZero::kUdpIpv4) return;
+    if (hc == 0 && zero != CsumZero::kPlain) return;
     StoreHost16(p, Apply(hc, zero));
   }
 

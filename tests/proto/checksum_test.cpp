@@ -167,13 +167,17 @@ TEST(Checksum, UdpZeroRules) {
   EXPECT_EQ(FinishL4Checksum(0xffff, CsumZero::kUdpIpv4), 0xffff);
   EXPECT_EQ(FinishL4Checksum(0xffff, CsumZero::kUdpIpv6), 0xffff);
   EXPECT_EQ(FinishL4Checksum(0xffff, CsumZero::kPlain), 0x0000);
-  // IPv4 UDP "no checksum" survives an update; IPv6 has no such value.
+  // A UDP "no checksum" 0 survives an update: IPv4's, and an IPv6 tunnel's zero checksum
+  // (RFC 6935; updating it would make up a wrong one that every receiver drops). Not so for
+  // the other protocols, where 0 is a value.
   CsumDelta d;
   d.Replace16(MemBe16(80), MemBe16(8080));
   uint8_t field[2] = {0, 0};
   d.ApplyTo(field, CsumZero::kUdpIpv4);
   EXPECT_EQ(LoadHost16(field), 0);
   d.ApplyTo(field, CsumZero::kUdpIpv6);
+  EXPECT_EQ(LoadHost16(field), 0);
+  d.ApplyTo(field, CsumZero::kPlain);
   EXPECT_NE(LoadHost16(field), 0);
   // An update whose result is 0 is written as 0xffff for UDP.
   for (uint32_t v = 0; v < 0x10000; ++v) {

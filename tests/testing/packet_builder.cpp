@@ -380,7 +380,7 @@ TestPacket PacketBuilder::Build() const {
         pseudo ? PseudoSum(v6_, src_, pseudo_dst, proto, static_cast<uint32_t>(l4.size())) : 0;
     uint16_t c = RefChecksum(l4.data(), l4.size(), seed);
     if (l4_ == L4::kUdp && c == 0) c = 0xffff;
-    if (l4_ == L4::kUdp && udp_no_checksum_ && !v6_) c = 0;
+    if (l4_ == L4::kUdp && udp_no_checksum_) c = 0;
     Put16(l4, csum_at, c);
   }
 

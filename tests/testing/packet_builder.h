@@ -67,7 +67,7 @@ class PacketBuilder {
   PacketBuilder& TcpOptions(std::vector<uint8_t> options);  // appended; padded with End to 4n
   PacketBuilder& Mss(uint16_t mss);                         // appends kind 2, length 4
   PacketBuilder& Udp(uint16_t sport, uint16_t dport);
-  PacketBuilder& UdpNoChecksum();  // IPv4: checksum field 0
+  PacketBuilder& UdpNoChecksum();  // checksum field 0 (IPv4; IPv6 tunnels, RFC 6935)
   PacketBuilder& Icmp(uint8_t type, uint8_t code, uint16_t id = 0, uint16_t seq = 0);
   PacketBuilder& L4Proto(uint8_t proto);  // a protocol the builder knows nothing about
   PacketBuilder& Payload(std::size_t n);  // n pattern bytes
