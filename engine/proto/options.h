@@ -30,10 +30,11 @@ inline bool ValidKlvOptions(const uint8_t* p, uint32_t n) noexcept {
   return true;
 }
 
-// Offset within [p, p + n) of the first option of `kind` whose length byte is `len`, or -1.
-// Stops at End or at the first malformed option; never reads outside the list.
-inline int FindKlvOption(const uint8_t* p, uint32_t n, uint8_t kind, uint8_t len) noexcept {
-  uint32_t i = 0;
+// Offset within [p, p + n) of the first option of `kind` whose length byte is `len`, at or
+// after `from` (0, or where an earlier option ends), or -1. Stops at End or at the first
+// malformed option; never reads outside the list.
+inline int FindKlvOption(const uint8_t* p, uint32_t n, uint8_t kind, uint8_t len, uint32_t from = 0) noexcept {
+  uint32_t i = from;
   while (i < n) {
     const uint8_t k = p[i];
     if (k == kOptEnd) return -1;

@@ -36,10 +36,12 @@ inline uint16_t DstPort(const uint8_t* t) noexcept { return LoadBe16(t + kOffDst
 inline uint32_t HeaderLen(const uint8_t* t) noexcept { return (t[kOffDataOffset] >> 4) * 4u; }
 inline uint8_t Flags(const uint8_t* t) noexcept { return t[kOffFlags]; }
 
-// Offset from t of the MSS option's kind byte, or -1 when the header has none. Walks the
-// options of a header of hl (>= 20) captured bytes; stops at End or a malformed option.
-inline int FindMss(const uint8_t* t, uint32_t hl) noexcept {
-  const int at = FindKlvOption(t + kMinHeaderLen, hl - kMinHeaderLen, kOptMss, kOptMssLen);
+// Offset from t of an MSS option's kind byte, or -1 when the header has no more. Walks the
+// options of a header of hl (>= 20) captured bytes from `from` (20, or where an earlier
+// option ends: a SYN may carry two, and Linux uses the last); stops at End or a malformed
+// option.
+inline int FindMss(const uint8_t* t, uint32_t hl, uint32_t from = kMinHeaderLen) noexcept {
+  const int at = FindKlvOption(t + kMinHeaderLen, hl - kMinHeaderLen, kOptMss, kOptMssLen, from - kMinHeaderLen);
   return at < 0 ? -1 : at + static_cast<int>(kMinHeaderLen);
 }
 

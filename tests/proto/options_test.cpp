@@ -40,6 +40,7 @@ TEST(KlvOptions, FindMssAtAnyOffsetAndNeverPastTheEnd) {
   t[23] = 0x05;
   t[24] = 0xb4;
   EXPECT_EQ(tcp::FindMss(t.data(), 28), 21);
+  EXPECT_EQ(tcp::FindMss(t.data(), 28, 25), -1) << "none after the first";
   // Cut inside the option: not found (the walk stays inside the 24 bytes).
   EXPECT_EQ(tcp::FindMss(t.data(), 24), -1);
   // A wrong length is not an MSS option.

@@ -108,14 +108,19 @@ bool ClampTcpMss(PacketBuffer& buf, uint16_t mss) noexcept {
   if ((m.flags & pkt_flag::kL4Valid) == 0 || m.l4_proto != ipproto::kTcp) return false;
   uint8_t* t = buf.data() + m.l4_off;
   if ((tcp::Flags(t) & tcp::kSyn) == 0) return false;
-  const int at = tcp::FindMss(t, tcp::HeaderLen(t));  // parse checked HeaderLen is captured
-  if (at < 0) return false;
-  const auto value_off = static_cast<uint32_t>(at) + 2;
-  if (LoadBe16(t + value_off) <= mss) return false;
+  // Every MSS option, not only the first: Linux's tcp_parse_options keeps the last one, so a
+  // second option left alone would carry the unclamped value through.
+  const uint32_t hl = tcp::HeaderLen(t);  // parse checked it is captured
   CsumDelta d;
-  d.Write16(t + value_off, MemBe16(mss), (value_off & 1) != 0);
-  d.ApplyTo(t + tcp::kOffChecksum);
-  return true;
+  bool clamped = false;
+  for (int at = tcp::FindMss(t, hl); at >= 0; at = tcp::FindMss(t, hl, static_cast<uint32_t>(at) + tcp::kOptMssLen)) {
+    const auto value_off = static_cast<uint32_t>(at) + 2;
+    if (LoadBe16(t + value_off) <= mss) continue;
+    d.Write16(t + value_off, MemBe16(mss), (value_off & 1) != 0);
+    clamped = true;
+  }
+  if (clamped) d.ApplyTo(t + tcp::kOffChecksum);
+  return clamped;
 }
 
 bool RecomputeIpv4HeaderChecksum(PacketBuffer& buf) noexcept {

@@ -314,6 +314,26 @@ TEST(RewriteOps, MssClampOnlyLowersOnlySynAndAtAnyOffset) {
   EXPECT_FALSE(ClampTcpMss(udp.buf(), 500));
 }
 
+// A SYN with two MSS options: Linux's tcp_parse_options keeps the last, so a clamp of the
+// first alone once let 8960 through. Every one above the clamp is lowered; one below stays.
+TEST(RewriteOps, MssClampLowersEveryMssOption) {
+  Parsed x(PacketBuilder()
+               .Ipv4("198.18.0.1", "198.19.0.2")
+               .Tcp(1, 2)
+               .TcpFlags(tcp::kSyn)
+               .Mss(1460)
+               .TcpOptions({1})
+               .Mss(8960)
+               .Mss(1000)
+               .Build());
+  EXPECT_TRUE(ClampTcpMss(x.buf(), 1200));
+  EXPECT_EQ(LoadBe16(x.l4() + 22), 1200);
+  EXPECT_EQ(LoadBe16(x.l4() + 27), 1200);  // after the NOP: an odd offset
+  EXPECT_EQ(LoadBe16(x.l4() + 31), 1000);
+  EXPECT_TRUE(x.L4Ok());
+  EXPECT_FALSE(ClampTcpMss(x.buf(), 1200)) << "nothing left above the clamp";
+}
+
 TEST(RewriteOps, FinishChecksumsHonoursTheSourceFlags) {
   // kL4CsumNotReady: the field holds a partial sum; a modified packet needs it complete.
   Parsed x(PacketBuilder().Ipv4("198.18.0.1", "198.19.0.2").Tcp(1, 2).Payload(100).Build());
