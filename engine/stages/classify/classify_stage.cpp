@@ -94,8 +94,9 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
   uint32_t pending = 0;
   for (uint32_t j = 0; j < n; ++j) {
     FlowTable::Hit hit;
-    if (look_up && scratch_.kind[j] != KeyKind::kNone && flows_.Lookup(scratch_.keys[j], scratch_.hash[j], &hit)) {
-      Translate(b, scratch_.slot[j], hit, static_cast<uint8_t>(scratch_.fields[j].tcp_flags), now, tally);
+    if (look_up && scratch_.kind[j] != KeyKind::kNone && flows_.Lookup(scratch_.keys[j], scratch_.hash[j], &hit) &&
+        Translate(b, scratch_.slot[j], scratch_.kind[j], hit, static_cast<uint8_t>(scratch_.fields[j].tcp_flags), now,
+                  tally)) {
       continue;
     }
     scratch_.candidate[pending] = j;
@@ -118,8 +119,8 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
     PacketBuffer& pkt = b.packet(i);
     PacketMeta& m = pkt.meta();
     FlowTable::Hit hit;
-    if (created && scratch_.kind[j] != KeyKind::kNone && flows_.Lookup(key, &hit)) {
-      Translate(b, i, hit, static_cast<uint8_t>(f.tcp_flags), now, tally);
+    if (created && scratch_.kind[j] != KeyKind::kNone && flows_.Lookup(key, &hit) &&
+        Translate(b, i, scratch_.kind[j], hit, static_cast<uint8_t>(f.tcp_flags), now, tally)) {
       continue;
     }
     const uint32_t r = scratch_.rule[k];
@@ -176,18 +177,27 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
   nat_flows_.store(flows_.size(), std::memory_order_relaxed);
 }
 
-void ClassifyStage::Translate(Batch& b, uint32_t i, const FlowTable::Hit& hit, uint8_t tcp_flags, uint64_t now,
-                              ClassifyCounts& tally) noexcept {
+bool ClassifyStage::Translate(Batch& b, uint32_t i, KeyKind kind, const FlowTable::Hit& hit, uint8_t tcp_flags,
+                              uint64_t now, ClassifyCounts& tally) noexcept {
+  if (kind == KeyKind::kIcmpError) {
+    // An error keeps nothing alive (a spoofed one could, otherwise): no Touch.
+    if (!ApplyIcmpErrorTranslation(b.packet(i), flows_.flow(hit.flow), hit.dir)) return false;
+    b.set_next(i, Next::kAccept);
+    tally.Bump(ClassifyCounter::kNatIcmpErrors);
+    return true;
+  }
   flows_.Touch(hit.flow, hit.dir, tcp_flags, now);
   ApplyTranslation(b.packet(i), flows_.flow(hit.flow), hit.dir);
   b.set_next(i, Next::kAccept);
   tally.Bump(hit.dir == FlowTable::Dir::kOriginal ? ClassifyCounter::kNatOut : ClassifyCounter::kNatIn);
+  return true;
 }
 
 bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& f, const NatTarget& target,
                                       KeyKind kind, const FlowKey& key, uint64_t now, ClassifyCounts& tally) noexcept {
-  if (kind == KeyKind::kNone || kind == KeyKind::kEchoReply) {
-    // No ports and no echo request (an echo reply nothing went out for included) — except a
+  if (kind == KeyKind::kNone || kind == KeyKind::kEchoReply || kind == KeyKind::kIcmpError) {
+    // No ports and no echo request (an echo reply, or an ICMP error, about no live flow
+    // included) — except a
     // non-first fragment under a port-only rule: its ports travelled in the first fragment.
     if (kind == KeyKind::kNone && (b.packet(i).meta().flags & pkt_flag::kFragmentLater) != 0 && target.keep_address) {
       b.set_next(i, Next::kAccept);

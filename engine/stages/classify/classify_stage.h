@@ -67,6 +67,8 @@ namespace sluice {
   X(kNatExhausted, "nat_exhausted", "new translations refused: no free port")                       \
   X(kNatTableFull, "nat_table_full", "new translations refused: table full, on_full = drop-new")    \
   X(kNatUntranslatable, "nat_untranslatable", "translate rule matched a packet it cannot translate") \
+  X(kNatIcmpErrors, "nat_icmp_errors",                                                              \
+    "ICMP errors quoting a packet of a live translation, translated with it (either direction)")    \
   X(kNatFragmentPassed, "nat_fragment_passed",                                                      \
     "non-first fragments a port-only translate rule matched: passed (their ports are in fragment 1)") \
   X(kRuleSetSwaps, "rule_set_swaps", "times this stage took up a newly published rule set")
@@ -104,7 +106,9 @@ class ClassifyStage {
 
  private:
   void TakeSnapshot() noexcept;
-  void Translate(Batch& b, uint32_t i, const FlowTable::Hit& hit, uint8_t tcp_flags, uint64_t now,
+  // Slot i, whose key (of `kind`) hit a live translation: translated and accepted. False when
+  // it is an ICMP error not about that flow after all (it then goes to the rules).
+  bool Translate(Batch& b, uint32_t i, KeyKind kind, const FlowTable::Hit& hit, uint8_t tcp_flags, uint64_t now,
                  ClassifyCounts& tally) noexcept;
   // translate-source-port for slot i (kind and key from TranslationKey). True when a flow
   // was created.

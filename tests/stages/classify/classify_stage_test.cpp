@@ -94,6 +94,18 @@ class ClassifyStageTest : public ::testing::Test {
     return out;
   }
 
+  // One packet through parse and classify: where it went and its bytes as it left.
+  std::pair<Next, std::vector<uint8_t>> RunBytes(const TestPacket& packet, uint64_t now) {
+    Batch b;
+    Fill(b, {packet});
+    stage_->Process(b, now);
+    const PacketBuffer& pkt = b.packet(0);
+    std::pair<Next, std::vector<uint8_t>> out{b.next(0), {pkt.data(), pkt.data() + pkt.len()}};
+    b.RecordVerdicts();
+    b.Clear();
+    return out;
+  }
+
   uint64_t Count(ClassifyCounter c) const { return stage_->counters().Load(c); }
   RuleTotals Totals(std::string_view name) const {
     auto rs = handle_->Load();
@@ -414,6 +426,117 @@ translate = { ports = "20000-20001" }
   EXPECT_EQ(out[4].reason, DropReason::kNatUntranslatable) << "an echo reply nothing asked for";
   EXPECT_EQ(Count(ClassifyCounter::kNatExhausted), 1u);
   EXPECT_EQ(Count(ClassifyCounter::kNatUntranslatable), 2u);
+}
+
+// ICMP errors about translated packets are translated with them (natd's IcmpAliasIn/Out,
+// Linux's nf_nat_icmp_reply_translation), or path-MTU discovery and traceroute break: a
+// "fragmentation needed" coming back quotes the translated address and port, which the inside
+// host does not know. Every checksum involved must come out right.
+TEST_F(ClassifyStageTest, IcmpErrorsAboutATranslatedFlowAreTranslatedBothWays) {
+  Load(R"(
+[[rule]]
+number = 1
+name = "masquerade"
+action = "translate-source-port"
+match = { family = "ipv4", src = "10.0.0.0/8", proto = ["tcp", "udp", "icmp"] }
+translate = { ports = "1024-65535", address = "198.18.0.1" }
+)");
+  const auto out = Run({Tcp4("10.1.2.3", 4000, "198.19.0.9", 443, tcp::kSyn)}, kSec);
+  ASSERT_EQ(out[0].src, "198.18.0.1");
+  const uint16_t xport = out[0].sport;
+
+  // In: a router's "fragmentation needed" about the translated SYN, quoted whole.
+  const TestPacket sent = Tcp4("198.18.0.1", xport, "198.19.0.9", 443, tcp::kSyn);
+  const auto [next, in] = RunBytes(
+      PacketBuilder().Ipv4("198.19.0.254", "198.18.0.1").Icmp(3, 4, 0, 1400).Payload(sent.bytes).Build(), 2 * kSec);
+  ASSERT_EQ(next, Next::kAccept);
+  EXPECT_EQ(AddrText(in.data() + 16, false), "10.1.2.3") << "the outer destination: the inside host";
+  EXPECT_EQ(AddrText(in.data() + 12, false), "198.19.0.254");
+  const uint8_t* quoted = in.data() + 28;
+  EXPECT_EQ(AddrText(quoted + 12, false), "10.1.2.3");
+  EXPECT_EQ(AddrText(quoted + 16, false), "198.19.0.9");
+  EXPECT_EQ(LoadBe16(quoted + 20), 4000);
+  EXPECT_EQ(LoadBe16(quoted + 22), 443);
+  EXPECT_TRUE(testing::RefIpHeaderChecksumOk(in.data(), in.size()));
+  EXPECT_TRUE(testing::RefL4ChecksumOk(in.data(), in.size())) << "the ICMP checksum";
+  EXPECT_TRUE(testing::RefIpHeaderChecksumOk(quoted, sent.bytes.size())) << "the quoted IP header";
+  EXPECT_TRUE(testing::RefL4ChecksumOk(quoted, sent.bytes.size())) << "the quoted TCP checksum";
+  EXPECT_EQ(Count(ClassifyCounter::kNatIcmpErrors), 1u);
+
+  // The shortest quote RFC 792 allows: the IP header and 8 bytes (the TCP checksum is not in
+  // it, so only what is there changes).
+  const std::vector<uint8_t> short_quote(sent.bytes.begin(), sent.bytes.begin() + 28);
+  const auto [next_short, in_short] = RunBytes(
+      PacketBuilder().Ipv4("198.19.0.254", "198.18.0.1").Icmp(3, 4, 0, 1400).Payload(short_quote).Build(), 2 * kSec);
+  ASSERT_EQ(next_short, Next::kAccept);
+  EXPECT_EQ(AddrText(in_short.data() + 28 + 12, false), "10.1.2.3");
+  EXPECT_EQ(LoadBe16(in_short.data() + 48), 4000);
+  EXPECT_TRUE(testing::RefL4ChecksumOk(in_short.data(), in_short.size()));
+  EXPECT_TRUE(testing::RefIpHeaderChecksumOk(in_short.data() + 28, 20));
+  EXPECT_EQ(Count(ClassifyCounter::kNatIcmpErrors), 2u);
+
+  // Out: the inside host's "port unreachable" about a reply it got translated back.
+  const auto udp = Run({Udp4("10.1.2.3", 5000, "198.19.0.9", 53)}, 3 * kSec);
+  const uint16_t udp_xport = udp[0].sport;
+  const auto reply = Run({Udp4("198.19.0.9", 53, "198.18.0.1", udp_xport)}, 4 * kSec);
+  ASSERT_EQ(reply[0].dport, 5000);
+  const TestPacket received = Udp4("198.19.0.9", 53, "10.1.2.3", 5000);
+  const auto [next_out, err] = RunBytes(
+      PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Icmp(3, 3, 0, 0).Payload(received.bytes).Build(), 5 * kSec);
+  ASSERT_EQ(next_out, Next::kAccept);
+  EXPECT_EQ(AddrText(err.data() + 12, false), "198.18.0.1") << "the outer source: the translated address";
+  const uint8_t* q2 = err.data() + 28;
+  EXPECT_EQ(AddrText(q2 + 16, false), "198.18.0.1");
+  EXPECT_EQ(LoadBe16(q2 + 22), udp_xport);
+  EXPECT_TRUE(testing::RefIpHeaderChecksumOk(err.data(), err.size()));
+  EXPECT_TRUE(testing::RefL4ChecksumOk(err.data(), err.size()));
+  EXPECT_TRUE(testing::RefIpHeaderChecksumOk(q2, received.bytes.size()));
+  EXPECT_TRUE(testing::RefL4ChecksumOk(q2, received.bytes.size())) << "the quoted UDP checksum";
+  EXPECT_EQ(Count(ClassifyCounter::kNatIcmpErrors), 3u);
+
+  // An error about no live flow, or addressed to someone the quoted packet was not from, is
+  // not translated: it goes to the rules (here: no rule matches, the default accepts it).
+  const TestPacket stranger = Tcp4("198.18.0.1", 9, "198.19.0.9", 443);
+  const TestPacket other_dst = Tcp4("198.18.0.2", xport, "198.19.0.9", 443);
+  for (const TestPacket& q : {stranger, other_dst}) {
+    const TestPacket e = PacketBuilder().Ipv4("198.19.0.254", "198.18.0.1").Icmp(3, 4, 0, 1400).Payload(q.bytes).Build();
+    const auto [n, bytes] = RunBytes(e, 6 * kSec);
+    EXPECT_EQ(n, Next::kAccept);
+    EXPECT_EQ(bytes, e.bytes) << "unchanged";
+  }
+  EXPECT_EQ(Count(ClassifyCounter::kNatIcmpErrors), 3u);
+}
+
+// Port-only translation over IPv6 (packet too big: the ICMPv6 checksum covers a pseudo-header)
+// and an ICMP time exceeded about a translated echo request (traceroute by ping).
+TEST_F(ClassifyStageTest, IcmpErrorsAboutIpv6AndEchoTranslationsAreTranslated) {
+  Load(kNapt);
+  const TestPacket v6 = PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Tcp(50000, 80).TcpFlags(tcp::kSyn).Build();
+  const TestPacket ping = PacketBuilder().Ipv4("198.18.0.7", "198.19.0.9").Icmp(8, 0, 0x1234, 1).Payload(16).Build();
+  const auto out = Run({v6, ping}, kSec);
+  const uint16_t xport = out[0].sport, xid = out[1].sport;
+  ASSERT_NE(xport, 50000);
+  ASSERT_NE(xid, 0x1234);
+
+  const TestPacket sent6 = PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Tcp(xport, 80).TcpFlags(tcp::kSyn).Build();
+  const auto [n6, in6] = RunBytes(
+      PacketBuilder().Ipv6("2001:2:0:5::fe", "2001:2:0:c::7").Icmp(2, 0, 0, 1280).Payload(sent6.bytes).Build(), 2 * kSec);
+  ASSERT_EQ(n6, Next::kAccept);
+  const uint8_t* q6 = in6.data() + 48;
+  EXPECT_EQ(LoadBe16(q6 + 40), 50000);
+  EXPECT_TRUE(testing::RefL4ChecksumOk(in6.data(), in6.size())) << "the ICMPv6 checksum";
+  EXPECT_TRUE(testing::RefL4ChecksumOk(q6, sent6.bytes.size())) << "the quoted TCP checksum";
+
+  const TestPacket sent_ping = PacketBuilder().Ipv4("198.18.0.7", "198.19.0.9").Icmp(8, 0, xid, 1).Payload(16).Build();
+  const auto [n4, in4] = RunBytes(
+      PacketBuilder().Ipv4("198.19.0.254", "198.18.0.7").Icmp(11, 0, 0, 0).Payload(sent_ping.bytes).Build(), 3 * kSec);
+  ASSERT_EQ(n4, Next::kAccept);
+  const uint8_t* q4 = in4.data() + 28;
+  EXPECT_EQ(LoadBe16(q4 + 24), 0x1234) << "the quoted echo id, back to the inside host's";
+  EXPECT_TRUE(testing::RefL4ChecksumOk(in4.data(), in4.size()));
+  EXPECT_TRUE(testing::RefIpHeaderChecksumOk(q4, sent_ping.bytes.size()));
+  EXPECT_TRUE(testing::RefL4ChecksumOk(q4, sent_ping.bytes.size())) << "the quoted ICMP checksum";
+  EXPECT_EQ(Count(ClassifyCounter::kNatIcmpErrors), 2u);
 }
 
 TEST_F(ClassifyStageTest, NonFirstFragmentsPassAPortOnlyTranslation) {
