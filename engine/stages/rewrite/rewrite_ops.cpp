@@ -145,9 +145,10 @@ L4Recompute RecomputeL4Checksum(PacketBuffer& buf) noexcept {
   uint32_t l4_len = m.l3_off + IpLen(buf) - m.l4_off;
   const uint16_t old_v = LoadHost16(c.field);
   if (m.l4_proto == ipproto::kUdp) {
-    // UDP sent without a checksum (IPv4, or an IPv6 tunnel's zero checksum, RFC 6935) keeps
-    // going without one, unless the field holds a partial sum the kernel expected to finish.
-    if (old_v == 0 && (m.flags & pkt_flag::kL4CsumNotReady) == 0) {
+    // IPv4 UDP sent without a checksum keeps going without one, unless the field holds a
+    // partial sum the kernel expected to finish. An IPv6 tunnel's zero checksum (RFC 6935)
+    // gets a real one: every receiver takes that, and only some take a zero.
+    if (old_v == 0 && c.zero == CsumZero::kUdpIpv4 && (m.flags & pkt_flag::kL4CsumNotReady) == 0) {
       return L4Recompute::kUnchanged;
     }
     l4_len = udp::Length(l4);  // parse checked it is within the payload
