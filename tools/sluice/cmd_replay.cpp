@@ -262,6 +262,12 @@ int Replay(const ReplayArgs& given) {
                a.output.empty() ? "(no output file)" : a.output.c_str(), opts.threads, opts.threads == 1 ? "" : "s",
                opts.shards, opts.shards == 1 ? "" : "s", opts.batch_size);
   std::fputs(ToText(report).c_str(), summary);
+  if (const uint64_t wrapped = (*source)->timestamps_beyond_32bit(); wrapped != 0 && !a.output.empty()) {
+    std::fprintf(stderr,
+                 "sluice replay: note: %llu record(s) of %s have timestamps outside pcap's 32-bit seconds (pcapng "
+                 "carries 64); %s holds their seconds modulo 2^32, as libpcap's pcap_dump writes them\n",
+                 static_cast<unsigned long long>(wrapped), a.input.c_str(), a.output.c_str());
+  }
   if (!a.stats_json.empty()) {
     if (Status s = WriteFileAtomically(a.stats_json, ToJson(report)); !s.ok()) return Fail(s), 1;
   }

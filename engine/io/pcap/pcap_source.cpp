@@ -110,6 +110,7 @@ bool PcapSource::ReadBurst(PoolCache& cache, Batch& batch, uint32_t max) {
         case PcapRecordReader::Result::kRecord:
           pending_ = true;
           ++records_;
+          beyond_32bit_records_ += record_.sec > INT32_MAX || record_.sec < INT32_MIN;
           if (looping_) ShiftTimestamp(record_);
           consumed_.store(consumed_.load(std::memory_order_relaxed) + record_.caplen + 16, std::memory_order_relaxed);
           break;

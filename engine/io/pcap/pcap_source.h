@@ -51,6 +51,9 @@ class PcapSource final : public PacketSource {
   // What a writer needs to write these packets back in the same format.
   const PcapFormat& format() const noexcept { return format_; }
   uint64_t records() const noexcept { return records_; }
+  // Records whose timestamp does not fit pcap's 32-bit seconds (pcapng carries 64): a pcap
+  // writer keeps their seconds modulo 2^32, as libpcap's pcap_dump does. Read after the run.
+  uint64_t timestamps_beyond_32bit() const noexcept { return beyond_32bit_records_; }
   // How far through all loops the reading is, 0..1, from file bytes consumed; any thread.
   double Progress() const noexcept {
     const uint64_t total = total_bytes_;
@@ -81,6 +84,7 @@ class PcapSource final : public PacketSource {
   uint64_t first_pass_records_ = 0;
   int64_t shift_ = 0;
   bool beyond_32bit_ = false;  // a first-pass timestamp outside pcap's 32-bit seconds (pcapng)
+  uint64_t beyond_32bit_records_ = 0;
   int64_t shift_sec_ = 0;   // shift_ in seconds and the rest, for the per-record add
   int64_t shift_frac_ = 0;
   PcapRecord record_;

@@ -228,6 +228,28 @@ TEST(PcapIo, ALoopOfAFileWithTimestampsBeyond32BitsIsAnError) {
   fs::remove(crafted);
 }
 
+// A single pass writes such timestamps modulo 2^32, as pcap_dump does; the source counts
+// them so that replay can say so rather than change the dates silently.
+TEST(PcapIo, TimestampsBeyond32BitsAreCounted) {
+  auto pool = std::move(BufferPool::Create({.small_buffers = 1024, .large_buffers = 16})).value();
+  for (const auto& [name, beyond] : {std::pair{"time_2106_overflow.pcapng", true}, {"tcp-handshake-nano.pcap", false}}) {
+    SCOPED_TRACE(name);
+    auto src = PcapSource::Open(Corpus(name).string());
+    ASSERT_TRUE(src.ok()) << src.status().message();
+    PoolCache cache(*pool);
+    for (bool more = true; more;) {
+      Batch b;
+      b.set_limit(kMaxBatch);
+      more = (*src)->ReadBurst(cache, b, kMaxBatch);
+      PacketBuffer* bufs[kMaxBatch];
+      cache.PutBulk(bufs, b.TakeBuffers(bufs));
+    }
+    ASSERT_TRUE((*src)->status().ok());
+    EXPECT_EQ((*src)->timestamps_beyond_32bit() > 0, beyond);
+    EXPECT_LE((*src)->timestamps_beyond_32bit(), (*src)->records());
+  }
+}
+
 TEST(PcapIo, LoopsOfANanosecondFileMoveOnInNanoseconds) {
   const fs::path in = Corpus("tcp-handshake-nano.pcap"), out = Temp("loop_nano_out.pcap");
   uint64_t n = 0;
