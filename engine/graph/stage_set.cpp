@@ -65,7 +65,7 @@ void StageSet::Report(StatsReport& r) const {
            [&](std::size_t s, std::size_t k) { return shards_[s]->rewrite.counters().LoadAt(k); }, n, r);
   for (std::size_t s = 0; s < n; ++s) {
     r.counters.push_back({"nat_flows", "Live translations in the shard's flow table.",
-                          shards_[s]->classify.nat_flows(), {{"shard", std::to_string(s)}}});
+                          shards_[s]->classify.nat_flows(), {{"shard", std::to_string(s)}}, /*gauge=*/true});
   }
   const std::shared_ptr<const RuleSet> rules = rules_->Load();
   for (uint32_t i = 0; i < rules->size(); ++i) {

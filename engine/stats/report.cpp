@@ -201,7 +201,7 @@ std::string ToPrometheus(const StatsReport& r) {
   for (std::size_t i = 0; i < r.counters.size(); ++i) {
     if (written[i]) continue;
     const std::string& name = r.counters[i].name;
-    Metric(out, name, "gauge", r.counters[i].help);
+    Metric(out, name, r.counters[i].gauge ? "gauge" : "counter", r.counters[i].help);
     for (std::size_t j = i; j < r.counters.size(); ++j) {
       const NamedCounter& c = r.counters[j];
       if (written[j] || c.name != name) continue;

@@ -37,6 +37,7 @@ struct NamedCounter {
   std::string help;
   uint64_t value = 0;
   std::vector<std::pair<std::string, std::string>> labels;
+  bool gauge = false;  // a level that goes up and down (else a count that only grows)
 };
 
 struct StatsReport {

@@ -150,6 +150,16 @@ TEST(StatsReport, PrometheusGroupsEachMetricUnderOneHeader) {
       << text;
 }
 
+// A count that only grows is a counter (so that rate() handles restarts); a level, a gauge.
+TEST(StatsReport, PrometheusTypesCountsAsCountersAndLevelsAsGauges) {
+  StatsReport r;
+  r.counters.push_back({"nat_created", "Translations created.", 9, {}});
+  r.counters.push_back({"nat_flows", "Live translations.", 3, {}, /*gauge=*/true});
+  const std::string text = ToPrometheus(r);
+  EXPECT_NE(text.find("# TYPE sluice_nat_created counter\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE sluice_nat_flows gauge\n"), std::string::npos) << text;
+}
+
 TEST(StatsReport, AddRunAccumulatesShards) {
   RunStats a, b;
   a.packets_in.Add(3);

@@ -188,7 +188,7 @@ StatsReport BuildReport(const RunArgs& a, const Config& c, const InlinePipeline&
   r.counters.push_back({"pool_orphaned", "Buffers released without a verdict.", ps.orphaned, {}});
   for (const auto& [name, c] : {std::pair{"small", SizeClass::kSmall}, std::pair{"large", SizeClass::kLarge}}) {
     r.counters.push_back({"pool_buffers", "Buffers in the pool, by size class (the config's, or what sluice run raised it to).",
-                          pool.Capacity(c), {{"class", name}}});
+                          pool.Capacity(c), {{"class", name}}, /*gauge=*/true});
   }
   return r;
 }

@@ -689,7 +689,8 @@ void AppendNfqueueCounters(const NfqueueEndpoint& endpoint, StatsReport& report)
       "the last packet id received (a gauge): the kernel's id_sequence minus it is the loss after "
       "it, which no gap shows yet",
       endpoint.last_id(),
-      {{"queue", queue}}});
+      {{"queue", queue}},
+      /*gauge=*/true});
 }
 
 }  // namespace sluice

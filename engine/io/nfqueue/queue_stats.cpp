@@ -137,7 +137,7 @@ void AppendKernelQueueStats(std::span<const KernelQueueStats> all, StatsReport& 
         {"queue", std::to_string(k.queue)}};
     report.counters.push_back({"nfqueue_kernel_queue_total",
                                "packets queued and not yet verdicted (kernel)", k.queue_total,
-                               labels});
+                               labels, /*gauge=*/true});
     report.counters.push_back({"nfqueue_kernel_queue_dropped",
                                "packets dropped because the queue was at its maxlen (kernel)",
                                k.queue_dropped, labels});
@@ -146,7 +146,7 @@ void AppendKernelQueueStats(std::span<const KernelQueueStats> all, StatsReport& 
          "packets dropped because the netlink socket buffer was full (kernel)",
          k.queue_user_dropped, labels});
     report.counters.push_back({"nfqueue_kernel_id_sequence", "last packet id the kernel handed out",
-                               k.id_sequence, labels});
+                               k.id_sequence, labels, /*gauge=*/true});  // wraps at 2^32
   }
 }
 
