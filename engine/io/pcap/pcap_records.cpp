@@ -92,12 +92,14 @@ class MappedReader final : public PcapRecordReader {
 };
 
 // Everything else, through libpcap (at nanosecond precision, so no timestamp loses digits).
+// A classic pcap file in microseconds (byte-swapped, or an older version) is handed out in
+// microseconds, as the file has them, so that what is written keeps the input's precision.
 class LibpcapReader final : public PcapRecordReader {
  public:
-  LibpcapReader(std::string path, pcap_t* p) : path_(std::move(path)), p_(p) {
+  LibpcapReader(std::string path, pcap_t* p, bool micro) : path_(std::move(path)), p_(p), micro_(micro) {
     format_.dlt = pcap_datalink(p);
     format_.snaplen = static_cast<uint32_t>(pcap_snapshot(p));
-    format_.nanosecond = true;
+    format_.nanosecond = !micro;
   }
   ~LibpcapReader() override { pcap_close(p_); }
 
@@ -111,7 +113,7 @@ class LibpcapReader final : public PcapRecordReader {
       return Result::kError;
     }
     out.sec = h->ts.tv_sec;
-    out.frac = h->ts.tv_usec;
+    out.frac = micro_ ? h->ts.tv_usec / 1000 : h->ts.tv_usec;  // nanoseconds: opened so
     out.caplen = h->caplen;
     out.len = h->len;
     out.data = data;
@@ -124,6 +126,7 @@ class LibpcapReader final : public PcapRecordReader {
  private:
   std::string path_;
   pcap_t* p_;
+  bool micro_;
   uint64_t records_ = 0;
 };
 
@@ -164,10 +167,10 @@ sluice::Result<std::unique_ptr<PcapRecordReader>> PcapRecordReader::Open(const s
   // The mapped reader takes what it reads exactly as libpcap would: host byte order, version
   // 2.4 (libpcap swaps caplen and len in some older versions' records), and a link type whose
   // largest record is libpcap's MAXIMUM_SNAPLEN (D-Bus, EBHSCR and USBPcap allow more).
-  const bool classic = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                       static_cast<std::size_t>(st.st_size) >= kFileHeader &&
-                       pread(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
-                       (h.magic == kMagicMicro || h.magic == kMagicNano) && h.version_major == 2 &&
+  const bool header = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                      static_cast<std::size_t>(st.st_size) >= kFileHeader &&
+                      pread(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h);
+  const bool classic = header && (h.magic == kMagicMicro || h.magic == kMagicNano) && h.version_major == 2 &&
                        h.version_minor == 4 && MaxCaplenIsLibpcaps(pcap_datalink(p));
   if (classic) {
     void* base = mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
@@ -186,7 +189,8 @@ sluice::Result<std::unique_ptr<PcapRecordReader>> PcapRecordReader::Open(const s
     }
   }
   if (fd >= 0) ::close(fd);
-  auto r = std::make_unique<LibpcapReader>(path, p);
+  const bool micro = header && (h.magic == kMagicMicro || h.magic == __builtin_bswap32(kMagicMicro));
+  auto r = std::make_unique<LibpcapReader>(path, p, micro);
   r->SetLinktype(LinktypeOfDlt(pcap_datalink(p)));
   return std::unique_ptr<PcapRecordReader>(std::move(r));
 }

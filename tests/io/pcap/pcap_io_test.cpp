@@ -250,6 +250,26 @@ TEST(PcapIo, TimestampsBeyond32BitsAreCounted) {
   }
 }
 
+// A classic pcap file libpcap reads for us (here big-endian) keeps its microseconds: the
+// output was once written in nanoseconds, against the README's promise of the input's
+// precision.
+TEST(PcapIo, AByteSwappedMicrosecondFileIsWrittenInMicroseconds) {
+  const fs::path in = Corpus("pptp.pcap"), out = Temp("swapped_out.pcap");
+  auto reader = PcapRecordReader::Open(in.string());
+  ASSERT_TRUE(reader.ok());
+  EXPECT_FALSE((*reader)->format().nanosecond);
+  uint64_t n = 0;
+  ASSERT_TRUE(Replay(in, out, 1, {}, &n).ok());
+  uint32_t magic = 0;
+  std::FILE* f = std::fopen(out.c_str(), "rb");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(std::fread(&magic, 4, 1, f), 1u);
+  std::fclose(f);
+  EXPECT_EQ(magic, 0xa1b2c3d4u) << "a microsecond pcap";
+  EXPECT_EQ(ReadAll(out), ReadAll(in)) << "the same records, timestamps to the nanosecond";
+  fs::remove(out);
+}
+
 TEST(PcapIo, LoopsOfANanosecondFileMoveOnInNanoseconds) {
   const fs::path in = Corpus("tcp-handshake-nano.pcap"), out = Temp("loop_nano_out.pcap");
   uint64_t n = 0;
