@@ -4,6 +4,7 @@
 #include "engine/core/clock.h"
 #include "engine/rules/packet_fields.h"
 #include "engine/stages/classify/translate.h"
+#include "engine/stages/rewrite/rewrite_ops.h"
 
 namespace sluice {
 namespace {
@@ -94,6 +95,7 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
   uint32_t pending = 0;
   for (uint32_t j = 0; j < n; ++j) {
     FlowTable::Hit hit;
+    if (scratch_.kind[j] == KeyKind::kNone && TranslateLaterFragment(b, scratch_.slot[j], now, tally)) continue;
     if (look_up && scratch_.kind[j] != KeyKind::kNone && flows_.Lookup(scratch_.keys[j], scratch_.hash[j], &hit) &&
         Translate(b, scratch_.slot[j], scratch_.kind[j], hit, static_cast<uint8_t>(scratch_.fields[j].tcp_flags), now,
                   tally)) {
@@ -123,6 +125,7 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
         Translate(b, i, scratch_.kind[j], hit, static_cast<uint8_t>(f.tcp_flags), now, tally)) {
       continue;
     }
+    if (created && scratch_.kind[j] == KeyKind::kNone && TranslateLaterFragment(b, i, now, tally)) continue;
     const uint32_t r = scratch_.rule[k];
     if (want_counts) {
       const CountMatches& counts = scratch_.counts[k];
@@ -187,6 +190,7 @@ bool ClassifyStage::Translate(Batch& b, uint32_t i, KeyKind kind, const FlowTabl
     return true;
   }
   flows_.Touch(hit.flow, hit.dir, tcp_flags, now);
+  RememberFirstFragment(b.packet(i), flows_.flow(hit.flow), hit.dir, now);
   ApplyTranslation(b.packet(i), flows_.flow(hit.flow), hit.dir);
   b.set_next(i, Next::kAccept);
   tally.Bump(hit.dir == FlowTable::Dir::kOriginal ? ClassifyCounter::kNatOut : ClassifyCounter::kNatIn);
@@ -213,6 +217,7 @@ bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& 
   switch (c.status) {
     case FlowTable::CreateStatus::kCreated:
       tally.Bump(ClassifyCounter::kNatCreated);
+      RememberFirstFragment(b.packet(i), flows_.flow(c.flow), FlowTable::Dir::kOriginal, now);
       ApplyTranslation(b.packet(i), flows_.flow(c.flow), FlowTable::Dir::kOriginal);
       b.set_next(i, Next::kAccept);
       return true;
@@ -226,6 +231,37 @@ bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& 
       return false;
   }
   return false;
+}
+
+void ClassifyStage::RememberFirstFragment(const PacketBuffer& pkt, const FlowTable::Flow& flow, FlowTable::Dir dir,
+                                          uint64_t now) noexcept {
+  const PacketMeta& m = pkt.meta();
+  if (m.l3 != L3Type::kIpv4 || (m.flags & (pkt_flag::kFragment | pkt_flag::kFragmentLater)) != pkt_flag::kFragment) {
+    return;
+  }
+  const FlowKey& o = flow.orig;
+  if (flow.xaddr == o.src()) return;  // port-only: later fragments pass as they are
+  const uint8_t* ip = pkt.data() + m.l3_off;
+  if (dir == FlowTable::Dir::kOriginal) {
+    fragments_.Remember(ip, NatFragments::Side::kSrc, static_cast<uint32_t>(flow.xaddr), now);
+  } else {
+    fragments_.Remember(ip, NatFragments::Side::kDst, static_cast<uint32_t>(o.src()), now);
+  }
+}
+
+bool ClassifyStage::TranslateLaterFragment(Batch& b, uint32_t i, uint64_t now, ClassifyCounts& tally) noexcept {
+  PacketBuffer& pkt = b.packet(i);
+  const PacketMeta& m = pkt.meta();
+  if (m.l3 != L3Type::kIpv4 || (m.flags & pkt_flag::kFragmentLater) == 0) return false;
+  NatFragments::Side side;
+  uint32_t addr = 0;
+  if (!fragments_.Find(pkt.data() + m.l3_off, now, &side, &addr)) return false;
+  const bool changed = SetIpv4Address(pkt, side == NatFragments::Side::kSrc ? Side::kSrc : Side::kDst, addr);
+  FinishChecksums(pkt, changed, /*full=*/false);
+  if (changed) pkt.meta().flags |= pkt_flag::kModified;
+  b.set_next(i, Next::kAccept);
+  tally.Bump(ClassifyCounter::kNatFragments);
+  return true;
 }
 
 }  // namespace sluice

@@ -47,6 +47,7 @@
 #include "engine/rules/flow_table.h"
 #include "engine/rules/packet_fields.h"
 #include "engine/rules/rule_set.h"
+#include "engine/stages/classify/nat_fragments.h"
 #include "engine/stages/classify/translate.h"
 
 namespace sluice {
@@ -69,6 +70,8 @@ namespace sluice {
   X(kNatUntranslatable, "nat_untranslatable", "translate rule matched a packet it cannot translate") \
   X(kNatIcmpErrors, "nat_icmp_errors",                                                              \
     "ICMP errors quoting a packet of a live translation, translated with it (either direction)")    \
+  X(kNatFragments, "nat_fragments",                                                                  \
+    "later IPv4 fragments given the address their first fragment's translation gave it")            \
   X(kNatFragmentPassed, "nat_fragment_passed",                                                      \
     "non-first fragments a port-only translate rule matched: passed (their ports are in fragment 1)") \
   X(kRuleSetSwaps, "rule_set_swaps", "times this stage took up a newly published rule set")
@@ -110,6 +113,12 @@ class ClassifyStage {
   // it is an ICMP error not about that flow after all (it then goes to the rules).
   bool Translate(Batch& b, uint32_t i, KeyKind kind, const FlowTable::Hit& hit, uint8_t tcp_flags, uint64_t now,
                  ClassifyCounts& tally) noexcept;
+  // A first IPv4 fragment about to be translated with `flow` in `dir`: when the translation
+  // moves the address, its later fragments must get it too (NatFragments).
+  void RememberFirstFragment(const PacketBuffer& pkt, const FlowTable::Flow& flow, FlowTable::Dir dir,
+                             uint64_t now) noexcept;
+  // Slot i, a later IPv4 fragment: translated and accepted if its first fragment was.
+  bool TranslateLaterFragment(Batch& b, uint32_t i, uint64_t now, ClassifyCounts& tally) noexcept;
   // translate-source-port for slot i (kind and key from TranslationKey). True when a flow
   // was created.
   bool CreateTranslation(Batch& b, uint32_t i, const PacketFields& f, const NatTarget& target, KeyKind kind,
@@ -133,6 +142,7 @@ class ClassifyStage {
   std::shared_ptr<const RuleSet> snapshot_;
   uint64_t generation_ = 0;
   FlowTable flows_;
+  NatFragments fragments_;
   StageClock clock_;
   ClassifyCounters counters_;
   std::atomic<uint64_t> nat_flows_{0};

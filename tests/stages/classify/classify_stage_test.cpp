@@ -561,6 +561,54 @@ translate = { ports = "20000-29999" }
   EXPECT_EQ(Count(ClassifyCounter::kNatFragmentPassed), frags.size() - 1);
 }
 
+// A translation that moves the address moves it in every fragment, both ways, as libalias's
+// fragment links do: the first fragment carries the ports, and its later fragments are known
+// by (protocol, source, destination, IP id). Once, an outbound datagram's later fragments
+// were dropped and an inbound one's went on to the translated address.
+TEST_F(ClassifyStageTest, LaterFragmentsOfAnAddressTranslationGetTheAddressToo) {
+  Load(R"(
+[[rule]]
+number = 1
+name = "masquerade"
+action = "translate-source-port"
+match = { family = "ipv4", src = "10.0.0.0/8", proto = "udp" }
+translate = { ports = "1024-65535", address = "198.18.0.1" }
+)");
+  const auto frags_out = testing::FragmentPacket(
+      PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Udp(5000, 53).Payload(200).Build(), 96);
+  ASSERT_GE(frags_out.size(), 3u);
+  const auto out = Run(frags_out, kSec);  // one batch: the first fragment creates the flow
+  for (const Seen& s : out) {
+    EXPECT_EQ(s.next, Next::kAccept);
+    EXPECT_EQ(s.src, "198.18.0.1");
+    EXPECT_TRUE(s.ip_ok);
+  }
+  const uint16_t xport = out[0].sport;
+
+  const auto frags_in = testing::FragmentPacket(
+      PacketBuilder().Ipv4("198.19.0.9", "198.18.0.1").Udp(53, xport).Payload(1000).Build(), 400);
+  std::vector<TestPacket> later(frags_in.begin() + 1, frags_in.end());
+  const auto in_first = Run({frags_in[0]}, 2 * kSec);  // the later ones in a batch of their own
+  const auto in_later = Run(later, 2 * kSec);
+  EXPECT_EQ(in_first[0].dst, "10.1.2.3");
+  EXPECT_EQ(in_first[0].dport, 5000);
+  for (const Seen& s : in_later) {
+    EXPECT_EQ(s.next, Next::kAccept);
+    EXPECT_EQ(s.dst, "10.1.2.3");
+    EXPECT_TRUE(s.ip_ok);
+  }
+  EXPECT_EQ(Count(ClassifyCounter::kNatFragments), frags_out.size() - 1 + later.size());
+
+  // A later fragment whose first fragment was never seen (another IP id) is not translated:
+  // the rule drops it; and none is remembered past the reassembly time.
+  const auto stray = testing::FragmentPacket(
+      PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Udp(5000, 53).Payload(200).Build(), 96, /*id=*/0x4321);
+  const auto s = Run({stray.back()}, 3 * kSec);
+  EXPECT_EQ(s[0].reason, DropReason::kNatUntranslatable);
+  const auto late = Run({later.back()}, 2 * kSec + NatFragments::kTimeoutNs);
+  EXPECT_EQ(late[0].dst, "198.18.0.1") << "expired: not translated";
+}
+
 TEST_F(ClassifyStageTest, IdleFlowsExpireOnTheBatchClock) {
   Load(kNapt);
   const auto out = Run({Udp4("198.18.0.1", 7000, "198.19.0.9", 53)}, 0);
