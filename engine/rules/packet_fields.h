@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "engine/core/assert.h"
 #include "engine/core/byte_order.h"
 #include "engine/packet/packet_buffer.h"
 #include "engine/rules/ip_addr.h"
@@ -75,12 +76,16 @@ inline void ExtractFields(const PacketBuffer& pkt, PacketFields* f) noexcept {
     f->dst = MakeU128((uint64_t{LoadBe32(l3 + 24)} << 32) | LoadBe32(l3 + 28),
                       (uint64_t{LoadBe32(l3 + 32)} << 32) | LoadBe32(l3 + 36));
   }
-  const bool header = m.l4_off != 0 && (m.flags & pkt_flag::kFragmentLater) == 0;
-  const bool l4 = header && (m.flags & pkt_flag::kL4Valid) != 0;
+  const bool l4 = (m.flags & pkt_flag::kL4Valid) != 0 && m.l4_off != 0 &&
+                  (m.flags & pkt_flag::kFragmentLater) == 0;
+  f->has_ports = l4 && CarriesPorts(m.l4_proto);
   // TCP and UDP: parse validated the header. SCTP and UDP-Lite: parse does not look into them
   // (sluice keeps neither checksum, so they are never rewritten), but their ports sit where
   // TCP's and UDP's do, and rules match them when the common header is captured.
-  f->has_ports = l4 ? CarriesPorts(m.l4_proto) : header && CommonHeaderCaptured(m.l4_proto, pkt.len() - m.l4_off);
+  if (SLUICE_UNLIKELY(!l4) && CommonHeaderCaptured(m.l4_proto, pkt.len() - m.l4_off) && m.l4_off != 0 &&
+      (m.flags & pkt_flag::kFragmentLater) == 0) {
+    f->has_ports = true;
+  }
   f->sport = f->has_ports ? LoadBe16(pkt.data() + m.l4_off) : 0;
   f->dport = f->has_ports ? LoadBe16(pkt.data() + m.l4_off + 2) : 0;
   f->tcp_flags = l4 && m.l4_proto == ip_proto::kTcp ? kTcpFlagsValid | pkt.data()[m.l4_off + 13] : 0;

@@ -95,7 +95,10 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
   uint32_t pending = 0;
   for (uint32_t j = 0; j < n; ++j) {
     FlowTable::Hit hit;
-    if (scratch_.kind[j] == KeyKind::kNone && TranslateLaterFragment(b, scratch_.slot[j], now, tally)) continue;
+    if (scratch_.kind[j] == KeyKind::kNone && fragments_.any() &&
+        TranslateLaterFragment(b, scratch_.slot[j], now, tally)) {
+      continue;
+    }
     if (look_up && scratch_.kind[j] != KeyKind::kNone && flows_.Lookup(scratch_.keys[j], scratch_.hash[j], &hit) &&
         Translate(b, scratch_.slot[j], scratch_.kind[j], hit, static_cast<uint8_t>(scratch_.fields[j].tcp_flags), now,
                   tally)) {
@@ -125,7 +128,9 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
         Translate(b, i, scratch_.kind[j], hit, static_cast<uint8_t>(f.tcp_flags), now, tally)) {
       continue;
     }
-    if (created && scratch_.kind[j] == KeyKind::kNone && TranslateLaterFragment(b, i, now, tally)) continue;
+    if (created && scratch_.kind[j] == KeyKind::kNone && fragments_.any() && TranslateLaterFragment(b, i, now, tally)) {
+      continue;
+    }
     const uint32_t r = scratch_.rule[k];
     if (want_counts) {
       const CountMatches& counts = scratch_.counts[k];

@@ -40,6 +40,9 @@ class NatFragments {
     any_ = true;
   }
 
+  // Whether anything was ever remembered: until then no packet needs a Find.
+  bool any() const noexcept { return any_; }
+
   // A later fragment's translation, if its first fragment's was remembered.
   bool Find(const uint8_t* ip, uint64_t now, Side* side, uint32_t* addr) const noexcept {
     if (!any_) return false;

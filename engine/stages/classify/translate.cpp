@@ -102,6 +102,35 @@ void QuotedChecksum(uint8_t* field, const CsumDelta& changes, CsumZero zero, Csu
   msg.Write16(field, changes.Apply(old_v, zero));
 }
 
+// An ICMP error's key (TranslationKey): out of line, as errors are rare and the common
+// path (TCP, UDP) should stay short.
+[[gnu::cold, gnu::noinline]] KeyKind IcmpErrorKey(const PacketBuffer& pkt, const PacketFields& f, uint8_t type,
+                                                 FlowKey* key) noexcept {
+  Quoted q;
+  if (!IsIcmpError(f.family, type) || !FindQuoted(pkt, f.family, &q)) return KeyKind::kNone;
+  // The quoted packet went the other way: its tuple reversed is the key its flow has for
+  // this direction (a reply's key for an error coming in, the original for one going out).
+  const uint8_t* d = pkt.data();
+  const uint32_t addr_len = f.family == L3Type::kIpv4 ? 4 : 16;
+  const uint32_t src_at = f.family == L3Type::kIpv4 ? 12 : 8;
+  const IpAddr qsrc = f.family == L3Type::kIpv4 ? IpAddr::V4(LoadBe32(d + q.ip + src_at))
+                                                 : IpAddr::FromV6Bytes(d + q.ip + src_at);
+  const IpAddr qdst = f.family == L3Type::kIpv4 ? IpAddr::V4(LoadBe32(d + q.ip + src_at + addr_len))
+                                                 : IpAddr::FromV6Bytes(d + q.ip + src_at + addr_len);
+  key->set_src(qdst.value);
+  key->set_dst(qsrc.value);
+  key->proto = q.proto;
+  if (q.proto == ip_proto::kTcp || q.proto == ip_proto::kUdp) {
+    key->sport = LoadBe16(d + q.l4 + 2);
+    key->dport = LoadBe16(d + q.l4);
+  } else {
+    const uint16_t qid = icmp::EchoId(d + q.l4);  // a request's reverse is keyed as a reply
+    key->sport = q.echo_request ? 0 : qid;
+    key->dport = q.echo_request ? qid : 0;
+  }
+  return KeyKind::kIcmpError;
+}
+
 }  // namespace
 
 KeyKind TranslationKey(const PacketBuffer& pkt, const PacketFields& f, FlowKey* key) noexcept {
@@ -134,29 +163,7 @@ KeyKind TranslationKey(const PacketBuffer& pkt, const PacketFields& f, FlowKey* 
     key->dport = id;
     return KeyKind::kEchoReply;
   }
-  Quoted q;
-  if (!IsIcmpError(f.family, type) || !FindQuoted(pkt, f.family, &q)) return KeyKind::kNone;
-  // The quoted packet went the other way: its tuple reversed is the key its flow has for
-  // this direction (a reply's key for an error coming in, the original for one going out).
-  const uint8_t* d = pkt.data();
-  const uint32_t addr_len = f.family == L3Type::kIpv4 ? 4 : 16;
-  const uint32_t src_at = f.family == L3Type::kIpv4 ? 12 : 8;
-  const IpAddr qsrc = f.family == L3Type::kIpv4 ? IpAddr::V4(LoadBe32(d + q.ip + src_at))
-                                                 : IpAddr::FromV6Bytes(d + q.ip + src_at);
-  const IpAddr qdst = f.family == L3Type::kIpv4 ? IpAddr::V4(LoadBe32(d + q.ip + src_at + addr_len))
-                                                 : IpAddr::FromV6Bytes(d + q.ip + src_at + addr_len);
-  key->set_src(qdst.value);
-  key->set_dst(qsrc.value);
-  key->proto = q.proto;
-  if (q.proto == ip_proto::kTcp || q.proto == ip_proto::kUdp) {
-    key->sport = LoadBe16(d + q.l4 + 2);
-    key->dport = LoadBe16(d + q.l4);
-  } else {
-    const uint16_t qid = icmp::EchoId(d + q.l4);  // a request's reverse is keyed as a reply
-    key->sport = q.echo_request ? 0 : qid;
-    key->dport = q.echo_request ? qid : 0;
-  }
-  return KeyKind::kIcmpError;
+  return IcmpErrorKey(pkt, f, type, key);
 }
 
 bool ApplyTranslation(PacketBuffer& pkt, const FlowTable::Flow& flow, FlowTable::Dir dir) noexcept {
