@@ -469,6 +469,11 @@ Status InlinePipeline::Validate(const InlineOptions& o, uint32_t shards, const B
   return Status::Ok();
 }
 
+uint64_t InlinePipeline::LargeBuffersForGso(const InlineOptions& o, uint32_t shards) {
+  const uint64_t batches = o.run_to_completion ? 2 : o.batches_per_shard;
+  return uint64_t{shards} * (batches * o.batch_size + 2 * PoolCache::kLargeCacheMax);
+}
+
 void InlinePipeline::Start() {
   SLUICE_CHECK(host_ == nullptr);
   stop_.store(false);

@@ -151,6 +151,12 @@ class InlinePipeline {
   ~InlinePipeline();  // Stop()s if running
 
   static Status Validate(const InlineOptions& options, uint32_t shards, const BufferPool& pool);
+  // Large buffers for NFQUEUE with GSO, where any message may be a 64 KiB super-packet that
+  // holds a large buffer until its verdict: per shard, every batch it can have in flight full
+  // of them (two when the stages run on the I/O thread: one in the stages, one being
+  // received; batches_per_shard otherwise), plus what its two caches may keep
+  // (PoolCache::kLargeCacheMax each). Fewer, and one queue's bulk TCP can starve another.
+  static uint64_t LargeBuffersForGso(const InlineOptions& options, uint32_t shards);
 
   void Start();
   void Stop();

@@ -111,7 +111,8 @@ bool BufferPool::Owns(const PacketBuffer* b) const noexcept {
 PoolCache::PoolCache(BufferPool& pool, uint32_t size) : pool_(pool), size_(std::max(size, 2u)) {
   for (std::size_t ci = 0; ci < kNumSizeClasses; ++ci) {
     const uint32_t share = pool.Capacity(static_cast<SizeClass>(ci)) / kCapacityShare;
-    limit_[ci] = share < 2 ? 0 : std::min(share, size_);  // an overflow moves limit / 2 >= 1 out
+    const uint32_t most = static_cast<SizeClass>(ci) == SizeClass::kLarge ? std::min(size_, kLargeCacheMax) : size_;
+    limit_[ci] = share < 2 ? 0 : std::min(share, most);  // an overflow moves limit / 2 >= 1 out
     stack_[ci] = std::make_unique<PacketBuffer*[]>(limit_[ci]);
   }
 }

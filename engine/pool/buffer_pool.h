@@ -122,11 +122,15 @@ class BufferPool {
 // so no cache can hoard a small class: with 64 large buffers and a cache size of 512, one cache
 // would otherwise keep every large buffer it ever saw returned, and a source reading through
 // another cache would find none. A class of fewer than 2 × kCapacityShare buffers is not cached
-// at all: its Gets and Puts go straight to the pool.
+// at all: its Gets and Puts go straight to the pool. The large class is cached at most
+// kLargeCacheMax deep whatever its size: its buffers are for the rare long packet (GSO,
+// jumbo), a pool lock per 16 of them costs nothing beside their bytes, and many shards' caches
+// must not park what one queue's burst of super-packets needs (see LargeBuffersForGso).
 class PoolCache {
  public:
   static constexpr uint32_t kDefaultSize = 512;
   static constexpr uint32_t kCapacityShare = 16;
+  static constexpr uint32_t kLargeCacheMax = 32;
 
   explicit PoolCache(BufferPool& pool, uint32_t size = kDefaultSize);
   ~PoolCache();  // returns everything it holds to the pool

@@ -152,6 +152,22 @@ TEST(PoolCache, AClassTooSmallToShareGoesStraightBackToThePool) {
   }
 }
 
+// However large the large class, a cache keeps at most kLargeCacheMax of it: with 16 NFQUEUE
+// shards, 32 caches once parked more large buffers than the class held, and a queue with a
+// burst of GSO super-packets found none (reviewed; the daemon's sizing counts this bound).
+TEST(PoolCache, TheLargeClassIsCachedOnlyAFewDeep) {
+  auto pool = MakePool(16384, 4096);
+  PoolCache sink(*pool);
+  std::vector<PacketBuffer*> got(1000);
+  for (const SizeClass c : {SizeClass::kLarge, SizeClass::kSmall}) {
+    ASSERT_EQ(pool->GetBulk(c, got.data(), 1000), 1000u);
+    for (PacketBuffer* b : got) sink.Put(b);
+  }
+  EXPECT_LE(sink.cached(SizeClass::kLarge), PoolCache::kLargeCacheMax);
+  EXPECT_GE(pool->Stats().free_central[1], 4096u - PoolCache::kLargeCacheMax);
+  EXPECT_GT(sink.cached(SizeClass::kSmall), PoolCache::kLargeCacheMax) << "the small class is not capped so";
+}
+
 // A source thread takes buffers through its cache; a sink thread returns them through its own.
 // Nothing is lost or handed out twice while they run concurrently.
 TEST(PoolCache, BulkGetAndPutAcrossTwoThreads) {

@@ -354,12 +354,14 @@ int Run(const RunArgs& a) {
   const uint64_t need = uint64_t{shards} * (uint64_t{opts.batches_per_shard} * opts.batch_size + 2 * PoolCache::kDefaultSize);
   pool_config.small_buffers = static_cast<uint32_t>(std::max<uint64_t>(pool_config.small_buffers, need));
   // With GSO on, any message may be a 64 KiB super-packet that holds a large buffer until its
-  // verdict: keep two full bursts' worth per shard (one in the stages, one being received), so
-  // bulk TCP does not run the class dry. A message that finds none waits for one, and the
-  // queue is not read meanwhile (nfqueue_large_buffer_waits); past 50 ms it is dropped by id
-  // (nfqueue_no_large_buffer).
+  // verdict: enough for every batch in flight and every cache (LargeBuffersForGso), so bulk
+  // TCP does not run the class dry. A message that finds none waits for one, and the queue is
+  // not read meanwhile (nfqueue_large_buffer_waits); past 50 ms it is dropped by id
+  // (nfqueue_no_large_buffer). Each is about 66 KiB of memory, populated at start: 12 MiB
+  // per shard by default (run to completion, batch 64).
   if (config.io.backend == Backend::kNfqueue && config.io.nfqueue.gso) {
-    pool_config.large_buffers = std::max(pool_config.large_buffers, shards * 2 * opts.batch_size);
+    const uint64_t large = InlinePipeline::LargeBuffersForGso(opts, shards);
+    pool_config.large_buffers = std::max<uint32_t>(pool_config.large_buffers, static_cast<uint32_t>(large));
   }
   auto pool = BufferPool::Create(pool_config);
   if (!pool.ok()) {
