@@ -323,6 +323,10 @@ int Run(const RunArgs& a) {
   sigemptyset(&signals);
   for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A stats reader (a FIFO, /dev/stdout into a pipe) or a log reader that goes away is an
+  // EPIPE on that write, reported; by default SIGPIPE would end the daemon with no drain,
+  // and the kernel would drop everything still queued.
+  signal(SIGPIPE, SIG_IGN);
 
   ConfigLoad load = LoadConfigFile(a.config);
   if (!load.ok()) {

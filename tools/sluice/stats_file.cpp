@@ -1,6 +1,7 @@
 #include "tools/sluice/stats_file.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,23 +28,32 @@ std::string FollowLinks(const std::string& path) {
   return p.string();
 }
 
-// A FIFO, a terminal or a socket: written in place. A FIFO with no reader is an error at once
-// (O_NONBLOCK), never a stall of the caller.
+// A FIFO, a terminal or a socket: written in place, never stalling the caller (the daemon's
+// main thread also takes its signals): a FIFO with no reader is an error at once
+// (O_NONBLOCK), and a reader that stops reading one after kInPlaceWaitMs.
+constexpr int kInPlaceWaitMs = 1000;
+
 Status WriteInPlace(const std::string& path, const std::string& contents) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return IoError(path + ": " + std::strerror(errno));
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);  // a reader is there: wait for it
   std::size_t done = 0;
   int error = 0;
   while (done < contents.size()) {
     const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      error = n < 0 ? errno : EIO;
+    if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      const int ready = ::poll(&p, 1, kInPlaceWaitMs);
+      if (ready > 0) continue;
+      error = ready == 0 ? ETIMEDOUT : errno;
       break;
     }
-    done += static_cast<std::size_t>(n);
+    error = n < 0 ? errno : EIO;
+    break;
   }
   ::close(fd);
   if (error != 0) return IoError(path + ": write failed: " + std::strerror(error));
