@@ -66,35 +66,38 @@ bool FindQuoted(const PacketBuffer& pkt, L3Type family, Quoted* q) noexcept {
 }
 
 // Writes a new value into a 16-bit field of the quoted packet: the ICMP message's checksum
-// (`msg`) and the quoted transport checksum (`l4`) collect the change.
-void QuotedWrite16(uint8_t* field, uint16_t value, CsumDelta& msg, CsumDelta& l4) noexcept {
+// (`msg`) and the quoted transport checksum (`l4`) collect the change. True when it changed.
+bool QuotedWrite16(uint8_t* field, uint16_t value, CsumDelta& msg, CsumDelta& l4) noexcept {
   const uint16_t old_v = LoadHost16(field);
-  if (msg.Write16(field, MemBe16(value))) l4.Replace16(old_v, MemBe16(value));
+  if (!msg.Write16(field, MemBe16(value))) return false;
+  l4.Replace16(old_v, MemBe16(value));
+  return true;
 }
 
 // Replaces an address of the quoted IP header (v4: 4 bytes, v6: 16); the quoted IPv4
 // header checksum (`ip`) and a pseudo-header-covering transport checksum (`pseudo`) collect
-// the change with the message's.
-void QuotedAddress(uint8_t* field, L3Type family, U128 value, CsumDelta& msg, CsumDelta& ip,
+// the change with the message's. True when it changed.
+bool QuotedAddress(uint8_t* field, L3Type family, U128 value, CsumDelta& msg, CsumDelta& ip,
                    CsumDelta& pseudo) noexcept {
   if (family == L3Type::kIpv4) {
     const uint32_t old_v = LoadHost32(field);
     const uint32_t new_v = MemBe32(static_cast<uint32_t>(value));
-    if (!msg.Write32(field, new_v)) return;
+    if (!msg.Write32(field, new_v)) return false;
     ip.Replace32(old_v, new_v);
     pseudo.Replace32(old_v, new_v);
-    return;
+    return true;
   }
   uint8_t bytes[16];
   IpAddr::V6(value).ToBytes(bytes);
-  if (std::memcmp(field, bytes, 16) == 0) return;
+  if (std::memcmp(field, bytes, 16) == 0) return false;
   msg.Replace128(field, bytes);
   pseudo.Replace128(field, bytes);
   std::memcpy(field, bytes, 16);
+  return true;
 }
 
-// Sets a checksum field of the quoted packet to `updated` (its value after the collected
-// changes); the message's checksum collects that change too.
+// Applies the collected `changes` to a checksum field of the quoted packet; the message's
+// checksum collects that change too.
 void QuotedChecksum(uint8_t* field, const CsumDelta& changes, CsumZero zero, CsumDelta& msg) noexcept {
   if (changes.empty()) return;
   const uint16_t old_v = LoadHost16(field);
@@ -205,21 +208,21 @@ bool ApplyIcmpErrorTranslation(PacketBuffer& pkt, const FlowTable::Flow& flow, F
   CsumDelta msg, quoted_ip, quoted_l4;  // the ICMP message's, the quoted IPv4 header's, the quoted transport's
   CsumDelta unused;                     // what no checksum covers (an IPv6 header has none)
   CsumDelta& pseudo = q.proto == ip_proto::kIcmp ? unused : quoted_l4;  // ICMPv4 has no pseudo-header
-  bool outer_changed = false;
+  bool changed = false;
   if (in) {
     // About a packet that went out translated: back to the inside host's address and port.
     if (moves_address) {
-      outer_changed |= SetAddress(pkt, Side::kDst, family, o.src());
-      QuotedAddress(qsrc, family, o.src(), msg, v4 ? quoted_ip : unused, pseudo);
+      changed |= SetAddress(pkt, Side::kDst, family, o.src());
+      changed |= QuotedAddress(qsrc, family, o.src(), msg, v4 ? quoted_ip : unused, pseudo);
     }
-    QuotedWrite16(echo ? ql4 + icmp::kOffEchoId : ql4, o.sport, msg, quoted_l4);
+    changed |= QuotedWrite16(echo ? ql4 + icmp::kOffEchoId : ql4, o.sport, msg, quoted_l4);
   } else {
     // About a reply the inside host received translated back: as it went on the wire.
     if (moves_address) {
-      outer_changed |= SetAddress(pkt, Side::kSrc, family, flow.xaddr);
-      QuotedAddress(qdst, family, flow.xaddr, msg, v4 ? quoted_ip : unused, pseudo);
+      changed |= SetAddress(pkt, Side::kSrc, family, flow.xaddr);
+      changed |= QuotedAddress(qdst, family, flow.xaddr, msg, v4 ? quoted_ip : unused, pseudo);
     }
-    QuotedWrite16(echo ? ql4 + icmp::kOffEchoId : ql4 + 2, flow.xport, msg, quoted_l4);
+    changed |= QuotedWrite16(echo ? ql4 + icmp::kOffEchoId : ql4 + 2, flow.xport, msg, quoted_l4);
   }
   if (v4) QuotedChecksum(qip + 10, quoted_ip, CsumZero::kPlain, msg);
   // The quoted transport checksum, when the quote reaches it (UDP's and ICMP's are in the
@@ -232,7 +235,6 @@ bool ApplyIcmpErrorTranslation(PacketBuffer& pkt, const FlowTable::Flow& flow, F
   } else {
     QuotedChecksum(ql4 + icmp::kOffChecksum, quoted_l4, CsumZero::kPlain, msg);
   }
-  const bool changed = outer_changed || !msg.empty();
   msg.ApplyTo(d + pkt.meta().l4_off + icmp::kOffChecksum);
   FinishChecksums(pkt, changed, /*full=*/false);
   if (changed) pkt.meta().flags |= pkt_flag::kModified;
