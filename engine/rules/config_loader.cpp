@@ -787,7 +787,13 @@ void ReadRewrite(Loader& l, const toml::table& t, const std::string& path, const
   uint16_t mss = 0;
   if (r.Integer("mss_clamp", 88, 65495, &mss)) {
     w.mss_clamp = mss;
-    if (rule.match.protos != std::vector<uint8_t>{kProtoTcp}) {
+    const auto& protos = rule.match.protos;
+    if (rule.action == RuleAction::kTranslateSourcePort) {
+      // A translation's edits apply to all its flows; the clamp acts on the TCP SYNs among them.
+      if (std::find(protos.begin(), protos.end(), kProtoTcp) == protos.end()) {
+        r.Error(*r.Find("mss_clamp"), "mss_clamp", "mss_clamp needs match.proto to include \"tcp\"");
+      }
+    } else if (protos != std::vector<uint8_t>{kProtoTcp}) {
       r.Error(*r.Find("mss_clamp"), "mss_clamp", "mss_clamp needs match.proto = \"tcp\"");
     }
   }
@@ -823,6 +829,14 @@ std::string TranslateAddressProblem(uint32_t shards, std::string_view shards_fro
   return "translating the source address needs every reply on the shard that made the translation, "
          "which no backend's steering guarantees with " +
          std::string(shards_from) + " > 1; use one shard or translate ports only (omit address)";
+}
+
+// The [rule.rewrite] keys a translate-source-port rule may carry.
+bool IsTranslationEdit(std::string_view key) {
+  for (std::string_view k : {"ttl", "ttl_decrement", "dscp", "mss_clamp", "mark", "mark_mask", "full_checksum"}) {
+    if (key == k) return true;
+  }
+  return false;
 }
 
 void ReadTranslate(Loader& l, const toml::table& t, const std::string& path, const Config& cfg, RuleConfig& rule) {
@@ -898,8 +912,21 @@ void ReadRule(Loader& l, const toml::table& t, std::size_t index, Config& cfg, R
   if (rule.action == RuleAction::kRewrite) {
     if (rewrite == nullptr) r.ErrorAtTable("rewrite", "missing; action \"rewrite\" needs a [rule.rewrite] table");
     else ReadRewrite(l, *rewrite, path + ".rewrite", cfg, rule);
+  } else if (rewrite != nullptr && rule.action == RuleAction::kTranslateSourcePort) {
+    // Edits for every packet of the rule's translations, both ways (an MSS clamp on a NAT
+    // gateway): the translation itself sets addresses and ports.
+    bool only_edits = true;
+    for (const auto& [key, node] : *rewrite) {
+      if (IsTranslationEdit(key.str())) continue;
+      l.Error(node.source().begin, path + ".rewrite." + std::string(key.str()),
+              "a translation sets addresses and ports itself; its [rule.rewrite] takes only ttl, ttl_decrement, "
+              "dscp, mss_clamp, mark, mark_mask and full_checksum");
+      only_edits = false;
+    }
+    r.Find("rewrite");
+    if (only_edits) ReadRewrite(l, *rewrite, path + ".rewrite", cfg, rule);
   } else if (rewrite != nullptr) {
-    r.Error(*r.Find("rewrite"), "rewrite", "only valid with action = \"rewrite\"");
+    r.Error(*r.Find("rewrite"), "rewrite", "only valid with action = \"rewrite\" or \"translate-source-port\"");
   }
   if (rule.action == RuleAction::kTranslateSourcePort) {
     if (translate == nullptr) {

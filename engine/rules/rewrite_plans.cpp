@@ -70,7 +70,10 @@ Result<RewritePlans> RewritePlans::Build(std::span<const RuleConfig> rules) {
   RewritePlans out;
   out.index_.assign(rules.size(), nullptr);
   for (std::size_t i = 0; i < rules.size(); ++i) {
-    if (rules[i].action != RuleAction::kRewrite) continue;
+    const RewriteSpec& w = rules[i].rewrite;
+    const bool translation_edits = rules[i].action == RuleAction::kTranslateSourcePort &&
+                                   (w.ttl || w.ttl_decrement || w.dscp || w.mss_clamp || w.mark || w.full_checksum);
+    if (rules[i].action != RuleAction::kRewrite && !translation_edits) continue;
     auto plan = std::make_unique<RewritePlan>(ToPlan(rules[i].rewrite));
     if (Status s = Validate(*plan); !s.ok()) {
       return InvalidArgument("rule " + std::to_string(rules[i].number) + " (" + rules[i].name +

@@ -26,7 +26,8 @@ class RewritePlans {
   RewritePlans(RewritePlans&&) noexcept;
   RewritePlans& operator=(RewritePlans&&) noexcept;
 
-  // Plans for every rule with action kRewrite, indexed by rule; an invalid plan is an error
+  // Plans for every rule with action kRewrite, and for every translate rule with edits,
+  // indexed by rule; an invalid plan is an error
   // naming the rule (the loader's checks make that a bug, not a user error).
   static Result<RewritePlans> Build(std::span<const RuleConfig> rules);
 

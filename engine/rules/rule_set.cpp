@@ -49,6 +49,7 @@ Result<std::shared_ptr<RuleSet>> RuleSet::Compile(const Config& config, const Ru
       c.nat.address = r.translate.address ? r.translate.address->value : 0;
       c.nat.rule_number = r.number;
       rs->has_translations_ = true;
+      if (c.plan != nullptr) rs->translation_edits_.emplace_back(r.number, c.plan);
     }
     rs->rules_.push_back(c);
     rs->info_.push_back({r.number, r.name, r.action});

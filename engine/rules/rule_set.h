@@ -41,7 +41,7 @@ namespace sluice {
 struct CompiledRule {
   RuleAction action = RuleAction::kAccept;
   MarkSpec mark;                        // kMark
-  const RewritePlan* plan = nullptr;    // kRewrite: owned by the RuleSet
+  const RewritePlan* plan = nullptr;    // kRewrite, or a translation's edits: owned by the RuleSet
   NatTarget nat;                        // kTranslateSourcePort
 };
 
@@ -83,6 +83,15 @@ class RuleSet {
   const CompiledRule& rule(uint32_t i) const noexcept { return rules_[i]; }
   DefaultAction default_action() const noexcept { return default_action_; }
   bool has_translations() const noexcept { return has_translations_; }
+  // The edits ([rule.rewrite]) of translate rule `number` for every packet of its
+  // translations, or nullptr. Found by number, as flows outlive the rule set that made them: a
+  // reload that changes a rule's edits changes them for its live flows too.
+  const RewritePlan* TranslationEdits(uint32_t number) const noexcept {
+    for (const auto& [n, plan] : translation_edits_) {
+      if (n == number) return plan;
+    }
+    return nullptr;
+  }
   bool has_count_rules() const noexcept { return classifier_.has_count_rules(); }
   RuleCounters* counters(uint32_t shard) const noexcept { return counters_[shard].get(); }
 
@@ -108,6 +117,7 @@ class RuleSet {
   RewritePlans plans_;
   DefaultAction default_action_ = DefaultAction::kAccept;
   bool has_translations_ = false;
+  std::vector<std::pair<uint32_t, const RewritePlan*>> translation_edits_;  // (rule number, plan): few
   uint32_t shards_ = 1;
   // [shard][rule]; shared with the next generation when it is the same rules compiled again
   // (RuleSetHandle::Recompile). Shard s's counters have one writer either way: shard s's

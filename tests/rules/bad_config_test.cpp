@@ -316,6 +316,22 @@ name = "a"
 action = "drop"
 rewrite = { ttl = 9 }
 )", 5, 11, "rule[0].rewrite", "only valid with action = \"rewrite\""},
+    {"a translation's rewrite with a port edit", R"([[rule]]
+number = 1
+name = "a"
+action = "translate-source-port"
+match = { proto = "tcp" }
+translate = { ports = "2000-2999" }
+rewrite = { mss_clamp = 1400, dst_port = 80 }
+)", 7, 42, "rule[0].rewrite.dst_port", "a translation sets addresses and ports itself"},
+    {"a translation's mss_clamp without tcp", R"([[rule]]
+number = 1
+name = "a"
+action = "translate-source-port"
+match = { proto = "udp" }
+translate = { ports = "2000-2999" }
+rewrite = { mss_clamp = 1400 }
+)", 7, 25, "rule[0].rewrite.mss_clamp", "mss_clamp needs match.proto to include \"tcp\""},
     {"empty rewrite", R"([[rule]]
 number = 1
 name = "a"

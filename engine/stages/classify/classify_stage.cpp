@@ -197,7 +197,7 @@ bool ClassifyStage::Translate(Batch& b, uint32_t i, KeyKind kind, const FlowTabl
   flows_.Touch(hit.flow, hit.dir, tcp_flags, now);
   RememberFirstFragment(b.packet(i), flows_.flow(hit.flow), hit.dir, now);
   ApplyTranslation(b.packet(i), flows_.flow(hit.flow), hit.dir);
-  b.set_next(i, Next::kAccept);
+  Translated(b, i, flows_.flow(hit.flow).rule_number, tally);
   tally.Bump(hit.dir == FlowTable::Dir::kOriginal ? ClassifyCounter::kNatOut : ClassifyCounter::kNatIn);
   return true;
 }
@@ -224,7 +224,7 @@ bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& 
       tally.Bump(ClassifyCounter::kNatCreated);
       RememberFirstFragment(b.packet(i), flows_.flow(c.flow), FlowTable::Dir::kOriginal, now);
       ApplyTranslation(b.packet(i), flows_.flow(c.flow), FlowTable::Dir::kOriginal);
-      b.set_next(i, Next::kAccept);
+      Translated(b, i, target.rule_number, tally);
       return true;
     case FlowTable::CreateStatus::kNoPort:
       tally.Bump(ClassifyCounter::kNatExhausted);
@@ -236,6 +236,16 @@ bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& 
       return false;
   }
   return false;
+}
+
+void ClassifyStage::Translated(Batch& b, uint32_t i, uint32_t rule_number, ClassifyCounts& tally) noexcept {
+  if (const RewritePlan* edits = snapshot_->TranslationEdits(rule_number)) {
+    b.set_plan(i, edits);
+    b.set_next(i, Next::kRewrite);
+    tally.Bump(ClassifyCounter::kRewritePlanned);
+    return;
+  }
+  b.set_next(i, Next::kAccept);
 }
 
 void ClassifyStage::RememberFirstFragment(const PacketBuffer& pkt, const FlowTable::Flow& flow, FlowTable::Dir dir,

@@ -113,6 +113,9 @@ class ClassifyStage {
   // it is an ICMP error not about that flow after all (it then goes to the rules).
   bool Translate(Batch& b, uint32_t i, KeyKind kind, const FlowTable::Hit& hit, uint8_t tcp_flags, uint64_t now,
                  ClassifyCounts& tally) noexcept;
+  // Slot i was translated by a flow of translate rule `rule_number`: on to rewrite with the
+  // rule's edits when it has some ([rule.rewrite]), else accepted.
+  void Translated(Batch& b, uint32_t i, uint32_t rule_number, ClassifyCounts& tally) noexcept;
   // A first IPv4 fragment about to be translated with `flow` in `dir`: when the translation
   // moves the address, its later fragments must get it too (NatFragments).
   void RememberFirstFragment(const PacketBuffer& pkt, const FlowTable::Flow& flow, FlowTable::Dir dir,

@@ -764,6 +764,54 @@ TEST_F(ClassifyStageTest, RewritePlansReachTheRewriteStage) {
   b.Clear();
 }
 
+// A NAT gateway clamps the MSS of the connections it translates (PPPoE): the translate rule
+// carries the edit, and every packet of its flows gets it after the translation, both ways.
+// Before, a translate rule was terminal and live flows skipped the rules, so no MSS clamp,
+// DSCP or TTL edit could reach translated traffic; a clamp rule placed first left the SYN
+// untranslated and the connection broke.
+TEST_F(ClassifyStageTest, ATranslationsEditsApplyToEveryPacketOfItsFlowsBothWays) {
+  Load(R"(
+[[rule]]
+number = 1
+name = "masquerade"
+action = "translate-source-port"
+match = { family = "ipv4", src = "10.0.0.0/8", proto = ["tcp", "udp"] }
+translate = { ports = "1024-65535", address = "198.18.0.1" }
+rewrite = { mss_clamp = 1200, dscp = 10 }
+)");
+  RewriteStage rewrite;
+  auto through = [&](const TestPacket& packet, uint64_t now) {
+    Batch b;
+    Fill(b, {packet});
+    stage_->Process(b, now);
+    EXPECT_EQ(b.next(0), Next::kRewrite);
+    rewrite.Process(b);
+    EXPECT_EQ(b.next(0), Next::kAccept);
+    const PacketBuffer& p = b.packet(0);
+    std::vector<uint8_t> out(p.data() + p.meta().l3_off, p.data() + p.len());
+    b.RecordVerdicts();
+    b.Clear();
+    return out;
+  };
+  const auto syn = through(PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Tcp(40000, 443).TcpFlags(tcp::kSyn).Mss(1460).Build(), kSec);
+  EXPECT_EQ(AddrText(syn.data() + 12, false), "198.18.0.1");
+  const uint16_t xport = LoadBe16(syn.data() + 20);
+  EXPECT_EQ(LoadBe16(syn.data() + 20 + 22), 1200) << "the SYN's MSS, clamped";
+  EXPECT_EQ(syn[1] >> 2, 10) << "the DSCP";
+  EXPECT_TRUE(testing::RefIpHeaderChecksumOk(syn.data(), syn.size()));
+  EXPECT_TRUE(testing::RefL4ChecksumOk(syn.data(), syn.size()));
+
+  const auto syn_ack = through(
+      PacketBuilder().Ipv4("198.19.0.9", "198.18.0.1").Tcp(443, xport).TcpFlags(tcp::kSyn | tcp::kAck).Mss(1460).Build(),
+      2 * kSec);
+  EXPECT_EQ(AddrText(syn_ack.data() + 16, false), "10.1.2.3");
+  EXPECT_EQ(LoadBe16(syn_ack.data() + 22), 40000);
+  EXPECT_EQ(LoadBe16(syn_ack.data() + 20 + 22), 1200) << "the SYN-ACK's MSS, clamped";
+  EXPECT_TRUE(testing::RefIpHeaderChecksumOk(syn_ack.data(), syn_ack.size()));
+  EXPECT_TRUE(testing::RefL4ChecksumOk(syn_ack.data(), syn_ack.size()));
+  EXPECT_EQ(Count(ClassifyCounter::kRewritePlanned), 2u);
+}
+
 TEST_F(ClassifyStageTest, SteadyStateAllocatesNothing) {
   Load(kNapt);
   std::vector<TestPacket> packets;
