@@ -58,7 +58,9 @@ class InlineEndpoint : public PacketOwner {
   virtual uint32_t Receive(PoolCache& cache, Batch& batch, uint32_t max, std::chrono::microseconds wait) noexcept = 0;
 
   // Acts on every packet's recorded verdict (Batch::RecordVerdicts has run): accept with the
-  // new bytes and mark where flagged, or drop. The buffers stay the caller's.
+  // new bytes and mark where flagged, or drop. An accept it cannot carry out becomes a drop
+  // recorded in the batch (Batch::DropRecorded), so that what the graph counts afterwards is
+  // what the kernel was told. The buffers stay the caller's.
   virtual void Send(Batch& batch) noexcept = 0;
 
   // Called on the I/O thread after a Receive that found nothing, and once more after Stop()

@@ -53,10 +53,8 @@ uint32_t CountEnded(const Next* next, uint32_t n) noexcept {
 }
 }  // namespace
 
-// Records every packet's verdict in its metadata and counts it in `run`, with its latency
-// from receive to `now`. The accounting shared by both graphs' last node.
-void RecordAndAccount(Batch& b, RunStats& run, uint64_t now) noexcept {
-  b.RecordVerdicts();
+// Counts every packet's recorded verdict in `run`, with its latency from receive to `now`.
+void AccountVerdicts(const Batch& b, RunStats& run, uint64_t now) noexcept {
   uint64_t accepted = 0, rewritten = 0, bytes_out = 0;
   // Packets received together share a receive time: one histogram bump per run of them.
   uint64_t run_rx = 0, run_len = 0;
@@ -88,6 +86,12 @@ void RecordAndAccount(Batch& b, RunStats& run, uint64_t now) noexcept {
   run.accepted.Add(accepted - rewritten);
   run.rewritten.Add(rewritten);
   run.bytes_out.Add(bytes_out);
+}
+
+// Records every packet's verdict in its metadata and counts it: the offline graph's last node.
+void RecordAndAccount(Batch& b, RunStats& run, uint64_t now) noexcept {
+  b.RecordVerdicts();
+  AccountVerdicts(b, run, now);
 }
 
 void RunStage(StageRef stage, StageStats& stats, Batch& b) noexcept {
@@ -495,8 +499,10 @@ void InlinePipeline::Start() {
           RunStage(shard.stages.parse, shard.parse, *b);
           RunStage(shard.stages.classify, shard.classify, *b);
           RunStage(shard.stages.rewrite, shard.rewrite, *b);
-          RecordAndAccount(*b, shard.run, NowNs());
+          // Counted after Send: it may turn an accept it cannot carry out into a drop.
+          b->RecordVerdicts();
           shard.stages.endpoint->Send(*b);
+          AccountVerdicts(*b, shard.run, NowNs());
           std::array<PacketBuffer*, kMaxBatch> bufs;
           shard.retire_cache.PutBulk(bufs.data(), b->TakeBuffers(bufs.data()));
           shard.batches.Put(b);

@@ -108,6 +108,14 @@ class Batch {
     next_[i] = Next::kDrop;
     reason_[i] = r;
   }
+  // A drop decided after RecordVerdicts (an inline endpoint's Send that cannot carry out an
+  // accept): the slot and the packet's recorded verdict both say so.
+  void DropRecorded(uint32_t i, DropReason r) noexcept {
+    Drop(i, r);
+    PacketMeta& m = ref_[i]->meta();
+    m.verdict = Verdict::kDrop;
+    m.drop_reason = r;
+  }
   void Skip(uint32_t i, DropReason r) noexcept {
     next_[i] = Next::kSkip;
     reason_[i] = r;

@@ -77,7 +77,11 @@ namespace sluice {
     "translate-source-port: no free port in this shard's share of the rule's range")              \
   X(kNatTableFull, "nat_table_full", "translate-source-port: flow table full, nat.on_full = drop-new") \
   X(kNatUntranslatable, "nat_untranslatable",                                                     \
-    "translate-source-port matched a packet without TCP/UDP ports that is no ICMP echo request")
+    "translate-source-port matched a packet without TCP/UDP ports that is no ICMP echo request")  \
+  /* inline sinks */                                                                              \
+  X(kCannotReturnBytes, "cannot_return_bytes",                                                    \
+    "rewritten, but the kernel cannot take its new bytes back (NFQUEUE: over 65,531 bytes, or "   \
+    "captured in part): dropped, never sent cut or unmodified")
 
 enum class DropReason : uint16_t {
 #define SLUICE_X(e, name, desc) e,

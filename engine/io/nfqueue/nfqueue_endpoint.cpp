@@ -526,6 +526,7 @@ void NfqueueEndpoint::Send(Batch& batch) noexcept {
       it.payload_len = m.len;
     } else {
       ++oversize;  // bytes that cannot go back whole: dropped, never cut
+      batch.DropRecorded(i, DropReason::kCannotReturnBytes);  // and counted as what it is
     }
   }
   if (oversize) counters_.Add(C::kOversize, oversize);

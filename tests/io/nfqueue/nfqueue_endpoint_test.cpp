@@ -209,14 +209,60 @@ TEST(NfqueueEndpoint, APartlyCapturedPacketIsFlaggedAndKeepsItsWireLength) {
   EXPECT_TRUE(b.packet(0).meta().flags & pkt_flag::kTruncated);
   EXPECT_EQ(b.packet(0).meta().wire_len, 90000u);
   EXPECT_EQ(b.packet(0).meta().len, 1400u);
-  // Rewritten, it cannot go back whole: dropped, not cut.
+  // Rewritten, it cannot go back whole: dropped, not cut; and the batch says so, so that the
+  // pipeline counts a drop (cannot_return_bytes), not a rewrite.
   b.set_next(0, Next::kAccept);
   b.packet(0).meta().flags |= pkt_flag::kModified;
-  rig.Finish(b);
+  b.RecordVerdicts();
+  rig.endpoint->Send(b);
+  EXPECT_EQ(b.next(0), Next::kDrop);
+  EXPECT_EQ(b.reason(0), DropReason::kCannotReturnBytes);
+  EXPECT_EQ(b.packet(0).meta().verdict, Verdict::kDrop);
+  rig.Retire(b);
   const auto v = rig.kernel.ReadAll();
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].verdict, static_cast<uint32_t>(NF_DROP));
   EXPECT_EQ(rig.Count(C::kOversize), 1u);
+}
+
+// Through the inline pipeline: what it counts is what the kernel was told.
+TEST(NfqueueEndpoint, ThePipelineCountsABytesTooBigToReturnAsADrop) {
+  Rig rig;
+  PacketSpec s;
+  s.id = 1;
+  s.cap_len = 90000;
+  s.payload = Ipv4Bytes(1400);
+  ASSERT_TRUE(rig.kernel.Deliver(BuildPacketMessage(s)));
+  rig.model.Queued(1);
+  rig.Deliver(2, 1);
+  struct Modify {  // "rewrites" every packet
+    void Process(Batch& b) noexcept {
+      for (uint32_t i = 0; i < b.size(); ++i) {
+        if (b.next(i) != Next::kRewrite) continue;
+        b.packet(i).meta().flags |= pkt_flag::kModified;
+        b.set_next(i, Next::kAccept);
+      }
+    }
+  } rewrite;
+  PassStage<Next::kParse, Next::kClassify> parse;
+  PassStage<Next::kClassify, Next::kRewrite> classify;
+  const InlineShard shard{rig.endpoint.get(), StageRef::Of(parse), StageRef::Of(classify), StageRef::Of(rewrite)};
+  InlinePipeline pipeline({.threads = 1, .batch_size = 64, .receive_wait = std::chrono::microseconds(1000)}, *rig.pool,
+                          std::span(&shard, 1));
+  pipeline.Start();
+  for (int i = 0; i < 2000 && rig.model.outcome.size() < 2; ++i) {
+    rig.Settle();
+    std::this_thread::sleep_for(1ms);
+  }
+  pipeline.Stop();
+  rig.Settle();
+  ASSERT_EQ(rig.model.outcome.size(), 2u);
+  EXPECT_EQ(rig.model.outcome[1].verdict, static_cast<uint32_t>(NF_DROP));
+  EXPECT_EQ(rig.model.outcome[2].verdict, static_cast<uint32_t>(NF_ACCEPT));
+  const RunStats& run = pipeline.run_stats(0);
+  EXPECT_EQ(run.rewritten.Load(), 1u);
+  EXPECT_EQ(run.dropped[static_cast<std::size_t>(DropReason::kCannotReturnBytes)].Load(), 1u);
+  EXPECT_EQ(run.packets_in.Load(), run.accepted.Load() + run.rewritten.Load() + run.Dropped());
 }
 
 TEST(NfqueueEndpoint, AGsoSizedMessageArrivesWholeInALargeBuffer) {
