@@ -23,6 +23,14 @@ inline constexpr uint8_t kV6EchoRequest = 128;
 inline constexpr uint8_t kV6EchoReply = 129;
 
 inline uint8_t Type(const uint8_t* h) noexcept { return h[kOffType]; }
+
+// The messages that quote the packet they are about (RFC 792, RFC 4443): destination
+// unreachable (fragmentation needed, packet too big), time exceeded, parameter problem, and
+// ICMPv4's source quench. `v6`: an ICMPv6 type.
+inline bool IsError(bool v6, uint8_t type) noexcept {
+  if (!v6) return type == 3 || type == 4 || type == 11 || type == 12;
+  return type >= 1 && type <= 4;
+}
 inline uint8_t Code(const uint8_t* h) noexcept { return h[kOffCode]; }
 inline uint16_t EchoId(const uint8_t* h) noexcept { return LoadBe16(h + kOffEchoId); }
 

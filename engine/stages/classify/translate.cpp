@@ -18,14 +18,6 @@ bool SetAddress(PacketBuffer& pkt, Side side, L3Type family, U128 value) noexcep
 
 bool IsIcmpEcho(uint8_t proto) noexcept { return proto == ip_proto::kIcmp || proto == ip_proto::kIcmp6; }
 
-// ICMP messages that quote the packet they are about (RFC 792, RFC 4443): destination
-// unreachable (fragmentation needed / packet too big among them), time exceeded, parameter
-// problem, and ICMPv4's source quench.
-bool IsIcmpError(L3Type family, uint8_t type) noexcept {
-  if (family == L3Type::kIpv4) return type == 3 || type == 4 || type == 11 || type == 12;
-  return type >= 1 && type <= 4;
-}
-
 // The packet an ICMP error quotes, as offsets into the buffer: its IP header and the 8 bytes
 // of transport header behind it (what RFC 792 guarantees; enough for ports and an echo id).
 struct Quoted {
@@ -110,7 +102,7 @@ void QuotedChecksum(uint8_t* field, const CsumDelta& changes, CsumZero zero, Csu
 [[gnu::cold, gnu::noinline]] KeyKind IcmpErrorKey(const PacketBuffer& pkt, const PacketFields& f, uint8_t type,
                                                  FlowKey* key) noexcept {
   Quoted q;
-  if (!IsIcmpError(f.family, type) || !FindQuoted(pkt, f.family, &q)) return KeyKind::kNone;
+  if (!icmp::IsError(f.family == L3Type::kIpv6, type) || !FindQuoted(pkt, f.family, &q)) return KeyKind::kNone;
   // The quoted packet went the other way: its tuple reversed is the key its flow has for
   // this direction (a reply's key for an error coming in, the original for one going out).
   const uint8_t* d = pkt.data();

@@ -6,6 +6,7 @@
 #include "engine/proto/flow_hash.h"
 #include "engine/proto/icmp.h"
 #include "engine/proto/ipv4.h"
+#include "engine/proto/ipv6.h"
 #include "engine/proto/link.h"
 #include "engine/proto/tcp.h"
 #include "engine/proto/udp.h"
@@ -79,6 +80,21 @@ DropReason ParseIpv6(const uint8_t* ip, uint32_t avail, const ipv6::Limits& limi
     if (chain.later_fragment) out->flags |= pkt_flag::kFragmentLater;
   }
   return DropReason::kNone;
+}
+
+// An ICMP error (l4: its header, avail bytes of it and what follows) is about the packet it
+// quotes: it takes that packet's shard key (addresses and protocol, symmetric), so that the
+// offline graph dispatches it to the shard holding the quoted packet's flow, where a NAT
+// translation of it lives. A quote too short for its IP header keeps the error's own key.
+// Kernel queues steer by the error's own addresses (docs/config.md, Translations and shards).
+[[gnu::cold, gnu::noinline]] uint32_t SteerIcmpErrorByQuote(uint32_t seed, bool v6, const uint8_t* l4, uint32_t avail,
+                                                          uint32_t own) noexcept {
+  if (!icmp::IsError(v6, icmp::Type(l4)) || avail < icmp::kHeaderLen) return own;
+  const uint8_t* q = l4 + icmp::kHeaderLen;
+  const uint32_t qlen = avail - icmp::kHeaderLen;
+  if (!v6 && qlen >= 20 && (q[0] >> 4) == 4) return FlowHashIpv4(seed, q + ipv4::kOffSrc, q + ipv4::kOffDst, 0, 0, q[9]);
+  if (v6 && qlen >= 40 && (q[0] >> 4) == 6) return FlowHashIpv6(seed, q + ipv6::kOffSrc, q + ipv6::kOffDst, 0, 0, q[6]);
+  return own;
 }
 
 // Validates the transport header at l4 (l4_avail bytes of IP payload behind it). Sets
@@ -221,6 +237,12 @@ DropReason ParseOne(PacketBuffer& buf, const ParseConfig& config, ParseCounts& c
 
 DropReason ParsePacket(PacketBuffer& buf, const ParseConfig& config, ParseCounts& counts) noexcept {
   const DropReason r = ParseOne(buf, config, counts);
+  PacketMeta& m = buf.meta();
+  if (SLUICE_UNLIKELY((m.l4_proto == ipproto::kIcmp || m.l4_proto == ipproto::kIcmpv6) && r == DropReason::kNone &&
+                      (m.flags & pkt_flag::kL4Valid) != 0)) {
+    m.flow_hash = SteerIcmpErrorByQuote(config.flow_hash_seed, m.l3 == L3Type::kIpv6, buf.data() + m.l4_off,
+                                        buf.len() - m.l4_off, m.flow_hash);
+  }
   if (SLUICE_UNLIKELY(r != DropReason::kNone)) {
     const bool not_ip = r == DropReason::kNotIp || r == DropReason::kUnsupportedLinkType;
     counts.Bump(not_ip ? ParseCounter::kNotIp : ParseCounter::kMalformed);

@@ -34,7 +34,10 @@
 // Flow hash: seeded and symmetric (engine/proto/flow_hash.h) over the address pair and the
 // protocol, without ports — the key the kernel's NFQUEUE --queue-balance hashes, so offline
 // shards hold what inline shards would. It keeps every fragment of a datagram on one shard,
-// and a port translation's replies (addressed to the new port) on the shard that made it.
+// and a port translation's replies (addressed to the new port) on the shard that made it. An
+// ICMP error takes the key of the packet it quotes, so that the offline graph hands it to
+// the shard of that packet's flow (where its NAT translation lives); kernel queues steer it
+// by its own addresses.
 //
 // Cost: no allocation, no lock, no virtual call; counters accumulate in locals and are added
 // once per batch. bench/stages/parse_bench.cpp has ns/packet per traffic mix.

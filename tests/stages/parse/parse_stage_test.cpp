@@ -264,6 +264,36 @@ TEST(ParseStage, FlowHashIsSymmetricAndSeeded) {
   }
 }
 
+// An ICMP error goes with the flow it quotes: a router's "fragmentation needed" or an inside
+// host's "port unreachable" carries the quoted packet's shard key, so that the offline graph
+// meets it with that flow's NAT translation. A quote too short for an IP header keeps its own.
+TEST(ParseStage, AnIcmpErrorTakesTheShardKeyOfThePacketItQuotes) {
+  for (const bool v6 : {false, true}) {
+    SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
+    const char* inside = v6 ? "2001:2:0:c::7" : "198.18.0.7";
+    const char* remote = v6 ? "2001:2:0:5::9" : "198.19.0.9";
+    const char* router = v6 ? "2001:2:0:5::fe" : "198.19.0.254";
+    auto ip = [v6](PacketBuilder& b, const char* s, const char* d) -> PacketBuilder& {
+      return v6 ? b.Ipv6(s, d) : b.Ipv4(s, d);
+    };
+    PacketBuilder fb;
+    const TestPacket flow = ip(fb, inside, remote).Udp(5000, 53).Payload(20).Build();
+    const ParseOutcome f = ParseOnce(flow, testing::WithSeed(7));
+    PacketBuilder eb;
+    const TestPacket error = ip(eb, router, inside).Icmp(v6 ? 2 : 3, v6 ? 0 : 4, 0, 1280).Payload(flow.bytes).Build();
+    const ParseOutcome e = ParseOnce(error, testing::WithSeed(7));
+    EXPECT_EQ(e.meta.flow_hash, f.meta.flow_hash);
+    PacketBuilder sb;
+    const std::vector<uint8_t> stub(flow.bytes.begin(), flow.bytes.begin() + 12);
+    const TestPacket short_quote = ip(sb, router, inside).Icmp(v6 ? 2 : 3, 0, 0, 0).Payload(stub).Build();
+    PacketBuilder ob;
+    const TestPacket own = ip(ob, router, inside).Icmp(v6 ? 2 : 3, 0, 0, 0).Payload(12).Build();
+    EXPECT_EQ(ParseOnce(short_quote, testing::WithSeed(7)).meta.flow_hash,
+              ParseOnce(own, testing::WithSeed(7)).meta.flow_hash);
+    EXPECT_NE(ParseOnce(own, testing::WithSeed(7)).meta.flow_hash, f.meta.flow_hash);
+  }
+}
+
 TEST(ParseStage, ClearsStaleParseOutputsAndKeepsSourceFlags) {
   const TestPacket arp = [] {
     TestPacket p = PacketBuilder().Ethernet().Ipv4("198.18.0.1", "198.18.0.2").Build();
