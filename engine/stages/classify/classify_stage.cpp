@@ -190,7 +190,7 @@ bool ClassifyStage::Translate(Batch& b, uint32_t i, KeyKind kind, const FlowTabl
   if (kind == KeyKind::kIcmpError) {
     // An error keeps nothing alive (a spoofed one could, otherwise): no Touch.
     if (!ApplyIcmpErrorTranslation(b.packet(i), flows_.flow(hit.flow), hit.dir)) return false;
-    b.set_next(i, Next::kAccept);
+    Translated(b, i, flows_.flow(hit.flow).rule_number, tally);  // the flow's edits too (its mark)
     tally.Bump(ClassifyCounter::kNatIcmpErrors);
     return true;
   }
@@ -255,12 +255,18 @@ void ClassifyStage::RememberFirstFragment(const PacketBuffer& pkt, const FlowTab
     return;
   }
   const FlowKey& o = flow.orig;
-  if (flow.xaddr == o.src()) return;  // port-only: later fragments pass as they are
   const uint8_t* ip = pkt.data() + m.l3_off;
+  if (flow.xaddr == o.src()) {
+    // Port-only: later fragments pass as they are, unless the rule has edits for them.
+    if (snapshot_->TranslationEdits(flow.rule_number) != nullptr) {
+      fragments_.Remember(ip, NatFragments::Side::kNone, 0, flow.rule_number, now);
+    }
+    return;
+  }
   if (dir == FlowTable::Dir::kOriginal) {
-    fragments_.Remember(ip, NatFragments::Side::kSrc, static_cast<uint32_t>(flow.xaddr), now);
+    fragments_.Remember(ip, NatFragments::Side::kSrc, static_cast<uint32_t>(flow.xaddr), flow.rule_number, now);
   } else {
-    fragments_.Remember(ip, NatFragments::Side::kDst, static_cast<uint32_t>(o.src()), now);
+    fragments_.Remember(ip, NatFragments::Side::kDst, static_cast<uint32_t>(o.src()), flow.rule_number, now);
   }
 }
 
@@ -269,12 +275,14 @@ bool ClassifyStage::TranslateLaterFragment(Batch& b, uint32_t i, uint64_t now, C
   const PacketMeta& m = pkt.meta();
   if (m.l3 != L3Type::kIpv4 || (m.flags & pkt_flag::kFragmentLater) == 0) return false;
   NatFragments::Side side;
-  uint32_t addr = 0;
-  if (!fragments_.Find(pkt.data() + m.l3_off, now, &side, &addr)) return false;
-  const bool changed = SetIpv4Address(pkt, side == NatFragments::Side::kSrc ? Side::kSrc : Side::kDst, addr);
-  FinishChecksums(pkt, changed, /*full=*/false);
-  if (changed) pkt.meta().flags |= pkt_flag::kModified;
-  b.set_next(i, Next::kAccept);
+  uint32_t addr = 0, rule_number = 0;
+  if (!fragments_.Find(pkt.data() + m.l3_off, now, &side, &addr, &rule_number)) return false;
+  if (side != NatFragments::Side::kNone) {
+    const bool changed = SetIpv4Address(pkt, side == NatFragments::Side::kSrc ? Side::kSrc : Side::kDst, addr);
+    FinishChecksums(pkt, changed, /*full=*/false);
+    if (changed) pkt.meta().flags |= pkt_flag::kModified;
+  }
+  Translated(b, i, rule_number, tally);
   tally.Bump(ClassifyCounter::kNatFragments);
   return true;
 }

@@ -3,7 +3,8 @@
 // by. As libalias does (its fragment links: FragmentIn / FragmentOut), the translation of a
 // first fragment is remembered under the datagram's identity as it arrived — protocol,
 // source, destination and IP identification (RFC 791) — with the address the later
-// fragments get on the same side; they find it there.
+// fragments get on the same side, and the translate rule whose edits they get too; they find
+// it there.
 //
 // Direct-mapped and fixed in size, allocated with the stage: a newer datagram takes an older
 // one's slot, and an entry lives kTimeoutNs (the reassembly time limit of Linux's
@@ -24,18 +25,20 @@ class NatFragments {
  public:
   static constexpr uint32_t kSlots = 1024;
   static constexpr uint64_t kTimeoutNs = 30'000'000'000ull;
-  enum class Side : uint8_t { kSrc, kDst };
+  enum class Side : uint8_t { kNone, kSrc, kDst };  // kNone: the address stays (edits only)
 
   NatFragments() : slots_(std::make_unique<Entry[]>(kSlots)) {}
 
-  // The first fragment whose IPv4 header is at `ip` (as it arrived) was translated: its
-  // later fragments get `addr` (host order) as their source or destination.
-  void Remember(const uint8_t* ip, Side side, uint32_t addr, uint64_t now) noexcept {
+  // The first fragment whose IPv4 header is at `ip` (as it arrived) was translated by a flow
+  // of rule `rule_number`: its later fragments get `addr` (host order) as their source or
+  // destination (unless kNone), and the rule's edits.
+  void Remember(const uint8_t* ip, Side side, uint32_t addr, uint32_t rule_number, uint64_t now) noexcept {
     const Key k = KeyOf(ip);
     Entry& e = slots_[SlotOf(k)];
     e.key = k;
     e.side = side;
     e.addr = addr;
+    e.rule_number = rule_number;
     e.expires_ns = now + kTimeoutNs;
     any_ = true;
   }
@@ -44,13 +47,14 @@ class NatFragments {
   bool any() const noexcept { return any_; }
 
   // A later fragment's translation, if its first fragment's was remembered.
-  bool Find(const uint8_t* ip, uint64_t now, Side* side, uint32_t* addr) const noexcept {
+  bool Find(const uint8_t* ip, uint64_t now, Side* side, uint32_t* addr, uint32_t* rule_number) const noexcept {
     if (!any_) return false;
     const Key k = KeyOf(ip);
     const Entry& e = slots_[SlotOf(k)];
     if (e.expires_ns <= now || !(e.key == k)) return false;
     *side = e.side;
     *addr = e.addr;
+    *rule_number = e.rule_number;
     return true;
   }
 
@@ -65,8 +69,9 @@ class NatFragments {
   };
   struct Entry {
     Key key;
-    Side side = Side::kSrc;
+    Side side = Side::kNone;
     uint32_t addr = 0;
+    uint32_t rule_number = 0;
     uint64_t expires_ns = 0;  // 0: empty
   };
 

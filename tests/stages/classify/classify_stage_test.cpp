@@ -497,9 +497,13 @@ translate = { ports = "1024-65535", address = "198.18.0.1" }
   // An error about no live flow, or addressed to someone the quoted packet was not from, is
   // not translated: it goes to the rules (here: no rule matches, the default accepts it).
   const TestPacket stranger = Tcp4("198.18.0.1", 9, "198.19.0.9", 443);
-  const TestPacket other_dst = Tcp4("198.18.0.2", xport, "198.19.0.9", 443);
-  for (const TestPacket& q : {stranger, other_dst}) {
-    const TestPacket e = PacketBuilder().Ipv4("198.19.0.254", "198.18.0.1").Icmp(3, 4, 0, 1400).Payload(q.bytes).Build();
+  const TestPacket other_src = Tcp4("198.18.0.2", xport, "198.19.0.9", 443);
+  const TestPacket errors[] = {
+      PacketBuilder().Ipv4("198.19.0.254", "198.18.0.1").Icmp(3, 4, 0, 1400).Payload(stranger.bytes).Build(),
+      PacketBuilder().Ipv4("198.19.0.254", "198.18.0.1").Icmp(3, 4, 0, 1400).Payload(other_src.bytes).Build(),
+      // It quotes the flow's packet, but is addressed to another host: not about this flow.
+      PacketBuilder().Ipv4("198.19.0.254", "198.18.0.2").Icmp(3, 4, 0, 1400).Payload(sent.bytes).Build()};
+  for (const TestPacket& e : errors) {
     const auto [n, bytes] = RunBytes(e, 6 * kSec);
     EXPECT_EQ(n, Next::kAccept);
     EXPECT_EQ(bytes, e.bytes) << "unchanged";
@@ -810,6 +814,104 @@ rewrite = { mss_clamp = 1200, dscp = 10 }
   EXPECT_TRUE(testing::RefIpHeaderChecksumOk(syn_ack.data(), syn_ack.size()));
   EXPECT_TRUE(testing::RefL4ChecksumOk(syn_ack.data(), syn_ack.size()));
   EXPECT_EQ(Count(ClassifyCounter::kRewritePlanned), 2u);
+}
+
+// IPv6 with a translated address: the outer ICMPv6 pseudo-header, the quoted address inside
+// the ICMPv6 checksum and the quoted transport checksum's pseudo-header all change.
+TEST_F(ClassifyStageTest, IcmpErrorsAboutAnIpv6AddressTranslationAreTranslated) {
+  Load(R"(
+[[rule]]
+number = 1
+name = "nat66"
+action = "translate-source-port"
+match = { family = "ipv6", src = "2001:2:0:c::/64", proto = ["tcp", "udp"] }
+translate = { ports = "1024-65535", address = "2001:2::1" }
+)");
+  const auto out = Run({PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Udp(5000, 53).Payload(20).Build()}, kSec);
+  ASSERT_EQ(out[0].src, "2001:2::1");
+  const uint16_t xport = out[0].sport;
+  const TestPacket sent = PacketBuilder().Ipv6("2001:2::1", "2001:2:0:5::9").Udp(xport, 53).Payload(20).Build();
+  const auto [n_in, in] = RunBytes(
+      PacketBuilder().Ipv6("2001:2:0:5::fe", "2001:2::1").Icmp(2, 0, 0, 1280).Payload(sent.bytes).Build(), 2 * kSec);
+  ASSERT_EQ(n_in, Next::kAccept);
+  EXPECT_EQ(AddrText(in.data() + 24, true), "2001:2:0:c::7");
+  EXPECT_EQ(AddrText(in.data() + 48 + 8, true), "2001:2:0:c::7");
+  EXPECT_EQ(LoadBe16(in.data() + 48 + 40), 5000);
+  EXPECT_TRUE(testing::RefL4ChecksumOk(in.data(), in.size())) << "the ICMPv6 checksum";
+  EXPECT_TRUE(testing::RefL4ChecksumOk(in.data() + 48, sent.bytes.size())) << "the quoted UDP checksum";
+
+  const auto reply = Run({PacketBuilder().Ipv6("2001:2:0:5::9", "2001:2::1").Udp(53, xport).Payload(20).Build()}, 3 * kSec);
+  ASSERT_EQ(reply[0].dst, "2001:2:0:c::7");
+  const TestPacket received = PacketBuilder().Ipv6("2001:2:0:5::9", "2001:2:0:c::7").Udp(53, 5000).Payload(20).Build();
+  const auto [n_out, err] = RunBytes(
+      PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Icmp(1, 4, 0, 0).Payload(received.bytes).Build(), 4 * kSec);
+  ASSERT_EQ(n_out, Next::kAccept);
+  EXPECT_EQ(AddrText(err.data() + 8, true), "2001:2::1");
+  EXPECT_EQ(AddrText(err.data() + 48 + 24, true), "2001:2::1");
+  EXPECT_EQ(LoadBe16(err.data() + 48 + 42), xport);
+  EXPECT_TRUE(testing::RefL4ChecksumOk(err.data(), err.size()));
+  EXPECT_TRUE(testing::RefL4ChecksumOk(err.data() + 48, received.bytes.size()));
+  EXPECT_EQ(Count(ClassifyCounter::kNatIcmpErrors), 2u);
+}
+
+// A translation's edits reach every packet of its flows: later fragments (an address or a
+// port-only translation) and ICMP errors about the flow too, not only what carries the ports.
+TEST_F(ClassifyStageTest, ATranslationsEditsReachLaterFragmentsAndIcmpErrors) {
+  Load(R"(
+[[rule]]
+number = 1
+name = "masquerade"
+action = "translate-source-port"
+match = { family = "ipv4", src = "10.0.0.0/8", proto = ["udp"] }
+translate = { ports = "1024-19999", address = "198.18.0.1" }
+rewrite = { dscp = 10 }
+
+[[rule]]
+number = 2
+name = "port-only"
+action = "translate-source-port"
+match = { family = "ipv4", src = "198.18.0.0/16", proto = ["udp"] }
+translate = { ports = "20000-29999" }
+rewrite = { dscp = 12 }
+)");
+  RewriteStage rewrite;
+  auto through = [&](const std::vector<TestPacket>& packets, uint64_t now) {
+    Batch b;
+    Fill(b, packets);
+    stage_->Process(b, now);
+    rewrite.Process(b);
+    std::vector<std::vector<uint8_t>> out;
+    for (uint32_t i = 0; i < b.size(); ++i) {
+      EXPECT_EQ(b.next(i), Next::kAccept) << i;
+      const PacketBuffer& p = b.packet(i);
+      out.emplace_back(p.data() + p.meta().l3_off, p.data() + p.len());
+    }
+    b.RecordVerdicts();
+    b.Clear();
+    return out;
+  };
+  const auto masq = through(testing::FragmentPacket(
+      PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Udp(5000, 53).Payload(200).Build(), 96), kSec);
+  const auto port_only = through(testing::FragmentPacket(
+      PacketBuilder().Ipv4("198.18.0.7", "198.19.0.9").Udp(6000, 53).Payload(200).Build(), 96, 0x5151), kSec);
+  ASSERT_GE(masq.size(), 3u);
+  for (const auto& f : masq) {
+    EXPECT_EQ(f[1] >> 2, 10);
+    EXPECT_EQ(AddrText(f.data() + 12, false), "198.18.0.1");
+    EXPECT_TRUE(testing::RefIpHeaderChecksumOk(f.data(), f.size()));
+  }
+  for (const auto& f : port_only) {
+    EXPECT_EQ(f[1] >> 2, 12);
+    EXPECT_TRUE(testing::RefIpHeaderChecksumOk(f.data(), f.size()));
+  }
+  // A router's error about the masqueraded datagram: translated, and given the rule's DSCP.
+  const uint16_t xport = LoadBe16(masq[0].data() + 20);
+  const TestPacket sent = PacketBuilder().Ipv4("198.18.0.1", "198.19.0.9").Udp(xport, 53).Payload(20).Build();
+  const auto err = through({PacketBuilder().Ipv4("198.19.0.254", "198.18.0.1").Icmp(11, 0, 0, 0).Payload(sent.bytes).Build()},
+                           2 * kSec);
+  EXPECT_EQ(AddrText(err[0].data() + 16, false), "10.1.2.3");
+  EXPECT_EQ(err[0][1] >> 2, 10);
+  EXPECT_TRUE(testing::RefL4ChecksumOk(err[0].data(), err[0].size()));
 }
 
 TEST_F(ClassifyStageTest, SteadyStateAllocatesNothing) {
