@@ -197,13 +197,20 @@ TEST(NfqueueEndpoint, ForwardDirectionDefaultsToUnknownAndNonIpIsUnsupported) {
   rig.Finish(b);
 }
 
-TEST(NfqueueEndpoint, APartlyCapturedPacketIsFlaggedAndKeepsItsWireLength) {
-  Rig rig;
+// A message for packet `id` captured in part: 1,400 of its 90,000 bytes (the kernel's
+// NFQA_CAP_LEN says the rest was not copied).
+void DeliverPartlyCaptured(Rig& rig, uint32_t id) {
   PacketSpec s;
-  s.id = 1;
+  s.id = id;
   s.cap_len = 90000;
   s.payload = Ipv4Bytes(1400);
   ASSERT_TRUE(rig.kernel.Deliver(BuildPacketMessage(s)));
+  rig.model.Queued(id);
+}
+
+TEST(NfqueueEndpoint, APartlyCapturedPacketIsFlaggedAndKeepsItsWireLength) {
+  Rig rig;
+  DeliverPartlyCaptured(rig, 1);
   Batch b;
   ASSERT_EQ(rig.Receive(b), 1u);
   EXPECT_TRUE(b.packet(0).meta().flags & pkt_flag::kTruncated);
@@ -228,12 +235,7 @@ TEST(NfqueueEndpoint, APartlyCapturedPacketIsFlaggedAndKeepsItsWireLength) {
 // Through the inline pipeline: what it counts is what the kernel was told.
 TEST(NfqueueEndpoint, ThePipelineCountsABytesTooBigToReturnAsADrop) {
   Rig rig;
-  PacketSpec s;
-  s.id = 1;
-  s.cap_len = 90000;
-  s.payload = Ipv4Bytes(1400);
-  ASSERT_TRUE(rig.kernel.Deliver(BuildPacketMessage(s)));
-  rig.model.Queued(1);
+  DeliverPartlyCaptured(rig, 1);
   rig.Deliver(2, 1);
   struct Modify {  // "rewrites" every packet
     void Process(Batch& b) noexcept {

@@ -106,6 +106,24 @@ class ClassifyStageTest : public ::testing::Test {
     return out;
   }
 
+  // Packets through parse, classify and rewrite at `now`: each must be accepted; their IP
+  // packets as they left.
+  std::vector<std::vector<uint8_t>> RunWithRewrite(const std::vector<TestPacket>& packets, uint64_t now) {
+    Batch b;
+    Fill(b, packets);
+    stage_->Process(b, now);
+    rewrite_.Process(b);
+    std::vector<std::vector<uint8_t>> out;
+    for (uint32_t i = 0; i < b.size(); ++i) {
+      EXPECT_EQ(b.next(i), Next::kAccept) << i;
+      const PacketBuffer& p = b.packet(i);
+      out.emplace_back(p.data() + p.meta().l3_off, p.data() + p.len());
+    }
+    b.RecordVerdicts();
+    b.Clear();
+    return out;
+  }
+
   uint64_t Count(ClassifyCounter c) const { return stage_->counters().Load(c); }
   RuleTotals Totals(std::string_view name) const {
     auto rs = handle_->Load();
@@ -121,6 +139,7 @@ class ClassifyStageTest : public ::testing::Test {
   Config config_;
   std::unique_ptr<RuleSetHandle> handle_;
   std::unique_ptr<ClassifyStage> stage_;
+  RewriteStage rewrite_;
   std::vector<const RewritePlan*> plans_;
 };
 
@@ -783,21 +802,9 @@ match = { family = "ipv4", src = "10.0.0.0/8", proto = ["tcp", "udp"] }
 translate = { ports = "1024-65535", address = "198.18.0.1" }
 rewrite = { mss_clamp = 1200, dscp = 10 }
 )");
-  RewriteStage rewrite;
-  auto through = [&](const TestPacket& packet, uint64_t now) {
-    Batch b;
-    Fill(b, {packet});
-    stage_->Process(b, now);
-    EXPECT_EQ(b.next(0), Next::kRewrite);
-    rewrite.Process(b);
-    EXPECT_EQ(b.next(0), Next::kAccept);
-    const PacketBuffer& p = b.packet(0);
-    std::vector<uint8_t> out(p.data() + p.meta().l3_off, p.data() + p.len());
-    b.RecordVerdicts();
-    b.Clear();
-    return out;
-  };
-  const auto syn = through(PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Tcp(40000, 443).TcpFlags(tcp::kSyn).Mss(1460).Build(), kSec);
+  const auto syn =
+      RunWithRewrite({PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Tcp(40000, 443).TcpFlags(tcp::kSyn).Mss(1460).Build()},
+                     kSec)[0];
   EXPECT_EQ(AddrText(syn.data() + 12, false), "198.18.0.1");
   const uint16_t xport = LoadBe16(syn.data() + 20);
   EXPECT_EQ(LoadBe16(syn.data() + 20 + 22), 1200) << "the SYN's MSS, clamped";
@@ -805,9 +812,9 @@ rewrite = { mss_clamp = 1200, dscp = 10 }
   EXPECT_TRUE(testing::RefIpHeaderChecksumOk(syn.data(), syn.size()));
   EXPECT_TRUE(testing::RefL4ChecksumOk(syn.data(), syn.size()));
 
-  const auto syn_ack = through(
-      PacketBuilder().Ipv4("198.19.0.9", "198.18.0.1").Tcp(443, xport).TcpFlags(tcp::kSyn | tcp::kAck).Mss(1460).Build(),
-      2 * kSec);
+  const auto syn_ack = RunWithRewrite(
+      {PacketBuilder().Ipv4("198.19.0.9", "198.18.0.1").Tcp(443, xport).TcpFlags(tcp::kSyn | tcp::kAck).Mss(1460).Build()},
+      2 * kSec)[0];
   EXPECT_EQ(AddrText(syn_ack.data() + 16, false), "10.1.2.3");
   EXPECT_EQ(LoadBe16(syn_ack.data() + 22), 40000);
   EXPECT_EQ(LoadBe16(syn_ack.data() + 20 + 22), 1200) << "the SYN-ACK's MSS, clamped";
@@ -874,25 +881,9 @@ match = { family = "ipv4", src = "198.18.0.0/16", proto = ["udp"] }
 translate = { ports = "20000-29999" }
 rewrite = { dscp = 12 }
 )");
-  RewriteStage rewrite;
-  auto through = [&](const std::vector<TestPacket>& packets, uint64_t now) {
-    Batch b;
-    Fill(b, packets);
-    stage_->Process(b, now);
-    rewrite.Process(b);
-    std::vector<std::vector<uint8_t>> out;
-    for (uint32_t i = 0; i < b.size(); ++i) {
-      EXPECT_EQ(b.next(i), Next::kAccept) << i;
-      const PacketBuffer& p = b.packet(i);
-      out.emplace_back(p.data() + p.meta().l3_off, p.data() + p.len());
-    }
-    b.RecordVerdicts();
-    b.Clear();
-    return out;
-  };
-  const auto masq = through(testing::FragmentPacket(
+  const auto masq = RunWithRewrite(testing::FragmentPacket(
       PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Udp(5000, 53).Payload(200).Build(), 96), kSec);
-  const auto port_only = through(testing::FragmentPacket(
+  const auto port_only = RunWithRewrite(testing::FragmentPacket(
       PacketBuilder().Ipv4("198.18.0.7", "198.19.0.9").Udp(6000, 53).Payload(200).Build(), 96, 0x5151), kSec);
   ASSERT_GE(masq.size(), 3u);
   for (const auto& f : masq) {
@@ -907,7 +898,7 @@ rewrite = { dscp = 12 }
   // A router's error about the masqueraded datagram: translated, and given the rule's DSCP.
   const uint16_t xport = LoadBe16(masq[0].data() + 20);
   const TestPacket sent = PacketBuilder().Ipv4("198.18.0.1", "198.19.0.9").Udp(xport, 53).Payload(20).Build();
-  const auto err = through({PacketBuilder().Ipv4("198.19.0.254", "198.18.0.1").Icmp(11, 0, 0, 0).Payload(sent.bytes).Build()},
+  const auto err = RunWithRewrite({PacketBuilder().Ipv4("198.19.0.254", "198.18.0.1").Icmp(11, 0, 0, 0).Payload(sent.bytes).Build()},
                            2 * kSec);
   EXPECT_EQ(AddrText(err[0].data() + 16, false), "10.1.2.3");
   EXPECT_EQ(err[0][1] >> 2, 10);
