@@ -905,6 +905,35 @@ rewrite = { dscp = 12 }
   EXPECT_TRUE(testing::RefL4ChecksumOk(err[0].data(), err[0].size()));
 }
 
+// A reload that changes a translate rule's edits changes them for its live flows (they find
+// the edits by rule number); one that removes the edits stops them; the flows survive both.
+TEST_F(ClassifyStageTest, AReloadChangesATranslationsEditsForItsLiveFlows) {
+  auto rules = [](const char* rewrite) {
+    return std::string(R"(
+[[rule]]
+number = 1
+name = "masquerade"
+action = "translate-source-port"
+match = { family = "ipv4", src = "10.0.0.0/8", proto = ["udp"] }
+translate = { ports = "1024-65535", address = "198.18.0.1" }
+)") + rewrite;
+  };
+  Load(rules("rewrite = { dscp = 10 }\n"));
+  const TestPacket out = PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Udp(5000, 53).Payload(20).Build();
+  const auto first = RunWithRewrite({out}, kSec)[0];
+  EXPECT_EQ(first[1] >> 2, 10);
+  const uint16_t xport = LoadBe16(first.data() + 20);
+  ASSERT_TRUE(handle_->ReloadText(rules("rewrite = { dscp = 20 }\n")).ok());
+  const auto second = RunWithRewrite({out}, 2 * kSec)[0];
+  EXPECT_EQ(second[1] >> 2, 20) << "the new edits, on the live flow";
+  EXPECT_EQ(LoadBe16(second.data() + 20), xport) << "the same translation";
+  ASSERT_TRUE(handle_->ReloadText(rules("")).ok());
+  const auto third = RunWithRewrite({out}, 3 * kSec)[0];
+  EXPECT_EQ(third[1] >> 2, 0) << "no edits any more";
+  EXPECT_EQ(LoadBe16(third.data() + 20), xport);
+  EXPECT_EQ(Count(ClassifyCounter::kNatCreated), 1u);
+}
+
 TEST_F(ClassifyStageTest, SteadyStateAllocatesNothing) {
   Load(kNapt);
   std::vector<TestPacket> packets;
