@@ -293,17 +293,22 @@ OfflinePipeline::OfflinePipeline(const PipelineOptions& options, BufferPool& poo
 
 OfflinePipeline::~OfflinePipeline() = default;
 
+namespace {
+// The limits both graphs share (engine/core/limits.h): shards, threads, batch size.
+Status CheckGraphLimits(const char* shards_name, uint32_t shards, uint32_t threads, uint32_t batch_size) {
+  for (const auto& [name, value, most] : {std::tuple{shards_name, shards, kMaxShards},
+                                          std::tuple{"threads", threads, kMaxThreads},
+                                          std::tuple{"batch size", batch_size, kMaxBatch}}) {
+    if (value < 1 || value > most) {
+      return InvalidArgument(std::string(name) + " must be 1.." + std::to_string(most) + ", got " + std::to_string(value));
+    }
+  }
+  return Status::Ok();
+}
+}  // namespace
+
 Status OfflinePipeline::Validate(const PipelineOptions& o, const BufferPool& pool) {
-  if (o.shards < 1 || o.shards > kMaxShards) {
-    return InvalidArgument("shards must be 1.." + std::to_string(kMaxShards) + ", got " + std::to_string(o.shards));
-  }
-  if (o.threads < 1 || o.threads > kMaxThreads) {
-    return InvalidArgument("threads must be 1.." + std::to_string(kMaxThreads) + ", got " + std::to_string(o.threads));
-  }
-  if (o.batch_size < 1 || o.batch_size > kMaxBatch) {
-    return InvalidArgument("batch size must be 1.." + std::to_string(kMaxBatch) + ", got " +
-                           std::to_string(o.batch_size));
-  }
+  if (Status s = CheckGraphLimits("shards", o.shards, o.threads, o.batch_size); !s.ok()) return s;
   const uint64_t need = SmallBuffersNeeded(o);
   if (pool.Capacity(SizeClass::kSmall) < need) {
     return InvalidArgument("pool too small: " + std::to_string(pool.Capacity(SizeClass::kSmall)) +
@@ -454,15 +459,7 @@ InlinePipeline::InlinePipeline(const InlineOptions& options, BufferPool& pool, s
 InlinePipeline::~InlinePipeline() { Stop(); }
 
 Status InlinePipeline::Validate(const InlineOptions& o, uint32_t shards, const BufferPool& pool) {
-  if (shards < 1 || shards > kMaxShards) {
-    return InvalidArgument("shards (queues) must be 1.." + std::to_string(kMaxShards) + ", got " + std::to_string(shards));
-  }
-  if (o.threads < 1 || o.threads > kMaxThreads) {
-    return InvalidArgument("threads must be 1.." + std::to_string(kMaxThreads) + ", got " + std::to_string(o.threads));
-  }
-  if (o.batch_size < 1 || o.batch_size > kMaxBatch) {
-    return InvalidArgument("batch size must be 1.." + std::to_string(kMaxBatch) + ", got " + std::to_string(o.batch_size));
-  }
+  if (Status s = CheckGraphLimits("shards (queues)", shards, o.threads, o.batch_size); !s.ok()) return s;
   if (o.batches_per_shard < 1) return InvalidArgument("batches per shard must be at least 1");
   // Every token may hold a full batch; each shard has two caches.
   const uint64_t need = uint64_t{shards} * (uint64_t{o.batches_per_shard} * o.batch_size + 2 * PoolCache::kDefaultSize);
