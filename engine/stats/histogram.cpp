@@ -12,6 +12,7 @@ LatencyHistogram::Snapshot LatencyHistogram::Read() const {
     s.counts[b] = counts_[b].load(std::memory_order_relaxed);
     s.total += s.counts[b];
   }
+  s.sum = sum_.load(std::memory_order_relaxed);
   s.max = max_.load(std::memory_order_relaxed);
   return s;
 }
@@ -35,6 +36,7 @@ void LatencyHistogram::Snapshot::Merge(const Snapshot& other) {
     counts[b] += other.counts[b];
   }
   total += other.total;
+  sum += other.sum;
   max = std::max(max, other.max);
 }
 

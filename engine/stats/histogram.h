@@ -39,13 +39,18 @@ class LatencyHistogram {
     return ((kSubCount + sub + 1) << shift) - 1;
   }
 
-  void Record(uint64_t v) noexcept { Bump(counts_[BucketOf(v)], 1); UpdateMax(v); }
-  void RecordMany(uint64_t v, uint64_t n) noexcept { Bump(counts_[BucketOf(v)], n); UpdateMax(v); }
+  void Record(uint64_t v) noexcept { RecordMany(v, 1); }
+  void RecordMany(uint64_t v, uint64_t n) noexcept {
+    Bump(counts_[BucketOf(v)], n);
+    Bump(sum_, v * n);
+    UpdateMax(v);
+  }
 
   // A plain copy for reporting.
   struct Snapshot {
     std::vector<uint64_t> counts;  // kBuckets entries
     uint64_t total = 0;
+    uint64_t sum = 0;  // of the values recorded, exact (the mean is sum / total); wraps after 584 years of ns
     uint64_t max = 0;
     // The value at or below which fraction q (0..1) of the samples fall; 0 when empty.
     uint64_t Percentile(double q) const noexcept;
@@ -62,6 +67,7 @@ class LatencyHistogram {
   }
 
   std::array<std::atomic<uint64_t>, kBuckets> counts_{};
+  std::atomic<uint64_t> sum_{0};
   std::atomic<uint64_t> max_{0};
 };
 

@@ -411,7 +411,7 @@ class SluiceRunNetns : public ::testing::Test {
       SCOPED_TRACE("queue " + std::to_string(q));
       const uint64_t ids = s.Counter("nfqueue_ids_received", q);
       EXPECT_EQ(s.Verdicted(q), ids) << "every packet received got exactly one verdict";
-      EXPECT_EQ(s.Counter("nfqueue_kernel_queue_total", q), 0u) << "the drain left nothing queued";
+      EXPECT_EQ(s.Counter("nfqueue_kernel_queued", q), 0u) << "the drain left nothing queued";
       if (!queue_full) {
         EXPECT_EQ(s.Counter("nfqueue_kernel_queue_dropped", q), 0u);
       }

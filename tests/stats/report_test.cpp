@@ -31,7 +31,7 @@ StatsReport Sample() {
   st.ended[static_cast<int>(DropReason::kNotIp)].Add(2);
   AddStage("parse", 0, st, r);
   r.rules.push_back({10, "web \"front\"", "rewrite", 7, 700});
-  r.counters.push_back({"flow_table_entries", "Flows in the table.", 5, {{"shard", "0"}}});
+  r.counters.push_back({"flow_table_entries", "Flows in the table.", 5, {{"shard", "0"}}, /*gauge=*/true});
   return r;
 }
 
@@ -145,19 +145,44 @@ TEST(StatsReport, PrometheusGroupsEachMetricUnderOneHeader) {
           << name << " is away from its group (under " << family << ")";
     }
   }
-  EXPECT_NE(text.find("sluice_nfqueue_received{queue=\"0\"} 7\nsluice_nfqueue_received{queue=\"1\"} 7\n"),
+  EXPECT_NE(text.find("sluice_nfqueue_received_total{queue=\"0\"} 7\nsluice_nfqueue_received_total{queue=\"1\"} 7\n"),
             std::string::npos)
       << text;
 }
 
-// A count that only grows is a counter (so that rate() handles restarts); a level, a gauge.
+// A count that only grows is a counter (so that rate() handles restarts), named ..._total as
+// the format's conventions ask; a level is a gauge and keeps its name. JSON keeps every name.
 TEST(StatsReport, PrometheusTypesCountsAsCountersAndLevelsAsGauges) {
   StatsReport r;
   r.counters.push_back({"nat_created", "Translations created.", 9, {}});
   r.counters.push_back({"nat_flows", "Live translations.", 3, {}, /*gauge=*/true});
+  r.counters.push_back({"packets_sent_total", "Already so named.", 4, {}});
   const std::string text = ToPrometheus(r);
-  EXPECT_NE(text.find("# TYPE sluice_nat_created counter\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("# TYPE sluice_nat_flows gauge\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE sluice_nat_created_total counter\nsluice_nat_created_total 9\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("# TYPE sluice_nat_flows gauge\nsluice_nat_flows 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("sluice_packets_sent_total 4\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("_total_total"), std::string::npos) << text;
+  const std::string json = ToJson(r);
+  EXPECT_NE(json.find("\"name\": \"nat_created\""), std::string::npos) << json;
+}
+
+// The latency summary carries _sum beside _count (so that rate(sum) / rate(count) is the mean
+// latency), summed exactly over every run merged into the report.
+TEST(StatsReport, TheLatencySummaryHasItsSumAndCount) {
+  RunStats a, b;
+  a.latency_ns.Record(125'000'000);
+  a.latency_ns.RecordMany(62'500'000, 2);
+  b.latency_ns.Record(250'000'000);
+  StatsReport r;
+  AddRun(a, r);
+  AddRun(b, r);
+  EXPECT_EQ(r.latency.total, 4u);
+  EXPECT_EQ(r.latency.sum, 500'000'000u);  // exact, where the buckets are only within 3 %
+  const std::string text = ToPrometheus(r);
+  EXPECT_NE(text.find("sluice_latency_seconds_sum 0.5\nsluice_latency_seconds_count 4\n"), std::string::npos)
+      << text;
+  EXPECT_NE(ToJson(r).find("\"sum\": 500000000"), std::string::npos);
 }
 
 TEST(StatsReport, AddRunAccumulatesShards) {

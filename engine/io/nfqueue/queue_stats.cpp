@@ -135,7 +135,7 @@ void AppendKernelQueueStats(std::span<const KernelQueueStats> all, StatsReport& 
   for (const KernelQueueStats& k : all) {
     const std::vector<std::pair<std::string, std::string>> labels = {
         {"queue", std::to_string(k.queue)}};
-    report.counters.push_back({"nfqueue_kernel_queue_total",
+    report.counters.push_back({"nfqueue_kernel_queued",
                                "packets queued and not yet verdicted (kernel)", k.queue_total,
                                labels, /*gauge=*/true});
     report.counters.push_back({"nfqueue_kernel_queue_dropped",

@@ -117,7 +117,7 @@ TEST(KernelQueueStats, ExportsEachQueuesFiguresLabelledByQueue) {
   StatsReport report;
   AppendKernelQueueStats(*parsed, report);
   ASSERT_EQ(report.counters.size(), 4u);
-  const std::pair<const char*, uint64_t> want[] = {{"nfqueue_kernel_queue_total", 4},
+  const std::pair<const char*, uint64_t> want[] = {{"nfqueue_kernel_queued", 4},
                                                    {"nfqueue_kernel_queue_dropped", 5},
                                                    {"nfqueue_kernel_queue_user_dropped", 6},
                                                    {"nfqueue_kernel_id_sequence", 70}};
