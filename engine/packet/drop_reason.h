@@ -81,7 +81,13 @@ namespace sluice {
   /* inline sinks */                                                                              \
   X(kCannotReturnBytes, "cannot_return_bytes",                                                    \
     "rewritten, but the kernel cannot take its new bytes back (NFQUEUE: over 65,531 bytes, or "   \
-    "captured in part): dropped, never sent cut or unmodified")
+    "captured in part): dropped, never sent cut or unmodified")                                   \
+  X(kVerdictNotSent, "verdict_not_sent",                                                          \
+    "rewritten, but the socket refused its verdict with the new bytes past the retries: the "    \
+    "bytes are released, so it is verdicted drop once the socket takes verdicts again")           \
+  X(kReinjectFailed, "reinject_failed",                                                           \
+    "the kernel would not take the packet back (divert: sendto failed after its retries, e.g. "  \
+    "ENOBUFS, EHOSTUNREACH, EMSGSIZE): lost, and counted by the endpoint's tx_* error counters")
 
 enum class DropReason : uint16_t {
 #define SLUICE_X(e, name, desc) e,

@@ -293,14 +293,16 @@ void DivertEndpoint::Send(Batch& batch) noexcept {
       t.Add(DivertCounter::kTxDropped);
       continue;
     }
-    SendOne(p, t, retry_budget);
+    // A packet the kernel would not take back is lost: the batch says so, so that the
+    // pipeline counts a drop, not an accept or a rewrite.
+    if (!SendOne(p, t, retry_budget)) batch.DropRecorded(i, DropReason::kReinjectFailed);
   }
   for (std::size_t i = 0; i < kNumDivertCounters; ++i) {
     if (t.n[i] != 0) counters_.Add(static_cast<DivertCounter>(i), t.n[i]);
   }
 }
 
-void DivertEndpoint::SendOne(PacketBuffer& p, Tally& t, uint32_t& retry_budget) noexcept {
+bool DivertEndpoint::SendOne(PacketBuffer& p, Tally& t, uint32_t& retry_budget) noexcept {
   const bool inbound = DivertToken::Addr(p.io()).sin_addr.s_addr != htonl(INADDR_ANY);
   uint8_t* ip = p.data();
   if (inbound && p.len() >= 20 && (ip[0] >> 4) == 4) {
@@ -312,19 +314,20 @@ void DivertEndpoint::SendOne(PacketBuffer& p, Tally& t, uint32_t& retry_budget) 
   }
   const int e = Write(p, t, retry_budget);
   switch (e) {
-    case 0: return;
-    case ENOBUFS: t.Add(DivertCounter::kTxEnobufs); return;
-    case EHOSTUNREACH: t.Add(DivertCounter::kTxEhostunreach); return;
-    case ENETUNREACH: t.Add(DivertCounter::kTxEnetunreach); return;
-    case EADDRNOTAVAIL: t.Add(DivertCounter::kTxEaddrnotavail); return;
-    case EACCES: t.Add(DivertCounter::kTxEacces); return;
-    case EINVAL: t.Add(DivertCounter::kTxEinval); return;
+    case 0: return true;
+    case ENOBUFS: t.Add(DivertCounter::kTxEnobufs); break;
+    case EHOSTUNREACH: t.Add(DivertCounter::kTxEhostunreach); break;
+    case ENETUNREACH: t.Add(DivertCounter::kTxEnetunreach); break;
+    case EADDRNOTAVAIL: t.Add(DivertCounter::kTxEaddrnotavail); break;
+    case EACCES: t.Add(DivertCounter::kTxEacces); break;
+    case EINVAL: t.Add(DivertCounter::kTxEinval); break;
     case EMSGSIZE:
       t.Add(DivertCounter::kTxEmsgsize);
       AnswerEmsgsize(p, t);
-      return;
-    default: t.Add(DivertCounter::kTxOtherErrors); return;
+      break;
+    default: t.Add(DivertCounter::kTxOtherErrors); break;
   }
+  return false;
 }
 
 int DivertEndpoint::Write(const PacketBuffer& p, Tally& t, uint32_t& retry_budget) noexcept {

@@ -174,7 +174,8 @@ class DivertEndpoint final : public InlineEndpoint {
       : options_(options), sys_(syscalls), fd_(fd), owns_fd_(owns_fd) {}
 
   struct Tally;
-  void SendOne(PacketBuffer& p, Tally& t, uint32_t& retry_budget) noexcept;
+  // Sends p back; false when the kernel would not take it (the packet is lost).
+  bool SendOne(PacketBuffer& p, Tally& t, uint32_t& retry_budget) noexcept;
   // Writes p with its own address; 0 on success, else the errno of the last attempt.
   int Write(const PacketBuffer& p, Tally& t, uint32_t& retry_budget) noexcept;
   void AnswerEmsgsize(PacketBuffer& p, Tally& t) noexcept;

@@ -93,6 +93,7 @@ NfqueueEndpoint::NfqueueEndpoint(int fd, const NfqueueOptions& options)
       fd_(fd),
       writer_(options.queue, kMaxItems, 0),
       items_(std::make_unique<VerdictItem[]>(kMaxItems)),
+      lost_(std::make_unique<DropReason[]>(kMaxItems)),
       messages_(std::make_unique<VerdictMessage[]>(kMaxItems)),
       deferred_(std::make_unique<VerdictItem[]>(kMaxDeferred)) {
   SetOutsideInterfaces(options.outside_ifindexes);
@@ -504,6 +505,8 @@ uint32_t NfqueueEndpoint::BeginItemsLocked() noexcept {
 void NfqueueEndpoint::Send(Batch& batch) noexcept {
   std::lock_guard lock(mu_);
   uint32_t n = BeginItemsLocked();
+  const uint32_t first = n;  // items_[first + i] is slot i's
+  std::fill_n(lost_.get() + first, batch.size(), DropReason::kNone);
   uint64_t oversize = 0;
   for (uint32_t i = 0; i < batch.size(); ++i) {
     const PacketBuffer& p = batch.packet(i);
@@ -531,6 +534,9 @@ void NfqueueEndpoint::Send(Batch& batch) noexcept {
   }
   if (oversize) counters_.Add(C::kOversize, oversize);
   FlushLocked(n);
+  for (uint32_t i = 0; i < batch.size(); ++i) {
+    if (lost_[first + i] != DropReason::kNone) batch.DropRecorded(i, lost_[first + i]);
+  }
 }
 
 void NfqueueEndpoint::OnOrphan(PacketBuffer& buf) noexcept {
@@ -583,7 +589,7 @@ void NfqueueEndpoint::FlushLocked(uint32_t n) noexcept {
   for (uint32_t k = sent; k < count; ++k) {
     const VerdictMessage& m = messages_[k];
     for (uint32_t i = m.first; i < m.first + m.count; ++i) {
-      if (!m.batch || items_[i].kind == VerdictKind::kAccept) DeferLocked(items_[i], t);
+      if (!m.batch || items_[i].kind == VerdictKind::kAccept) DeferLocked(i, t);
     }
   }
   if (const uint64_t over = tracker_.overflows(); over > counters_.Load(C::kTrackerOverflows)) {
@@ -602,6 +608,10 @@ uint32_t NfqueueEndpoint::SendMessagesLocked(uint32_t from, uint32_t count, Nfqu
       m.payload = nullptr;
       m.payload_len = 0;
       m.accept = false;
+      items_[m.first].kind = VerdictKind::kDrop;  // as a deferred item too, should it come to that
+      items_[m.first].payload = nullptr;
+      items_[m.first].payload_len = 0;
+      lost_[m.first] = DropReason::kCannotReturnBytes;
       t.Bump(C::kOversize);
     }
     if (!writer_.Append(m)) {
@@ -661,19 +671,21 @@ void NfqueueEndpoint::ResolveLocked(const VerdictMessage& m, NfqueueCounts& t) n
   t.Bump(!m.accept ? C::kDropped : m.payload != nullptr ? C::kPayloadAccepted : C::kSingleAccepted);
 }
 
-void NfqueueEndpoint::DeferLocked(const VerdictItem& item, NfqueueCounts& t) noexcept {
+void NfqueueEndpoint::DeferLocked(uint32_t i, NfqueueCounts& t) noexcept {
+  VerdictItem& item = items_[i];
+  if (item.kind == VerdictKind::kAcceptPayload) {
+    // The bytes go back to the pool when Send returns: all a later flush can say is drop.
+    item.kind = VerdictKind::kDrop;
+    item.payload = nullptr;
+    item.payload_len = 0;
+    lost_[i] = DropReason::kVerdictNotSent;
+    t.Bump(C::kPayloadLost);
+  }
   if (deferred_count_ == kMaxDeferred) {
     t.Bump(C::kVerdictsLost);
     return;
   }
-  VerdictItem& d = deferred_[deferred_count_++];
-  d = item;
-  if (d.kind == VerdictKind::kAcceptPayload) {
-    d.kind = VerdictKind::kDrop;
-    d.payload = nullptr;
-    d.payload_len = 0;
-    t.Bump(C::kPayloadLost);
-  }
+  deferred_[deferred_count_++] = item;
   t.Bump(C::kDeferred);
 }
 

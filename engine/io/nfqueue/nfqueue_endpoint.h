@@ -39,7 +39,9 @@
 // its verdicts are kept (deferred) and sent ahead of the next batch's, payloads turned into
 // drops because the bytes are gone by then. When the deferred list (kMaxDeferred) cannot take
 // them, Send waits for the socket, retrying for up to kDeferredFullWait (back-pressure), and
-// only then loses the rest (verdicts_lost).
+// only then loses the rest (verdicts_lost). Every rewritten packet of the batch that does not
+// go back with its bytes is marked dropped in the batch with its reason (cannot_return_bytes,
+// verdict_not_sent) before Send returns, so the pipeline counts it as what it became.
 //
 // Threads. Receive is called by one thread at a time (the shard's I/O thread). Send and
 // OnOrphan may run on any threads: they serialise on one mutex, taken once per call (a call
@@ -286,7 +288,8 @@ class NfqueueEndpoint final : public InlineEndpoint {
   uint32_t ToDeferLocked(uint32_t from, uint32_t count) const noexcept;
   bool SendChunkLocked(NfqueueCounts& t) noexcept;
   void ResolveLocked(const VerdictMessage& m, NfqueueCounts& t) noexcept;
-  void DeferLocked(const VerdictItem& item, NfqueueCounts& t) noexcept;
+  // Keeps items_[i] for the next flush (a payload becomes a drop: lost_[i] says so).
+  void DeferLocked(uint32_t i, NfqueueCounts& t) noexcept;
   static void CountKernelError(int error, NfqueueCounts& t) noexcept;
 
   NfqueueOptions options_;
@@ -323,6 +326,9 @@ class NfqueueEndpoint final : public InlineEndpoint {
   VerdictTracker tracker_;
   VerdictWriter writer_;
   std::unique_ptr<VerdictItem[]> items_;        // kMaxItems: deferred ones, then the batch's
+  // kMaxItems, beside items_: why an accept with bytes became a drop in its flush (kNone: it
+  // did not). Send reads it back for its batch's items.
+  std::unique_ptr<DropReason[]> lost_;
   std::unique_ptr<VerdictMessage[]> messages_;  // kMaxItems
   std::unique_ptr<VerdictItem[]> deferred_;     // kMaxDeferred
   uint32_t deferred_count_ = 0;

@@ -330,6 +330,14 @@ TEST(DivertEndpoint, EverySendtoErrorIsCountedByErrnoAndNeverStopsTheEndpoint) {
     EXPECT_EQ(ep->counter(c.counter), 1u) << kDivertCounterTable[static_cast<std::size_t>(c.counter)].name;
   }
   EXPECT_EQ(ep->counter(DivertCounter::kTxPackets), 4u) << "the packets after the failures still went out";
+  // The lost ones are dropped in the batch, so the pipeline counts them as lost, not as sent.
+  for (uint32_t i = 0; i < env.batch.size(); ++i) {
+    const bool failed = i < std::size(cases);
+    EXPECT_EQ(env.batch.packet(i).meta().verdict, failed ? Verdict::kDrop : Verdict::kAccept) << i;
+    if (failed) {
+      EXPECT_EQ(env.batch.reason(i), DropReason::kReinjectFailed) << i;
+    }
+  }
   env.Retire();
 
   // And the next batch is written as if nothing happened.

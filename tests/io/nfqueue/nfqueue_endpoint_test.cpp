@@ -60,6 +60,10 @@ struct Rig {
   void Finish(Batch& b) {
     b.RecordVerdicts();
     endpoint->Send(b);
+    for (uint32_t i = 0; i < b.size(); ++i) {
+      // What the pipeline will count (AccountVerdicts reads the recorded verdict).
+      if (b.packet(i).meta().verdict == Verdict::kDrop && b.reason(i) == DropReason::kVerdictNotSent) ++not_sent;
+    }
     Retire(b);
   }
   // Delivers n packets from first_id, receives them, accepts them all (every 4th rewritten
@@ -87,6 +91,7 @@ struct Rig {
   std::unique_ptr<PoolCache> cache;
   std::unique_ptr<NfqueueEndpoint> endpoint;
   QueueModel model;
+  uint64_t not_sent = 0;  // slots Send marked dropped, reason verdict_not_sent
 };
 
 TEST(NfqueueEndpoint, ReceiveFillsMetadataAndPointsIntoTheBufferWithoutACopy) {
@@ -230,6 +235,29 @@ TEST(NfqueueEndpoint, APartlyCapturedPacketIsFlaggedAndKeepsItsWireLength) {
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].verdict, static_cast<uint32_t>(NF_DROP));
   EXPECT_EQ(rig.Count(C::kOversize), 1u);
+}
+
+// A rewritten packet larger than one sendmsg may carry (a socket with a small sndbuf) is
+// dropped, never cut, and its batch slot says so: the pipeline counts a drop, not a rewrite.
+TEST(NfqueueEndpoint, ARewriteLargerThanASendmsgIsADropTheBatchKnowsOf) {
+  Rig rig({.sndbuf_bytes = 2048});
+  rig.Deliver(1, 2, 9000);
+  Batch b;
+  ASSERT_EQ(rig.Receive(b), 2u);
+  for (uint32_t i = 0; i < 2; ++i) b.set_next(i, Next::kAccept);
+  b.packet(1).meta().flags |= pkt_flag::kModified;
+  b.RecordVerdicts();
+  rig.endpoint->Send(b);
+  EXPECT_EQ(b.packet(0).meta().verdict, Verdict::kAccept);
+  EXPECT_EQ(b.packet(1).meta().verdict, Verdict::kDrop);
+  EXPECT_EQ(b.reason(1), DropReason::kCannotReturnBytes);
+  rig.Retire(b);
+  rig.Settle();
+  EXPECT_EQ(rig.model.outcome[1].verdict, static_cast<uint32_t>(NF_ACCEPT));
+  EXPECT_EQ(rig.model.outcome[2].verdict, static_cast<uint32_t>(NF_DROP));
+  EXPECT_FALSE(rig.model.outcome[2].has_payload);
+  EXPECT_EQ(rig.Count(C::kOversize), 1u);
+  EXPECT_TRUE(rig.model.queue.empty());
 }
 
 // Through the inline pipeline: what it counts is what the kernel was told.
@@ -712,6 +740,8 @@ TEST(NfqueueEndpoint, VerdictsWhoseSendmsgFailsAreSentAheadOfTheNextBatch) {
   ASSERT_GT(rig.endpoint->deferred(), 0u) << "the send buffer never filled";
   EXPECT_GT(rig.Count(C::kSendNoMemory), 0u);
   EXPECT_GT(rig.Count(C::kPayloadLost), 0u);
+  // Each of them is marked dropped in its batch, so the pipeline counts no rewrite for it.
+  EXPECT_EQ(rig.not_sent, rig.Count(C::kPayloadLost));
   // The kernel catches up; the next batch carries the deferred verdicts first.
   rig.Settle();
   rig.AcceptRound(id, 4, /*rewrite_fourth=*/true);
@@ -720,13 +750,16 @@ TEST(NfqueueEndpoint, VerdictsWhoseSendmsgFailsAreSentAheadOfTheNextBatch) {
   EXPECT_TRUE(rig.model.queue.empty())
       << rig.model.queue.size() << " packets left without a verdict";
   EXPECT_EQ(rig.model.enoent, 0);
+  uint64_t rewritten_dropped = 0;
   for (const auto& [pid, o] : rig.model.outcome) {
     EXPECT_EQ(o.times, 1) << pid;
     // A rewritten packet whose verdict had to wait lost its bytes: dropped, never sent unmodified.
     if (o.verdict == NF_ACCEPT && (pid % 4) == 0) {
       EXPECT_TRUE(o.has_payload) << pid;
     }
+    rewritten_dropped += o.verdict == NF_DROP && (pid % 4) == 0;
   }
+  EXPECT_EQ(rewritten_dropped, rig.not_sent) << "the kernel dropped exactly the packets the batches said";
   EXPECT_TRUE(std::is_sorted(rig.model.accepted_order.begin(), rig.model.accepted_order.end()));
   EXPECT_EQ(rig.Count(C::kVerdictsLost), 0u);
 }
