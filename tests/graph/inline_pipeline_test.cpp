@@ -83,6 +83,8 @@ class FakeQueue final : public InlineEndpoint {
   uint64_t max_outstanding() const { return max_outstanding_; }
   uint64_t orphans() const { return orphans_; }
   void set_slow_send(bool slow) { slow_send_ = slow; }
+  // Every packet in a large buffer, as NFQUEUE does with GSO super-packets.
+  void set_large(bool large) { large_ = large; }
   // Whether Idle() came after the last Send: what lets an endpoint send what it held back.
   bool idle_after_last_send() const { return idle_after_last_send_; }
 
@@ -91,7 +93,7 @@ class FakeQueue final : public InlineEndpoint {
     uint32_t n = 0;
     const uint64_t now = NowNs();
     while (n < max && !from.empty()) {
-      PacketBuffer* b = cache.Get(SizeClass::kSmall);
+      PacketBuffer* b = cache.Get(large_ ? SizeClass::kLarge : SizeClass::kSmall);
       if (b == nullptr) break;
       const auto& p = from.front();
       b->Assign(p.data(), static_cast<uint32_t>(p.size()));
@@ -118,11 +120,13 @@ class FakeQueue final : public InlineEndpoint {
   std::atomic<uint64_t> received_{0}, outstanding_{0}, max_outstanding_{0}, orphans_{0};
   std::atomic<bool> slow_send_{false};
   std::atomic<bool> idle_after_last_send_{false};
+  bool large_ = false;
 };
 
 struct Harness {
-  Harness(uint32_t shards, InlineOptions o) : queues(shards), parses(shards), classifies(shards), rewrites(shards) {
-    pool = std::move(BufferPool::Create({.small_buffers = 16384, .large_buffers = 0})).value();
+  Harness(uint32_t shards, InlineOptions o, uint32_t large_buffers = 0)
+      : queues(shards), parses(shards), classifies(shards), rewrites(shards) {
+    pool = std::move(BufferPool::Create({.small_buffers = 16384, .large_buffers = large_buffers})).value();
     for (uint32_t s = 0; s < shards; ++s) {
       config.push_back({&queues[s], StageRef::Of(parses[s]), StageRef::Of(classifies[s]), StageRef::Of(rewrites[s])});
     }
@@ -236,6 +240,29 @@ TEST_P(InlinePipelineTest, BackPressureBoundsPacketsInFlight) {
   h.pipeline->Stop();
   EXPECT_EQ(h.queues[0].verdicts().size(), traffic.size());
   EXPECT_LE(h.queues[0].max_outstanding(), 3u * 16u);  // tokens × batch size
+}
+
+// sluice run sizes the large class by LargeBuffersForGso: every shard's batches in flight full
+// of super-packets, plus what each shard's two caches may park. With four queues all sending
+// nothing but large packets and verdicts slow to leave (every batch in flight stays full), no
+// request for a large buffer ever comes back short.
+TEST_P(InlinePipelineTest, TheGsoSizingServesEveryShardsLargeBuffers) {
+  constexpr uint32_t kShards = 4;
+  const InlineOptions o = With({.threads = 2, .batch_size = 16, .batches_per_shard = 4,
+                                .receive_wait = std::chrono::microseconds(1000)});
+  const uint64_t large = InlinePipeline::LargeBuffersForGso(o, kShards);
+  Harness h(kShards, o, static_cast<uint32_t>(large));
+  const auto traffic = MakeTraffic(8, 300, 16);
+  for (auto& q : h.queues) {
+    q.set_large(true);
+    q.set_slow_send(true);
+    q.Offer(traffic);
+  }
+  h.pipeline->Start();
+  h.WaitForVerdicts(kShards * traffic.size());
+  h.pipeline->Stop();
+  for (auto& q : h.queues) EXPECT_EQ(q.verdicts().size(), traffic.size());
+  EXPECT_EQ(h.pool->Stats().exhausted, 0u) << "a shard found the large class empty (" << large << " buffers)";
 }
 
 // A batch closes when the queue is drained, or, with a batch timeout, when the timer runs out
