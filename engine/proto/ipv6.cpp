@@ -79,6 +79,7 @@ DropReason WalkChain(const uint8_t* ip, uint32_t ip_len, const Limits& limits,
         c.fragment = true;
         c.more_fragments = more;
         c.frag_offset = frag_offset;
+        c.frag_id = LoadBe32(h + 4);
         if (frag_offset != 0) {
           // What follows is the middle of a datagram: no header to walk.
           c.later_fragment = true;

@@ -70,6 +70,7 @@ struct Chain {
   bool later_fragment;  // offset != 0: no upper-layer header in this packet
   bool more_fragments;
   uint32_t frag_offset;  // bytes
+  uint32_t frag_id;      // the fragment header's identification (when fragment)
   uint32_t routing_off;  // offset of a routing header with segments left > 0; 0 when none
 };
 

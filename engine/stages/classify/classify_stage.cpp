@@ -251,34 +251,33 @@ void ClassifyStage::Translated(Batch& b, uint32_t i, uint32_t rule_number, Class
 void ClassifyStage::RememberFirstFragment(const PacketBuffer& pkt, const FlowTable::Flow& flow, FlowTable::Dir dir,
                                           uint64_t now) noexcept {
   const PacketMeta& m = pkt.meta();
-  if (m.l3 != L3Type::kIpv4 || (m.flags & (pkt_flag::kFragment | pkt_flag::kFragmentLater)) != pkt_flag::kFragment) {
-    return;
-  }
+  if ((m.flags & (pkt_flag::kFragment | pkt_flag::kFragmentLater)) != pkt_flag::kFragment) return;
   const FlowKey& o = flow.orig;
-  const uint8_t* ip = pkt.data() + m.l3_off;
-  if (flow.xaddr == o.src()) {
-    // Port-only: later fragments pass as they are, unless the rule has edits for them.
-    if (snapshot_->TranslationEdits(flow.rule_number) != nullptr) {
-      fragments_.Remember(ip, NatFragments::Side::kNone, 0, flow.rule_number, now);
-    }
-    return;
-  }
-  if (dir == FlowTable::Dir::kOriginal) {
-    fragments_.Remember(ip, NatFragments::Side::kSrc, static_cast<uint32_t>(flow.xaddr), flow.rule_number, now);
+  const bool port_only = flow.xaddr == o.src();
+  // Port-only: later fragments pass as they are, unless the rule has edits for them.
+  if (port_only && snapshot_->TranslationEdits(flow.rule_number) == nullptr) return;
+  NatFragments::Key key;
+  if (!NatFragments::KeyOf(pkt, &key)) return;
+  if (port_only) {
+    fragments_.Remember(key, NatFragments::Side::kNone, 0, flow.rule_number, now);
+  } else if (dir == FlowTable::Dir::kOriginal) {
+    fragments_.Remember(key, NatFragments::Side::kSrc, flow.xaddr, flow.rule_number, now);
   } else {
-    fragments_.Remember(ip, NatFragments::Side::kDst, static_cast<uint32_t>(o.src()), flow.rule_number, now);
+    fragments_.Remember(key, NatFragments::Side::kDst, o.src(), flow.rule_number, now);
   }
 }
 
 bool ClassifyStage::TranslateLaterFragment(Batch& b, uint32_t i, uint64_t now, ClassifyCounts& tally) noexcept {
   PacketBuffer& pkt = b.packet(i);
   const PacketMeta& m = pkt.meta();
-  if (m.l3 != L3Type::kIpv4 || (m.flags & pkt_flag::kFragmentLater) == 0) return false;
+  if ((m.flags & pkt_flag::kFragmentLater) == 0) return false;
+  NatFragments::Key key;
   NatFragments::Side side;
-  uint32_t addr = 0, rule_number = 0;
-  if (!fragments_.Find(pkt.data() + m.l3_off, now, &side, &addr, &rule_number)) return false;
+  U128 addr = 0;
+  uint32_t rule_number = 0;
+  if (!NatFragments::KeyOf(pkt, &key) || !fragments_.Find(key, now, &side, &addr, &rule_number)) return false;
   if (side != NatFragments::Side::kNone) {
-    const bool changed = SetIpv4Address(pkt, side == NatFragments::Side::kSrc ? Side::kSrc : Side::kDst, addr);
+    const bool changed = SetAddress(pkt, side == NatFragments::Side::kSrc ? Side::kSrc : Side::kDst, m.l3, addr);
     FinishChecksums(pkt, changed, /*full=*/false);
     if (changed) pkt.meta().flags |= pkt_flag::kModified;
   }

@@ -71,7 +71,7 @@ namespace sluice {
   X(kNatIcmpErrors, "nat_icmp_errors",                                                              \
     "ICMP errors quoting a packet of a live translation, translated with it (either direction)")    \
   X(kNatFragments, "nat_fragments",                                                                  \
-    "later IPv4 fragments given what their first fragment's translation gave it (address, edits)")  \
+    "later fragments given what their first fragment's translation gave it (address, edits)")        \
   X(kNatFragmentPassed, "nat_fragment_passed",                                                      \
     "non-first fragments a port-only translate rule matched: passed (their ports are in fragment 1)") \
   X(kRuleSetSwaps, "rule_set_swaps", "times this stage took up a newly published rule set")

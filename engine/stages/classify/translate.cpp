@@ -7,7 +7,6 @@
 #include "engine/stages/rewrite/rewrite_ops.h"
 
 namespace sluice {
-namespace {
 
 bool SetAddress(PacketBuffer& pkt, Side side, L3Type family, U128 value) noexcept {
   if (family == L3Type::kIpv4) return SetIpv4Address(pkt, side, static_cast<uint32_t>(value));
@@ -15,6 +14,8 @@ bool SetAddress(PacketBuffer& pkt, Side side, L3Type family, U128 value) noexcep
   IpAddr::V6(value).ToBytes(bytes);
   return SetIpv6Address(pkt, side, bytes);
 }
+
+namespace {
 
 bool IsIcmpEcho(uint8_t proto) noexcept { return proto == ip_proto::kIcmp || proto == ip_proto::kIcmp6; }
 

@@ -9,6 +9,7 @@
 #include "engine/packet/packet_buffer.h"
 #include "engine/rules/flow_table.h"
 #include "engine/rules/packet_fields.h"
+#include "engine/stages/rewrite/rewrite_ops.h"
 
 namespace sluice {
 
@@ -28,6 +29,10 @@ enum class KeyKind : uint8_t {
 // keyed by the quoted packet's tuple reversed: the key of its flow in the error's direction.
 // *key is meaningful unless the result is kNone.
 KeyKind TranslationKey(const PacketBuffer& pkt, const PacketFields& f, FlowKey* key) noexcept;
+
+// Sets the packet's source or destination address (of `family`, IPv4 in the low 32 bits),
+// with incremental checksum updates. Returns whether a byte changed.
+bool SetAddress(PacketBuffer& pkt, Side side, L3Type family, U128 value) noexcept;
 
 // Rewrites the packet for `flow` in direction `dir`: original → source address (when the
 // translation changes it) and source port / echo id; reply → destination address and port /

@@ -632,6 +632,47 @@ translate = { ports = "1024-65535", address = "198.18.0.1" }
   EXPECT_EQ(late[0].dst, "198.18.0.1") << "expired: not translated";
 }
 
+// The same for IPv6, whose fragments are known by the fragment header's 32-bit id (walked
+// to through the extension chain). Once, IPv6 later fragments were never remembered.
+TEST_F(ClassifyStageTest, LaterIpv6FragmentsOfAnAddressTranslationGetTheAddressToo) {
+  Load(R"(
+[[rule]]
+number = 1
+name = "masquerade6"
+action = "translate-source-port"
+match = { family = "ipv6", src = "2001:2:0:c::/64", proto = "udp" }
+translate = { ports = "1024-65535", address = "2001:2:0:1::1" }
+)");
+  const auto frags_out = testing::FragmentPacket(
+      PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Udp(5000, 53).Payload(300).Build(), 96);
+  ASSERT_GE(frags_out.size(), 3u);
+  const auto out = Run(frags_out, kSec);
+  for (const Seen& s : out) {
+    EXPECT_EQ(s.next, Next::kAccept);
+    EXPECT_EQ(s.src, "2001:2:0:1::1");
+  }
+  EXPECT_TRUE(out[0].l4_ok) << "the first fragment's UDP checksum, over the new address";
+  const uint16_t xport = out[0].sport;
+
+  const auto frags_in = testing::FragmentPacket(
+      PacketBuilder().Ipv6("2001:2:0:5::9", "2001:2:0:1::1").Udp(53, xport).Payload(1000).Build(), 400);
+  std::vector<TestPacket> later(frags_in.begin() + 1, frags_in.end());
+  const auto in_first = Run({frags_in[0]}, 2 * kSec);
+  const auto in_later = Run(later, 2 * kSec);
+  EXPECT_EQ(in_first[0].dst, "2001:2:0:c::7");
+  EXPECT_EQ(in_first[0].dport, 5000);
+  for (const Seen& s : in_later) {
+    EXPECT_EQ(s.next, Next::kAccept);
+    EXPECT_EQ(s.dst, "2001:2:0:c::7");
+  }
+  EXPECT_EQ(Count(ClassifyCounter::kNatFragments), frags_out.size() - 1 + later.size());
+
+  // Another datagram's later fragment (another id) finds nothing: the rule drops it.
+  const auto stray = testing::FragmentPacket(
+      PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Udp(5000, 53).Payload(300).Build(), 96, /*id=*/0x4321);
+  EXPECT_EQ(Run({stray.back()}, 3 * kSec)[0].reason, DropReason::kNatUntranslatable);
+}
+
 TEST_F(ClassifyStageTest, IdleFlowsExpireOnTheBatchClock) {
   Load(kNapt);
   const auto out = Run({Udp4("198.18.0.1", 7000, "198.19.0.9", 53)}, 0);
