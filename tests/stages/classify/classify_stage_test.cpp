@@ -33,6 +33,16 @@ struct Seen {
   bool ip_ok, l4_ok;
 };
 
+// Addresses for the fragment tests: an inside host and its network, a peer, and the address
+// a translation gives the inside host.
+struct FragmentCase {
+  const char* family;
+  const char* inside_net;
+  const char* inside;
+  const char* peer;
+  const char* xaddr;
+};
+
 std::string AddrText(const uint8_t* p, bool v6) {
   return ToString(v6 ? IpAddr::FromV6Bytes(p) : IpAddr::FromV4Bytes(p));
 }
@@ -125,6 +135,7 @@ class ClassifyStageTest : public ::testing::Test {
   }
 
   uint64_t Count(ClassifyCounter c) const { return stage_->counters().Load(c); }
+  void ExpectLaterFragmentsFollowTheTranslation(const FragmentCase& c);
   RuleTotals Totals(std::string_view name) const {
     auto rs = handle_->Load();
     for (uint32_t i = 0; i < rs->size(); ++i) {
@@ -584,93 +595,69 @@ translate = { ports = "20000-29999" }
   EXPECT_EQ(Count(ClassifyCounter::kNatFragmentPassed), frags.size() - 1);
 }
 
+TestPacket UdpDatagram(const FragmentCase& c, bool out, uint16_t inside_port, uint32_t payload) {
+  PacketBuilder b;
+  const char* src = out ? c.inside : c.peer;
+  const char* dst = out ? c.peer : c.xaddr;
+  if (std::string_view(c.family) == "ipv6") b.Ipv6(src, dst);
+  else b.Ipv4(src, dst);
+  return (out ? b.Udp(inside_port, 53) : b.Udp(53, inside_port)).Payload(payload).Build();
+}
+
 // A translation that moves the address moves it in every fragment, both ways, as libalias's
 // fragment links do: the first fragment carries the ports, and its later fragments are known
-// by (protocol, source, destination, IP id). Once, an outbound datagram's later fragments
-// were dropped and an inbound one's went on to the translated address.
-TEST_F(ClassifyStageTest, LaterFragmentsOfAnAddressTranslationGetTheAddressToo) {
-  Load(R"(
+// by (protocol, source, destination, identification: IPv4's IP id, IPv6's fragment header id,
+// found through the extension chain). Once, an outbound datagram's later fragments were
+// dropped and an inbound one's went on to the translated address; IPv6's were never
+// remembered.
+void ClassifyStageTest::ExpectLaterFragmentsFollowTheTranslation(const FragmentCase& c) {
+  Load(std::string(R"(
 [[rule]]
 number = 1
 name = "masquerade"
 action = "translate-source-port"
-match = { family = "ipv4", src = "10.0.0.0/8", proto = "udp" }
-translate = { ports = "1024-65535", address = "198.18.0.1" }
+match = { family = ")") + c.family + R"(", src = ")" + c.inside_net + R"(", proto = "udp" }
+translate = { ports = "1024-65535", address = ")" + c.xaddr + R"(" }
 )");
-  const auto frags_out = testing::FragmentPacket(
-      PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Udp(5000, 53).Payload(200).Build(), 96);
+  const auto frags_out = testing::FragmentPacket(UdpDatagram(c, /*out=*/true, 5000, 300), 96);
   ASSERT_GE(frags_out.size(), 3u);
   const auto out = Run(frags_out, kSec);  // one batch: the first fragment creates the flow
   for (const Seen& s : out) {
     EXPECT_EQ(s.next, Next::kAccept);
-    EXPECT_EQ(s.src, "198.18.0.1");
+    EXPECT_EQ(s.src, c.xaddr);
     EXPECT_TRUE(s.ip_ok);
   }
   const uint16_t xport = out[0].sport;
 
-  const auto frags_in = testing::FragmentPacket(
-      PacketBuilder().Ipv4("198.19.0.9", "198.18.0.1").Udp(53, xport).Payload(1000).Build(), 400);
+  const auto frags_in = testing::FragmentPacket(UdpDatagram(c, /*out=*/false, xport, 1000), 400);
   std::vector<TestPacket> later(frags_in.begin() + 1, frags_in.end());
   const auto in_first = Run({frags_in[0]}, 2 * kSec);  // the later ones in a batch of their own
   const auto in_later = Run(later, 2 * kSec);
-  EXPECT_EQ(in_first[0].dst, "10.1.2.3");
+  EXPECT_EQ(in_first[0].dst, c.inside);
   EXPECT_EQ(in_first[0].dport, 5000);
   for (const Seen& s : in_later) {
     EXPECT_EQ(s.next, Next::kAccept);
-    EXPECT_EQ(s.dst, "10.1.2.3");
+    EXPECT_EQ(s.dst, c.inside);
     EXPECT_TRUE(s.ip_ok);
   }
   EXPECT_EQ(Count(ClassifyCounter::kNatFragments), frags_out.size() - 1 + later.size());
 
-  // A later fragment whose first fragment was never seen (another IP id) is not translated:
+  // A later fragment whose first fragment was never seen (another id) is not translated:
   // the rule drops it; and none is remembered past the reassembly time.
-  const auto stray = testing::FragmentPacket(
-      PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Udp(5000, 53).Payload(200).Build(), 96, /*id=*/0x4321);
+  const auto stray = testing::FragmentPacket(UdpDatagram(c, /*out=*/true, 5000, 300), 96, /*id=*/0x4321);
   const auto s = Run({stray.back()}, 3 * kSec);
   EXPECT_EQ(s[0].reason, DropReason::kNatUntranslatable);
   const auto late = Run({later.back()}, 2 * kSec + NatFragments::kTimeoutNs);
-  EXPECT_EQ(late[0].dst, "198.18.0.1") << "expired: not translated";
+  EXPECT_EQ(late[0].dst, c.xaddr) << "expired: not translated";
 }
 
-// The same for IPv6, whose fragments are known by the fragment header's 32-bit id (walked
-// to through the extension chain). Once, IPv6 later fragments were never remembered.
+TEST_F(ClassifyStageTest, LaterFragmentsOfAnAddressTranslationGetTheAddressToo) {
+  ExpectLaterFragmentsFollowTheTranslation({"ipv4", "10.0.0.0/8", "10.1.2.3", "198.19.0.9", "198.18.0.1"});
+}
+
 TEST_F(ClassifyStageTest, LaterIpv6FragmentsOfAnAddressTranslationGetTheAddressToo) {
-  Load(R"(
-[[rule]]
-number = 1
-name = "masquerade6"
-action = "translate-source-port"
-match = { family = "ipv6", src = "2001:2:0:c::/64", proto = "udp" }
-translate = { ports = "1024-65535", address = "2001:2:0:1::1" }
-)");
-  const auto frags_out = testing::FragmentPacket(
-      PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Udp(5000, 53).Payload(300).Build(), 96);
-  ASSERT_GE(frags_out.size(), 3u);
-  const auto out = Run(frags_out, kSec);
-  for (const Seen& s : out) {
-    EXPECT_EQ(s.next, Next::kAccept);
-    EXPECT_EQ(s.src, "2001:2:0:1::1");
-  }
-  EXPECT_TRUE(out[0].l4_ok) << "the first fragment's UDP checksum, over the new address";
-  const uint16_t xport = out[0].sport;
-
-  const auto frags_in = testing::FragmentPacket(
-      PacketBuilder().Ipv6("2001:2:0:5::9", "2001:2:0:1::1").Udp(53, xport).Payload(1000).Build(), 400);
-  std::vector<TestPacket> later(frags_in.begin() + 1, frags_in.end());
-  const auto in_first = Run({frags_in[0]}, 2 * kSec);
-  const auto in_later = Run(later, 2 * kSec);
-  EXPECT_EQ(in_first[0].dst, "2001:2:0:c::7");
-  EXPECT_EQ(in_first[0].dport, 5000);
-  for (const Seen& s : in_later) {
-    EXPECT_EQ(s.next, Next::kAccept);
-    EXPECT_EQ(s.dst, "2001:2:0:c::7");
-  }
-  EXPECT_EQ(Count(ClassifyCounter::kNatFragments), frags_out.size() - 1 + later.size());
-
-  // Another datagram's later fragment (another id) finds nothing: the rule drops it.
-  const auto stray = testing::FragmentPacket(
-      PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Udp(5000, 53).Payload(300).Build(), 96, /*id=*/0x4321);
-  EXPECT_EQ(Run({stray.back()}, 3 * kSec)[0].reason, DropReason::kNatUntranslatable);
+  ExpectLaterFragmentsFollowTheTranslation(
+      {"ipv6", "2001:2:0:c::/64", "2001:2:0:c::7", "2001:2:0:5::9", "2001:2:0:1::1"});
 }
 
 TEST_F(ClassifyStageTest, IdleFlowsExpireOnTheBatchClock) {
