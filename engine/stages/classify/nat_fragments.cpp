@@ -24,8 +24,10 @@ bool NatFragments::KeyOf(const PacketBuffer& pkt, Key* key) noexcept {
       !chain.fragment) {
     return false;
   }
-  *key = {IpAddr::FromV6Bytes(ip + 8).value, IpAddr::FromV6Bytes(ip + 24).value, chain.frag_id, chain.l4_proto,
-          L3Type::kIpv6};
+  // No protocol: RFC 8200 makes the id unique per (source, destination), and what the walk
+  // calls the protocol differs between a first fragment (the upper layer, past any options
+  // in the fragmentable part) and a later one (the fragment header's next header).
+  *key = {IpAddr::FromV6Bytes(ip + 8).value, IpAddr::FromV6Bytes(ip + 24).value, chain.frag_id, 0, L3Type::kIpv6};
   return true;
 }
 

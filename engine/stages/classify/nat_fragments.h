@@ -2,8 +2,8 @@
 // fragment of a datagram, yet only the first fragment carries the ports its flow is keyed
 // by. As libalias does (its fragment links: FragmentIn / FragmentOut), the translation of a
 // first fragment is remembered under the datagram's identity as it arrived — family,
-// protocol, source, destination and identification (IPv4's 16-bit IP id, RFC 791; IPv6's
-// 32-bit fragment header id, RFC 8200 §4.5) — with the address the later fragments get on
+// source, destination and identification (IPv4's 16-bit IP id with the protocol, RFC 791;
+// IPv6's 32-bit fragment header id, RFC 8200 §4.5) — with the address the later fragments get on
 // the same side, and the translate rule whose edits they get too; they find it there.
 //
 // Direct-mapped and fixed in size, allocated with the stage: a newer datagram takes an older
@@ -31,7 +31,7 @@ class NatFragments {
   struct Key {
     U128 src = 0, dst = 0;
     uint32_t id = 0;
-    uint8_t proto = 0;
+    uint8_t proto = 0;  // IPv4 only
     L3Type family = L3Type::kNone;
     friend bool operator==(const Key&, const Key&) = default;
   };

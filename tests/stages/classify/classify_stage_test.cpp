@@ -41,6 +41,7 @@ struct FragmentCase {
   const char* inside;
   const char* peer;
   const char* xaddr;
+  bool dest_opts = false;  // IPv6: a destination options header in the fragmentable part
 };
 
 std::string AddrText(const uint8_t* p, bool v6) {
@@ -601,6 +602,7 @@ TestPacket UdpDatagram(const FragmentCase& c, bool out, uint16_t inside_port, ui
   const char* dst = out ? c.peer : c.xaddr;
   if (std::string_view(c.family) == "ipv6") b.Ipv6(src, dst);
   else b.Ipv4(src, dst);
+  if (c.dest_opts) b.DestOpts();
   return (out ? b.Udp(inside_port, 53) : b.Udp(53, inside_port)).Payload(payload).Build();
 }
 
@@ -642,11 +644,16 @@ translate = { ports = "1024-65535", address = ")" + c.xaddr + R"(" }
   }
   EXPECT_EQ(Count(ClassifyCounter::kNatFragments), frags_out.size() - 1 + later.size());
 
-  // A later fragment whose first fragment was never seen (another id) is not translated:
-  // the rule drops it; and none is remembered past the reassembly time.
+  // A later fragment whose first fragment was never seen (another id) is not translated
+  // (the translate rule drops it; behind options its protocol is theirs, so the rule does
+  // not match it); and none is remembered past the reassembly time.
   const auto stray = testing::FragmentPacket(UdpDatagram(c, /*out=*/true, 5000, 300), 96, /*id=*/0x4321);
   const auto s = Run({stray.back()}, 3 * kSec);
-  EXPECT_EQ(s[0].reason, DropReason::kNatUntranslatable);
+  EXPECT_EQ(s[0].src, c.inside);
+  EXPECT_FALSE(s[0].modified);
+  if (!c.dest_opts) {
+    EXPECT_EQ(s[0].reason, DropReason::kNatUntranslatable);
+  }
   const auto late = Run({later.back()}, 2 * kSec + NatFragments::kTimeoutNs);
   EXPECT_EQ(late[0].dst, c.xaddr) << "expired: not translated";
 }
@@ -658,6 +665,13 @@ TEST_F(ClassifyStageTest, LaterFragmentsOfAnAddressTranslationGetTheAddressToo) 
 TEST_F(ClassifyStageTest, LaterIpv6FragmentsOfAnAddressTranslationGetTheAddressToo) {
   ExpectLaterFragmentsFollowTheTranslation(
       {"ipv6", "2001:2:0:c::/64", "2001:2:0:c::7", "2001:2:0:5::9", "2001:2:0:1::1"});
+}
+
+// The first fragment's walk ends at UDP; a later one's at the fragment header's next header
+// (destination options here): the datagram's identity must not depend on either.
+TEST_F(ClassifyStageTest, LaterIpv6FragmentsFollowPastOptionsInTheFragmentablePart) {
+  ExpectLaterFragmentsFollowTheTranslation(
+      {"ipv6", "2001:2:0:c::/64", "2001:2:0:c::7", "2001:2:0:5::9", "2001:2:0:1::1", /*dest_opts=*/true});
 }
 
 TEST_F(ClassifyStageTest, IdleFlowsExpireOnTheBatchClock) {
