@@ -12,7 +12,7 @@ LatencyHistogram::Snapshot LatencyHistogram::Read() const {
     s.counts[b] = counts_[b].load(std::memory_order_relaxed);
     s.total += s.counts[b];
   }
-  s.sum = sum_.load(std::memory_order_relaxed);
+  s.sum_us = sum_us_.load(std::memory_order_relaxed);
   s.max = max_.load(std::memory_order_relaxed);
   return s;
 }
@@ -36,7 +36,7 @@ void LatencyHistogram::Snapshot::Merge(const Snapshot& other) {
     counts[b] += other.counts[b];
   }
   total += other.total;
-  sum += other.sum;
+  sum_us += other.sum_us;
   max = std::max(max, other.max);
 }
 

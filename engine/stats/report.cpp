@@ -98,7 +98,7 @@ std::string ToJson(const StatsReport& r) {
   const double secs = r.elapsed_s > 0 ? r.elapsed_s : 1e-9;
   j["throughput"] = {{"packets_per_s", static_cast<double>(r.packets_in) / secs},
                      {"bits_per_s", static_cast<double>(r.bytes_in) * 8 / secs}};
-  nlohmann::json lat = {{"count", r.latency.total}, {"sum", r.latency.sum}, {"max", r.latency.max}};
+  nlohmann::json lat = {{"count", r.latency.total}, {"sum_us", r.latency.sum_us}, {"max", r.latency.max}};
   for (const auto& [name, q] : kQuantiles) lat[name] = r.latency.Percentile(q);
   // The non-empty buckets as [upper bound ns, count], enough to redraw the distribution.
   nlohmann::json buckets = nlohmann::json::array();
@@ -157,7 +157,7 @@ std::string ToPrometheus(const StatsReport& r) {
     std::snprintf(label, sizeof label, "quantile=\"%g\"", q);
     Sample(out, "latency_seconds", label, static_cast<double>(r.latency.Percentile(q)) / 1e9);
   }
-  Sample(out, "latency_seconds_sum", "", static_cast<double>(r.latency.sum) / 1e9);
+  Sample(out, "latency_seconds_sum", "", static_cast<double>(r.latency.sum_us) / 1e6);
   Sample(out, "latency_seconds_count", "", static_cast<double>(r.latency.total));
   Metric(out, "stage_calls_total", "counter", "Batches processed, per stage and shard.");
   for (const StageReport& s : r.stages) {
@@ -198,18 +198,20 @@ std::string ToPrometheus(const StatsReport& r) {
   // forbids a second header or a sample away from its group, and a scraper that meets either
   // rejects the whole file. Counters arrive per queue or port (all of queue 0's, then queue
   // 1's), so they are grouped by name here, in the order names first appear.
-  // A counter's name ends in _total, as the format's conventions ask (OpenMetrics requires it);
-  // JSON keeps the names as defined.
+  // A counter's name ends in _total, as the text format's conventions ask; JSON keeps the
+  // names as defined. Grouped by the name exported, so that X and X_total cannot become two
+  // groups of one name.
+  auto exported_name = [](const NamedCounter& c) {
+    return c.gauge || c.name.ends_with("_total") ? c.name : c.name + "_total";
+  };
   std::vector<bool> written(r.counters.size(), false);
   for (std::size_t i = 0; i < r.counters.size(); ++i) {
     if (written[i]) continue;
-    const std::string& name = r.counters[i].name;
-    const bool gauge = r.counters[i].gauge;
-    const std::string exported = gauge || name.ends_with("_total") ? name : name + "_total";
-    Metric(out, exported, gauge ? "gauge" : "counter", r.counters[i].help);
+    const std::string exported = exported_name(r.counters[i]);
+    Metric(out, exported, r.counters[i].gauge ? "gauge" : "counter", r.counters[i].help);
     for (std::size_t j = i; j < r.counters.size(); ++j) {
       const NamedCounter& c = r.counters[j];
-      if (written[j] || c.name != name) continue;
+      if (written[j] || exported_name(c) != exported) continue;
       written[j] = true;
       std::string labels;
       for (const auto& [k, v] : c.labels) labels += (labels.empty() ? "" : ",") + k + "=\"" + Escape(v) + "\"";
