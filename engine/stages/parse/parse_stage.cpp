@@ -93,7 +93,7 @@ DropReason ParseIpv6(const uint8_t* ip, uint32_t avail, const ipv6::Limits& limi
   const uint8_t* q = l4 + icmp::kHeaderLen;
   const uint32_t qlen = avail - icmp::kHeaderLen;
   if (!v6 && qlen >= 20 && (q[0] >> 4) == 4) return FlowHashIpv4(seed, q + ipv4::kOffSrc, q + ipv4::kOffDst, 0, 0, q[9]);
-  if (v6 && qlen >= 40 && (q[0] >> 4) == 6) return FlowHashIpv6(seed, q + ipv6::kOffSrc, q + ipv6::kOffDst, 0, 0, q[6]);
+  if (v6 && qlen >= 40 && (q[0] >> 4) == 6) return FlowHashIpv6(seed, q + ipv6::kOffSrc, q + ipv6::kOffDst, 0, 0, 0);
   return own;
 }
 
@@ -206,13 +206,13 @@ DropReason ParseOne(PacketBuffer& buf, const ParseConfig& config, ParseCounts& c
     buf.Trim(avail - l3.ip_len);
     counts.Bump(ParseCounter::kPaddingTrimmed);
   }
-  // The shard key: addresses and protocol, no ports (see the header: the kernel's
+  // The shard key: addresses, and IPv4's protocol, no ports (see the header: the kernel's
   // --queue-balance key, and what keeps a port translation's replies on its shard).
   if (l2.l3 == L3Type::kIpv4) {
     m.flow_hash = FlowHashIpv4(config.flow_hash_seed, ip + ipv4::kOffSrc, ip + ipv4::kOffDst, 0, 0, l3.proto);
     counts.Bump(ParseCounter::kIpv4);
   } else {
-    m.flow_hash = FlowHashIpv6(config.flow_hash_seed, ip + ipv6::kOffSrc, ip + ipv6::kOffDst, 0, 0, l3.proto);
+    m.flow_hash = FlowHashIpv6(config.flow_hash_seed, ip + ipv6::kOffSrc, ip + ipv6::kOffDst, 0, 0, 0);
     counts.Bump(ParseCounter::kIpv6);
     counts.Bump(ParseCounter::kIpv6ExtHeaders, l3.ext_headers);
   }

@@ -31,13 +31,16 @@
 // kL4CsumNotReady and rewrite recomputes its L4 checksum in full. IPv6 jumbograms (RFC 2675)
 // are ipv6_jumbogram, also under the policy.
 //
-// Flow hash: seeded and symmetric (engine/proto/flow_hash.h) over the address pair and the
-// protocol, without ports — the key the kernel's NFQUEUE --queue-balance hashes, so offline
-// shards hold what inline shards would. It keeps every fragment of a datagram on one shard,
-// and a port translation's replies (addressed to the new port) on the shard that made it. An
-// ICMP error takes the key of the packet it quotes, so that the offline graph hands it to
-// the shard of that packet's flow (where its NAT translation lives); kernel queues steer it
-// by its own addresses.
+// Flow hash: seeded and symmetric (engine/proto/flow_hash.h) over the address pair, and for
+// IPv4 the protocol, without ports — the key the kernel's NFQUEUE --queue-balance hashes
+// (hash_v4: addresses and protocol; hash_v6: addresses only), so offline shards hold what
+// inline shards would. IPv6 leaves the protocol out because a fragment does not always know
+// it: behind options in the fragmentable part, a later fragment sees only the fragment
+// header's next header, where the first sees the upper layer. It keeps every fragment of a
+// datagram on one shard, and a port translation's replies (addressed to the new port) on
+// the shard that made it. An ICMP error takes the key of the packet it quotes, so that the
+// offline graph hands it to the shard of that packet's flow (where its NAT translation
+// lives); kernel queues steer it by its own addresses.
 //
 // Cost: no allocation, no lock, no virtual call; counters accumulate in locals and are added
 // once per batch. bench/stages/parse_bench.cpp has ns/packet per traffic mix.

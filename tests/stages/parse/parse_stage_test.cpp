@@ -294,6 +294,31 @@ TEST(ParseStage, AnIcmpErrorTakesTheShardKeyOfThePacketItQuotes) {
   }
 }
 
+// IPv6's shard key is the address pair alone, as the kernel's queue balancing hashes it:
+// the protocol a packet shows is not the same for every fragment of a datagram (behind
+// options in the fragmentable part, a later fragment shows the options'), nor for a quote
+// that starts with an extension header. Every packet between two hosts meets on one shard.
+TEST(ParseStage, EveryIpv6PacketBetweenTwoHostsHasOneShardKey) {
+  const char* inside = "2001:2:0:c::7";
+  const char* remote = "2001:2:0:5::9";
+  const TestPacket plain = PacketBuilder().Ipv6(inside, remote).Udp(5000, 53).Payload(20).Build();
+  const uint32_t key = ParseOnce(plain, testing::WithSeed(7)).meta.flow_hash;
+  std::vector<TestPacket> same = {
+      PacketBuilder().Ipv6(remote, inside).Tcp(443, 40000).Build(),
+      PacketBuilder().Ipv6(inside, remote).DestOpts().Udp(5000, 53).Payload(20).Build(),
+  };
+  const TestPacket big = PacketBuilder().Ipv6(inside, remote).DestOpts().Udp(5000, 53).Payload(600).Build();
+  const auto frags = testing::FragmentPacket(big, 200);
+  ASSERT_GE(frags.size(), 3u);
+  same.insert(same.end(), frags.begin(), frags.end());
+  same.push_back(PacketBuilder().Ipv6("2001:2:0:5::fe", inside).Icmp(2, 0, 0, 1280).Payload(same[1].bytes).Build());
+  for (std::size_t i = 0; i < same.size(); ++i) {
+    const ParseOutcome o = ParseOnce(same[i], testing::WithSeed(7));
+    EXPECT_EQ(o.reason, DropReason::kNone) << i;
+    EXPECT_EQ(o.meta.flow_hash, key) << "packet " << i;
+  }
+}
+
 TEST(ParseStage, ClearsStaleParseOutputsAndKeepsSourceFlags) {
   const TestPacket arp = [] {
     TestPacket p = PacketBuilder().Ethernet().Ipv4("198.18.0.1", "198.18.0.2").Build();
