@@ -4,6 +4,8 @@
 // against (bench/graph/pipeline_bench.cpp).
 #include "engine/graph/pipeline.h"
 
+#include <pthread.h>
+
 #include <oneapi/tbb/flow_graph.h>
 #include <oneapi/tbb/task_arena.h>
 
@@ -18,6 +20,7 @@
 
 #include "engine/core/assert.h"
 #include "engine/core/clock.h"
+#include "engine/core/cpus.h"
 #include "engine/core/limits.h"
 #include "engine/core/tsan.h"
 #include "engine/pool/batch_pool.h"
@@ -438,6 +441,7 @@ struct InlinePipeline::Shard {
   RunStats run;
   StageStats parse, classify, rewrite;
   std::thread io;
+  int pin_error = 0;  // Start()'s pthread_setaffinity_np of `io`, with options.cpus
 };
 
 // The thread that owns the arena: it builds the graph, then helps run it until Stop().
@@ -461,6 +465,15 @@ InlinePipeline::~InlinePipeline() { Stop(); }
 Status InlinePipeline::Validate(const InlineOptions& o, uint32_t shards, const BufferPool& pool) {
   if (Status s = CheckGraphLimits("shards (queues)", shards, o.threads, o.batch_size); !s.ok()) return s;
   if (o.batches_per_shard < 1) return InvalidArgument("batches per shard must be at least 1");
+  if (!o.cpus.empty()) {
+    const std::vector<uint32_t> allowed = AllowedCpus();
+    for (const uint32_t c : o.cpus) {
+      if (std::find(allowed.begin(), allowed.end(), c) == allowed.end()) {
+        return InvalidArgument("cpu " + std::to_string(c) + " is not one this process may run on (allowed: " +
+                               CpuList(allowed) + ")");
+      }
+    }
+  }
   // Every token may hold a full batch; each shard has two caches.
   const uint64_t need = uint64_t{shards} * (uint64_t{o.batches_per_shard} * o.batch_size + 2 * PoolCache::kDefaultSize);
   if (pool.Capacity(SizeClass::kSmall) < need) {
@@ -541,8 +554,16 @@ void InlinePipeline::Start() {
       node->try_put(b);
     };
     s->io = std::thread([this, s] { IoLoop(*s); });
+    if (!options_.cpus.empty()) {  // from here, so that Start() returns knowing how it went
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(options_.cpus[i % options_.cpus.size()], &set);
+      s->pin_error = pthread_setaffinity_np(s->io.native_handle(), sizeof set, &set);
+    }
   }
 }
+
+int InlinePipeline::io_pin_error(uint32_t shard) const noexcept { return shards_[shard]->pin_error; }
 
 void InlinePipeline::IoLoop(Shard& shard) noexcept {
   // After Stop(), only what the endpoint still holds: it was received, so it needs a verdict.

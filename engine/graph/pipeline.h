@@ -136,6 +136,12 @@ struct InlineOptions {
   // use two cores, at the cost of a wake-up per batch (worth it only near saturation with
   // fewer queues than cores).
   bool run_to_completion = true;
+  // CPUs the I/O threads run on: shard i's on cpus[i % cpus.size()], as Suricata's
+  // cpu-affinity and VPP's corelist-workers pin theirs. With run to completion the stages run
+  // there too, so a queue's packets, flow table and counters stay in one core's caches, and
+  // the queue's thread can sit beside the core that takes its NIC's interrupts. Empty: the
+  // scheduler places them. (The arena's worker threads are not pinned.)
+  std::vector<uint32_t> cpus = {};
 };
 
 struct InlineShard {
@@ -150,6 +156,7 @@ class InlinePipeline {
   InlinePipeline(const InlineOptions& options, BufferPool& pool, std::span<const InlineShard> shards);
   ~InlinePipeline();  // Stop()s if running
 
+  // Also that every CPU in options.cpus is one this process may run on.
   static Status Validate(const InlineOptions& options, uint32_t shards, const BufferPool& pool);
   // Large buffers for NFQUEUE with GSO, where any message may be a 64 KiB super-packet that
   // holds a large buffer until its verdict: per shard, every batch it can have in flight full
@@ -162,6 +169,9 @@ class InlinePipeline {
   void Stop();
 
   uint32_t shards() const noexcept { return static_cast<uint32_t>(shards_.size()); }
+  // After Start(), with options.cpus: 0 when the shard's I/O thread was pinned, else the
+  // error pinning it failed with (it runs where the scheduler puts it).
+  int io_pin_error(uint32_t shard) const noexcept;
   // Readable at any time (relaxed snapshots).
   const RunStats& run_stats(uint32_t shard) const noexcept;
   const StageStats& parse_stats(uint32_t shard) const noexcept;

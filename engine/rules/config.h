@@ -82,6 +82,9 @@ struct PipelineConfig {
   uint32_t threads = 0;                // oneTBB worker threads, 0 = one per CPU, else 1..1024
   uint32_t shards = 1;                 // independent serial pipelines, 1..1024
   uint32_t batches_per_shard = 8;      // batches in flight per shard (the graph's tokens), 1..4096
+  std::vector<uint32_t> cpus;          // inline: CPUs the I/O threads are pinned to, queue i on
+                                       // cpus[i % n]; each listed once and one this process may
+                                       // run on; empty = not pinned
   PoolConfig pool;                     // [pipeline.pool] small_buffers >= shards * batches_per_shard * batch_size
   bool operator==(const PipelineConfig&) const = default;
 };

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "engine/core/cpus.h"
 #include "engine/core/limits.h"
 #include "engine/packet/batch.h"
 #include "engine/rules/match_records.h"
@@ -430,6 +431,26 @@ void ReadPipeline(Loader& l, const toml::table& t, PipelineConfig& p) {
   r.Integer("threads", 0, kMaxThreads, &p.threads);
   r.Integer("shards", 1, kMaxShards, &p.shards);
   r.Integer("batches_per_shard", 1, 4096, &p.batches_per_shard);
+  if (const toml::node* cpus = r.Find("cpus")) {
+    // Checked against this process's CPUs here, so that the error names the line.
+    const std::vector<uint32_t> allowed = AllowedCpus();
+    p.cpus.clear();
+    ForEachItem(*cpus, [&](const toml::node& e) {
+      const auto* i = e.as_integer();
+      if (i == nullptr || i->get() < 0 ||
+          std::find(allowed.begin(), allowed.end(), static_cast<uint64_t>(i->get())) == allowed.end()) {
+        l.Error(e.source().begin, "pipeline.cpus",
+                "expected CPUs this process may run on (" + CpuList(allowed) + "), got " +
+                    (i ? std::to_string(i->get()) : std::string(TypeName(e))));
+        return;
+      }
+      if (std::find(p.cpus.begin(), p.cpus.end(), i->get()) != p.cpus.end()) {
+        l.Error(e.source().begin, "pipeline.cpus", "CPU " + std::to_string(i->get()) + " is listed twice");
+        return;
+      }
+      p.cpus.push_back(static_cast<uint32_t>(i->get()));
+    });
+  }
   if (const toml::table* pool = r.Table("pool")) {
     TableReader pr(l, *pool, "pipeline.pool");
     pr.Integer("small_buffers", 1, 1 << 24, &p.pool.small_buffers);

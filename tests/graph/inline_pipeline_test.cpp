@@ -2,12 +2,16 @@
 // verdicts leave in the order packets arrived, Stop() drains, back-pressure holds.
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <atomic>
 #include <deque>
 #include <mutex>
 #include <thread>
 
 #include "engine/core/clock.h"
+#include "engine/core/cpus.h"
 #include "engine/graph/pipeline.h"
 #include "tests/testing/fake_stages.h"
 
@@ -35,6 +39,7 @@ class FakeQueue final : public InlineEndpoint {
   bool Holding() const noexcept override { return holding_; }
 
   uint32_t Receive(PoolCache& cache, Batch& batch, uint32_t max, std::chrono::microseconds wait) noexcept override {
+    RecordAffinity();
     if (holding_) {
       if (!gate_open_) {
         std::this_thread::sleep_for(wait);
@@ -85,10 +90,26 @@ class FakeQueue final : public InlineEndpoint {
   void set_slow_send(bool slow) { slow_send_ = slow; }
   // Every packet in a large buffer, as NFQUEUE does with GSO super-packets.
   void set_large(bool large) { large_ = large; }
+  // The CPUs the thread that last called Receive (the I/O thread) may run on.
+  std::vector<uint32_t> receive_cpus() {
+    std::lock_guard lock(mu_);
+    return receive_cpus_;
+  }
   // Whether Idle() came after the last Send: what lets an endpoint send what it held back.
   bool idle_after_last_send() const { return idle_after_last_send_; }
 
  private:
+  void RecordAffinity() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (pthread_getaffinity_np(pthread_self(), sizeof set, &set) != 0) return;
+    std::vector<uint32_t> cpus;
+    for (uint32_t c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    }
+    std::lock_guard lock(mu_);
+    receive_cpus_ = std::move(cpus);
+  }
   uint32_t HandOut(std::deque<std::vector<uint8_t>>& from, PoolCache& cache, Batch& batch, uint32_t max) {
     uint32_t n = 0;
     const uint64_t now = NowNs();
@@ -116,6 +137,7 @@ class FakeQueue final : public InlineEndpoint {
   std::atomic<bool> holding_{false}, gate_open_{false};
   std::vector<std::pair<uint64_t, Verdict>> verdicts_;
   std::vector<uint32_t> send_sizes_;
+  std::vector<uint32_t> receive_cpus_;
   uint64_t next_id_ = 1;
   std::atomic<uint64_t> received_{0}, outstanding_{0}, max_outstanding_{0}, orphans_{0};
   std::atomic<bool> slow_send_{false};
@@ -240,6 +262,32 @@ TEST_P(InlinePipelineTest, BackPressureBoundsPacketsInFlight) {
   h.pipeline->Stop();
   EXPECT_EQ(h.queues[0].verdicts().size(), traffic.size());
   EXPECT_LE(h.queues[0].max_outstanding(), 3u * 16u);  // tokens × batch size
+}
+
+// With cpus, each queue's I/O thread runs on its CPU alone (cpus[i % n]); a CPU the process
+// may not run on is refused before anything starts.
+TEST_P(InlinePipelineTest, IoThreadsRunOnTheirCpus) {
+  const std::vector<uint32_t> allowed = AllowedCpus();
+  if (allowed.size() < 2) GTEST_SKIP() << "needs two CPUs this process may run on";
+  const std::vector<uint32_t> cpus = {allowed[1], allowed[0]};
+  Harness h(3, With({.threads = 1, .batch_size = 8, .receive_wait = std::chrono::microseconds(1000), .cpus = cpus}));
+  ASSERT_TRUE(InlinePipeline::Validate(With({.cpus = cpus}), 3, *h.pool).ok());
+  const auto traffic = MakeTraffic(4, 20, 17);
+  for (auto& q : h.queues) q.Offer(traffic);
+  h.pipeline->Start();
+  h.WaitForVerdicts(3 * traffic.size());
+  h.pipeline->Stop();
+  for (uint32_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(h.pipeline->io_pin_error(i), 0);
+    EXPECT_EQ(h.queues[i].receive_cpus(), std::vector<uint32_t>{cpus[i % 2]}) << "queue " << i;
+    EXPECT_EQ(h.queues[i].verdicts().size(), traffic.size());
+  }
+
+  const Status bad = InlinePipeline::Validate(With({.cpus = {allowed[0], CPU_SETSIZE - 1}}), 3, *h.pool);
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("cpu " + std::to_string(CPU_SETSIZE - 1) + " is not one this process may run on"),
+            std::string::npos)
+      << bad.message();
 }
 
 // sluice run sizes the large class by LargeBuffersForGso: every shard's batches in flight full

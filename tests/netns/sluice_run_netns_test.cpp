@@ -35,6 +35,7 @@
 #include <sstream>
 #include <thread>
 
+#include "engine/core/cpus.h"
 #include "engine/io/nfqueue/queue_stats.h"
 #include "tests/netns/netns_lab.h"
 
@@ -613,8 +614,11 @@ translate = { ports = "20000-29999" }
 TEST_F(SluiceRunNetns, AMillionDatagramsReconcileBetweenGeneratorDaemonAndKernel) {
   const uint64_t count = 1'000'000;
   const uint64_t rate = kSanitized ? 50'000 : 100'000;
-  const std::string config = WriteFile(
-      "sluice.toml", Config("fail_open = false\nqueue_maxlen = 262144\nrcvbuf_bytes = 134217728\n",
+  // Each queue's I/O thread pinned to a CPU of its own (or both to the one there is).
+  const std::vector<uint32_t> cpus = AllowedCpus();
+  ASSERT_FALSE(cpus.empty());
+  const uint32_t cpu0 = cpus.back(), cpu1 = cpus.front();
+  std::string text = Config("fail_open = false\nqueue_maxlen = 262144\nrcvbuf_bytes = 134217728\n",
                             R"(
 [[rule]]
 number = 100
@@ -641,10 +645,16 @@ number = 400
 name = "count-udp"
 action = "count"
 match = { proto = "udp", dst_port = 9000 }
-)"));
+)");
+  const std::string pinned = "shards = 2\ncpus = [" + std::to_string(cpu0) +
+                             (cpu1 != cpu0 ? ", " + std::to_string(cpu1) : std::string()) + "]\n";
+  text.replace(text.find("shards = 2\n"), std::string("shards = 2\n").size(), pinned);
+  const std::string config = WriteFile("sluice.toml", text);
   InstallFirewall(config);
   Daemon* d = StartRunning(config);
   ASSERT_NE(d, nullptr);
+  EXPECT_TRUE(d->proc->WaitForText("shard 0's I/O thread runs on CPU " + std::to_string(cpu0), 5s)) << d->log();
+  EXPECT_TRUE(d->proc->WaitForText("shard 1's I/O thread runs on CPU " + std::to_string(cpu1), 5s)) << d->log();
 
   auto rx = StartReceiver(count, 9000, 1000);  // it never gets all: a source is dropped
   const auto start = std::chrono::steady_clock::now();

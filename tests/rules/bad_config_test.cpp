@@ -97,6 +97,15 @@ ports = [8668, 8668]
     {"batch size", R"([pipeline]
 batch_size = 300
 )", 2, 14, "pipeline.batch_size", "expected an integer in 1..256, got 300"},
+    {"cpu the process may not run on", R"([pipeline]
+cpus = [0, 4095]
+)", 2, 12, "pipeline.cpus", "expected CPUs this process may run on ("},
+    {"cpu not a number", R"([pipeline]
+cpus = ["0"]
+)", 2, 9, "pipeline.cpus", "got a string"},
+    {"cpu listed twice", R"([pipeline]
+cpus = [0, 0]
+)", 2, 12, "pipeline.cpus", "CPU 0 is listed twice"},
     // The graphs' own limits (engine/core/limits.h): past them, `sluice run` once bound its
     // queues and then aborted.
     {"threads past the graph's limit", R"([pipeline]

@@ -54,6 +54,7 @@ batch_timeout_us = 50
 threads = 3
 shards = 2
 batches_per_shard = 4
+cpus = [0]
 [pipeline.pool]
 small_buffers = 5000
 large_buffers = 8
@@ -92,6 +93,7 @@ default_action = "drop"
   EXPECT_EQ(c.pipeline.threads, 3u);
   EXPECT_EQ(c.pipeline.shards, 2u);
   EXPECT_EQ(c.pipeline.batches_per_shard, 4u);
+  EXPECT_EQ(c.pipeline.cpus, std::vector<uint32_t>{0});
   EXPECT_EQ(c.pipeline.pool.small_buffers, 5000u);
   EXPECT_EQ(c.pipeline.pool.large_buffers, 8u);
   EXPECT_EQ(c.parse.malformed, MalformedPolicy::kDrop);

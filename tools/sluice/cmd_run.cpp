@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <linux/capability.h>
 #include <memory>
@@ -354,6 +355,7 @@ int Run(const RunArgs& a) {
   opts.batches_per_shard = config.pipeline.batches_per_shard;
   opts.batch_timeout = std::chrono::microseconds(config.pipeline.batch_timeout_us);
   opts.run_to_completion = config.pipeline.run_to_completion;
+  opts.cpus = config.pipeline.cpus;
   PoolConfig pool_config = config.pipeline.pool;
   const uint64_t need = uint64_t{shards} * (uint64_t{opts.batches_per_shard} * opts.batch_size + 2 * PoolCache::kDefaultSize);
   pool_config.small_buffers = static_cast<uint32_t>(std::max<uint64_t>(pool_config.small_buffers, need));
@@ -453,6 +455,14 @@ int Run(const RunArgs& a) {
       shards, opts.run_to_completion ? "the I/O threads" : (std::to_string(opts.threads) + " worker thread(s)").c_str(),
       opts.batch_size, config.rules.size(), static_cast<int>(getpid()));
   if (const std::string note = DirectionNote(config); !note.empty()) Log("note: %s", note.c_str());
+  for (uint32_t s = 0; s < shards && !opts.cpus.empty(); ++s) {
+    const uint32_t cpu = opts.cpus[s % opts.cpus.size()];
+    if (const int e = pipeline.io_pin_error(s); e != 0) {
+      Log("warning: shard %u's I/O thread could not be pinned to CPU %u: %s", s, cpu, std::strerror(e));
+    } else {
+      Log("shard %u's I/O thread runs on CPU %u", s, cpu);
+    }
+  }
 
   ConfigLoad applied = load;  // the file the running rules came from (SIGHUP may replace it)
   bool retry_interfaces = false;
