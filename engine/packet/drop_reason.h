@@ -85,6 +85,9 @@ namespace sluice {
   X(kVerdictNotSent, "verdict_not_sent",                                                          \
     "rewritten, but the socket refused its verdict with the new bytes past the retries: the "    \
     "bytes are released, so it is verdicted drop once the socket takes verdicts again")           \
+  X(kVerdictLost, "verdict_lost",                                                                 \
+    "its verdict found the socket refusing verdicts and the deferred list full after a second's " \
+    "wait: the kernel holds the packet until the socket closes, then drops it")                   \
   X(kReinjectFailed, "reinject_failed",                                                           \
     "the kernel would not take the packet back (divert: sendto failed after its retries, e.g. "  \
     "ENOBUFS, EHOSTUNREACH, EMSGSIZE): lost, and counted by the endpoint's tx_* error counters")

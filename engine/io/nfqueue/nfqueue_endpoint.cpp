@@ -682,6 +682,8 @@ void NfqueueEndpoint::DeferLocked(uint32_t i, NfqueueCounts& t) noexcept {
     t.Bump(C::kPayloadLost);
   }
   if (deferred_count_ == kMaxDeferred) {
+    // Not sent and not kept: the kernel holds the packet until the socket closes, then drops it.
+    lost_[i] = DropReason::kVerdictLost;
     t.Bump(C::kVerdictsLost);
     return;
   }

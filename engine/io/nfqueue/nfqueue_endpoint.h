@@ -39,9 +39,10 @@
 // its verdicts are kept (deferred) and sent ahead of the next batch's, payloads turned into
 // drops because the bytes are gone by then. When the deferred list (kMaxDeferred) cannot take
 // them, Send waits for the socket, retrying for up to kDeferredFullWait (back-pressure), and
-// only then loses the rest (verdicts_lost). Every rewritten packet of the batch that does not
-// go back with its bytes is marked dropped in the batch with its reason (cannot_return_bytes,
-// verdict_not_sent) before Send returns, so the pipeline counts it as what it became.
+// only then loses the rest (verdicts_lost). Every packet of the batch that will not go back as
+// its verdict said is marked dropped in the batch with its reason before Send returns
+// (cannot_return_bytes, verdict_not_sent: a rewrite's bytes; verdict_lost), so the pipeline
+// counts it as what it became.
 //
 // Threads. Receive is called by one thread at a time (the shard's I/O thread). Send and
 // OnOrphan may run on any threads: they serialise on one mutex, taken once per call (a call
@@ -326,8 +327,8 @@ class NfqueueEndpoint final : public InlineEndpoint {
   VerdictTracker tracker_;
   VerdictWriter writer_;
   std::unique_ptr<VerdictItem[]> items_;        // kMaxItems: deferred ones, then the batch's
-  // kMaxItems, beside items_: why an accept with bytes became a drop in its flush (kNone: it
-  // did not). Send reads it back for its batch's items.
+  // kMaxItems, beside items_: why an item will not go back as its verdict said (kNone: it
+  // will). Send reads it back for its batch's items.
   std::unique_ptr<DropReason[]> lost_;
   std::unique_ptr<VerdictMessage[]> messages_;  // kMaxItems
   std::unique_ptr<VerdictItem[]> deferred_;     // kMaxDeferred

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -62,7 +63,7 @@ struct Rig {
     endpoint->Send(b);
     for (uint32_t i = 0; i < b.size(); ++i) {
       // What the pipeline will count (AccountVerdicts reads the recorded verdict).
-      if (b.packet(i).meta().verdict == Verdict::kDrop && b.reason(i) == DropReason::kVerdictNotSent) ++not_sent;
+      if (b.packet(i).meta().verdict == Verdict::kDrop) ++dropped[b.reason(i)];
     }
     Retire(b);
   }
@@ -91,7 +92,7 @@ struct Rig {
   std::unique_ptr<PoolCache> cache;
   std::unique_ptr<NfqueueEndpoint> endpoint;
   QueueModel model;
-  uint64_t not_sent = 0;  // slots Send marked dropped, reason verdict_not_sent
+  std::map<DropReason, uint64_t> dropped;  // slots Send left dropped, by reason
 };
 
 TEST(NfqueueEndpoint, ReceiveFillsMetadataAndPointsIntoTheBufferWithoutACopy) {
@@ -741,7 +742,7 @@ TEST(NfqueueEndpoint, VerdictsWhoseSendmsgFailsAreSentAheadOfTheNextBatch) {
   EXPECT_GT(rig.Count(C::kSendNoMemory), 0u);
   EXPECT_GT(rig.Count(C::kPayloadLost), 0u);
   // Each of them is marked dropped in its batch, so the pipeline counts no rewrite for it.
-  EXPECT_EQ(rig.not_sent, rig.Count(C::kPayloadLost));
+  EXPECT_EQ(rig.dropped[DropReason::kVerdictNotSent], rig.Count(C::kPayloadLost));
   // The kernel catches up; the next batch carries the deferred verdicts first.
   rig.Settle();
   rig.AcceptRound(id, 4, /*rewrite_fourth=*/true);
@@ -759,7 +760,8 @@ TEST(NfqueueEndpoint, VerdictsWhoseSendmsgFailsAreSentAheadOfTheNextBatch) {
     }
     rewritten_dropped += o.verdict == NF_DROP && (pid % 4) == 0;
   }
-  EXPECT_EQ(rewritten_dropped, rig.not_sent) << "the kernel dropped exactly the packets the batches said";
+  EXPECT_EQ(rewritten_dropped, rig.dropped[DropReason::kVerdictNotSent])
+      << "the kernel dropped exactly the packets the batches said";
   EXPECT_TRUE(std::is_sorted(rig.model.accepted_order.begin(), rig.model.accepted_order.end()));
   EXPECT_EQ(rig.Count(C::kVerdictsLost), 0u);
 }
@@ -822,6 +824,24 @@ TEST(NfqueueEndpoint, AFullDeferredListWaitsForTheSocketInsteadOfLosingVerdicts)
   EXPECT_EQ(rig.model.enoent, 0);
   for (const auto& [pid, o] : rig.model.outcome) EXPECT_EQ(o.times, 1) << pid;
   EXPECT_EQ(rig.model.outcome.size(), id + 64 - 1);
+}
+
+// When the socket takes nothing for a second and the deferred list is full, the verdicts that
+// fit nowhere are lost: their packets stay queued until the socket closes, then the kernel
+// drops them. The batch says so, so the pipeline counts them dropped (verdict_lost), not
+// accepted.
+TEST(NfqueueEndpoint, AVerdictLostAfterTheWaitIsADropTheBatchKnowsOf) {
+  Rig rig({.sndbuf_bytes = 2048});  // the peer does not read, ever
+  uint32_t id = 1;
+  for (int rounds = 0; rig.endpoint->deferred() + 64 <= 1024 && rounds < 200; ++rounds, id += 64) {
+    rig.AcceptRound(id, 64);
+  }
+  ASSERT_GT(rig.endpoint->deferred() + 64, 1024u) << "the deferred list never filled";
+  EXPECT_EQ(rig.dropped[DropReason::kVerdictLost], 0u);
+  rig.AcceptRound(id, 64);  // waits its second, then loses what does not fit
+  EXPECT_EQ(rig.Count(C::kDeferredFullWaits), 1u);
+  EXPECT_GT(rig.Count(C::kVerdictsLost), 0u);
+  EXPECT_EQ(rig.dropped[DropReason::kVerdictLost], rig.Count(C::kVerdictsLost));
 }
 
 TEST(NfqueueEndpoint, ReceiveAndSendAllocateNothingPerPacket) {
