@@ -1,8 +1,11 @@
-// The CPUs this process may run on, for pinning threads (sched_getaffinity).
+// CPUs: which this process may run on, and pinning a thread to one (sched_getaffinity and
+// pthread_setaffinity_np with dynamically sized sets, so hosts past CPU_SETSIZE work too).
 #pragma once
 
+#include <pthread.h>
 #include <sched.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -11,14 +14,36 @@ namespace sluice {
 
 // Ascending; empty if the kernel would not say.
 inline std::vector<uint32_t> AllowedCpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
   std::vector<uint32_t> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-  for (uint32_t c = 0; c < CPU_SETSIZE; ++c) {
-    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  for (int n = CPU_SETSIZE; n <= (1 << 16); n *= 2) {  // EINVAL: the kernel's mask is wider
+    cpu_set_t* set = CPU_ALLOC(n);
+    if (set == nullptr) return cpus;
+    const std::size_t size = CPU_ALLOC_SIZE(n);
+    CPU_ZERO_S(size, set);
+    if (sched_getaffinity(0, size, set) == 0) {
+      for (int c = 0; c < n; ++c) {
+        if (CPU_ISSET_S(c, size, set)) cpus.push_back(static_cast<uint32_t>(c));
+      }
+      CPU_FREE(set);
+      return cpus;
+    }
+    const int e = errno;
+    CPU_FREE(set);
+    if (e != EINVAL) return cpus;
   }
   return cpus;
+}
+
+// Runs `thread` on `cpu` alone; 0, or the error.
+inline int PinThread(pthread_t thread, uint32_t cpu) {
+  cpu_set_t* set = CPU_ALLOC(cpu + 1);
+  if (set == nullptr) return ENOMEM;
+  const std::size_t size = CPU_ALLOC_SIZE(cpu + 1);
+  CPU_ZERO_S(size, set);
+  CPU_SET_S(cpu, size, set);
+  const int e = pthread_setaffinity_np(thread, size, set);
+  CPU_FREE(set);
+  return e;
 }
 
 // "0 1 2 3", for messages.

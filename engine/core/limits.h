@@ -9,5 +9,6 @@ namespace sluice {
 
 inline constexpr uint32_t kMaxShards = 64;    // shards: kernel queues or divert ports
 inline constexpr uint32_t kMaxThreads = 256;  // threads of one task_arena
+inline constexpr uint32_t kMaxCpu = 65535;    // the highest CPU number pipeline.cpus may name
 
 }  // namespace sluice

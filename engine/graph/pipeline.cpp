@@ -4,8 +4,6 @@
 // against (bench/graph/pipeline_bench.cpp).
 #include "engine/graph/pipeline.h"
 
-#include <pthread.h>
-
 #include <oneapi/tbb/flow_graph.h>
 #include <oneapi/tbb/task_arena.h>
 
@@ -555,10 +553,7 @@ void InlinePipeline::Start() {
     };
     s->io = std::thread([this, s] { IoLoop(*s); });
     if (!options_.cpus.empty()) {  // from here, so that Start() returns knowing how it went
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      CPU_SET(options_.cpus[i % options_.cpus.size()], &set);
-      s->pin_error = pthread_setaffinity_np(s->io.native_handle(), sizeof set, &set);
+      s->pin_error = PinThread(s->io.native_handle(), options_.cpus[i % options_.cpus.size()]);
     }
   }
 }

@@ -72,6 +72,15 @@ struct IoConfig {
   bool operator==(const IoConfig&) const = default;
 };
 
+// Where a value stood in the file, for messages. Never part of what a config means: two
+// configs that differ only in where things stand compare equal (a reload that moved lines
+// changes nothing).
+struct SourceLocation {
+  uint32_t line = 0;
+  uint32_t column = 0;
+  friend bool operator==(const SourceLocation&, const SourceLocation&) { return true; }
+};
+
 // ---- [pipeline] ---------------------------------------------------------------------------
 
 struct PipelineConfig {
@@ -83,8 +92,9 @@ struct PipelineConfig {
   uint32_t shards = 1;                 // independent serial pipelines, 1..1024
   uint32_t batches_per_shard = 8;      // batches in flight per shard (the graph's tokens), 1..4096
   std::vector<uint32_t> cpus;          // inline: CPUs the I/O threads are pinned to, queue i on
-                                       // cpus[i % n]; each listed once and one this process may
-                                       // run on; empty = not pinned
+                                       // cpus[i % n]; 0..kMaxCpu, each listed once; empty = not
+                                       // pinned. Whether this host has them: CheckCpusForThisHost
+  std::vector<SourceLocation> cpus_where;  // each entry's place in the file
   PoolConfig pool;                     // [pipeline.pool] small_buffers >= shards * batches_per_shard * batch_size
   bool operator==(const PipelineConfig&) const = default;
 };
@@ -210,11 +220,6 @@ struct RewriteSpec {
 struct TranslateSpec {
   PortRange ports;                     // 1..65535, at least pipeline.shards ports
   std::optional<IpAddr> address;       // the translated source address; unset = keep the source address
-};
-
-struct SourceLocation {
-  uint32_t line = 0;
-  uint32_t column = 0;
 };
 
 struct RuleConfig {

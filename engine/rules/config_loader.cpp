@@ -432,15 +432,15 @@ void ReadPipeline(Loader& l, const toml::table& t, PipelineConfig& p) {
   r.Integer("shards", 1, kMaxShards, &p.shards);
   r.Integer("batches_per_shard", 1, 4096, &p.batches_per_shard);
   if (const toml::node* cpus = r.Find("cpus")) {
-    // Checked against this process's CPUs here, so that the error names the line.
-    const std::vector<uint32_t> allowed = AllowedCpus();
+    // Shape only: whether this host has them is for the host that runs them (sluice run
+    // checks with CheckCpusForThisHost); `sluice check` elsewhere must not refuse them.
     p.cpus.clear();
+    p.cpus_where.clear();
     ForEachItem(*cpus, [&](const toml::node& e) {
       const auto* i = e.as_integer();
-      if (i == nullptr || i->get() < 0 ||
-          std::find(allowed.begin(), allowed.end(), static_cast<uint64_t>(i->get())) == allowed.end()) {
+      if (i == nullptr || i->get() < 0 || i->get() > kMaxCpu) {
         l.Error(e.source().begin, "pipeline.cpus",
-                "expected CPUs this process may run on (" + CpuList(allowed) + "), got " +
+                "expected CPU numbers in 0.." + std::to_string(kMaxCpu) + ", got " +
                     (i ? std::to_string(i->get()) : std::string(TypeName(e))));
         return;
       }
@@ -449,6 +449,7 @@ void ReadPipeline(Loader& l, const toml::table& t, PipelineConfig& p) {
         return;
       }
       p.cpus.push_back(static_cast<uint32_t>(i->get()));
+      p.cpus_where.push_back({e.source().begin.line, e.source().begin.column});
     });
   }
   if (const toml::table* pool = r.Table("pool")) {
@@ -1168,6 +1169,19 @@ std::vector<ConfigError> CheckRulesForShards(const Config& config, uint32_t shar
     if (std::string why = TranslateAddressProblem(shards, shards_from); !why.empty()) {
       errors.push_back({config.source, rule.where.line, rule.where.column, key + "address", why});
     }
+  }
+  return errors;
+}
+
+std::vector<ConfigError> CheckCpusForThisHost(const Config& config, std::span<const uint32_t> allowed) {
+  std::vector<ConfigError> errors;
+  const PipelineConfig& p = config.pipeline;
+  for (std::size_t k = 0; k < p.cpus.size(); ++k) {
+    if (std::find(allowed.begin(), allowed.end(), p.cpus[k]) != allowed.end()) continue;
+    const SourceLocation at = k < p.cpus_where.size() ? p.cpus_where[k] : SourceLocation{};
+    errors.push_back({config.source, at.line, at.column, "pipeline.cpus",
+                      "CPU " + std::to_string(p.cpus[k]) + " is not one this process may run on here (" +
+                                          CpuList({allowed.begin(), allowed.end()}) + ")"});
   }
   return errors;
 }

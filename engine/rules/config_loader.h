@@ -8,6 +8,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,10 @@ ConfigLoad LoadConfigFile(const std::string& path);
 // --shards): each error names the rule's [[rule]] header and its key; `shards_from` says in
 // the message where the count came from.
 std::vector<ConfigError> CheckRulesForShards(const Config& config, uint32_t shards, std::string_view shards_from);
+
+// pipeline.cpus against the CPUs this process may run on (`allowed`, AllowedCpus()): one
+// error per CPU it may not, at its place in the file. Only the host that pins threads asks.
+std::vector<ConfigError> CheckCpusForThisHost(const Config& config, std::span<const uint32_t> allowed);
 
 // What a reload (SIGHUP) of `next` over the running `current` cannot apply. start_only: the
 // sections read only at start that differ ("io", "pipeline", "parse", "nat"); they apply at the

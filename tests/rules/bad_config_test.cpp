@@ -97,9 +97,9 @@ ports = [8668, 8668]
     {"batch size", R"([pipeline]
 batch_size = 300
 )", 2, 14, "pipeline.batch_size", "expected an integer in 1..256, got 300"},
-    {"cpu the process may not run on", R"([pipeline]
-cpus = [0, 4095]
-)", 2, 12, "pipeline.cpus", "expected CPUs this process may run on ("},
+    {"cpu out of range", R"([pipeline]
+cpus = [0, 70000]
+)", 2, 12, "pipeline.cpus", "expected CPU numbers in 0..65535, got 70000"},
     {"cpu not a number", R"([pipeline]
 cpus = ["0"]
 )", 2, 9, "pipeline.cpus", "got a string"},

@@ -110,6 +110,25 @@ default_action = "drop"
   EXPECT_EQ(c.classify.default_action, DefaultAction::kDrop);
 }
 
+// Whether pipeline.cpus exist is the running host's question, not the file's: the load takes
+// any CPU number (`sluice check` on a smaller machine passes), and sluice run asks
+// CheckCpusForThisHost, which names each missing CPU where it stands.
+TEST(ConfigTest, CpusAreCheckedAgainstTheHostThatRunsThem) {
+  const ConfigLoad load = LoadConfigText("[pipeline]\ncpus = [1,\n        3000, 0]\n", "x.toml");
+  ASSERT_TRUE(load.ok()) << load.ToStatus().message();
+  EXPECT_EQ(load.config->pipeline.cpus, (std::vector<uint32_t>{1, 3000, 0}));
+  const std::vector<uint32_t> host = {0, 1};
+  const std::vector<ConfigError> errors = CheckCpusForThisHost(*load.config, host);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].ToString(),
+            "x.toml:3:9: pipeline.cpus: CPU 3000 is not one this process may run on here (0 1)");
+  EXPECT_TRUE(CheckCpusForThisHost(*load.config, std::vector<uint32_t>{0, 1, 3000}).empty());
+  // Where a CPU stands is no part of the config: the same list elsewhere in the file is equal.
+  const ConfigLoad moved = LoadConfigText("\n[pipeline]\ncpus = [1, 3000, 0]\n", "x.toml");
+  ASSERT_TRUE(moved.ok());
+  EXPECT_TRUE(moved.config->pipeline == load.config->pipeline);
+}
+
 TEST(ConfigTest, MatchValuesInAllTheirForms) {
   const Config c = Load(R"(
 [[rule]]

@@ -37,6 +37,7 @@
 
 #include "engine/core/assert.h"
 #include "engine/core/clock.h"
+#include "engine/core/cpus.h"
 #include "engine/core/limits.h"
 #include "engine/graph/pipeline.h"
 #include "engine/graph/stage_set.h"
@@ -335,6 +336,10 @@ int Run(const RunArgs& a) {
     return 1;
   }
   const Config& config = *load.config;
+  if (const auto errors = CheckCpusForThisHost(config, AllowedCpus()); !errors.empty()) {
+    for (const ConfigError& e : errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
+    return 1;
+  }
 
   if (config.io.backend == Backend::kPcap) {
     Log("io.backend = \"pcap\" runs offline: use `sluice replay FILE -c CONFIG`");
