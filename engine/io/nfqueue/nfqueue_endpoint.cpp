@@ -94,6 +94,7 @@ NfqueueEndpoint::NfqueueEndpoint(int fd, const NfqueueOptions& options)
       writer_(options.queue, kMaxItems, 0),
       items_(std::make_unique<VerdictItem[]>(kMaxItems)),
       lost_(std::make_unique<DropReason[]>(kMaxItems)),
+      unsent_(std::make_unique<bool[]>(kMaxItems)),
       messages_(std::make_unique<VerdictMessage[]>(kMaxItems)),
       deferred_(std::make_unique<VerdictItem[]>(kMaxDeferred)) {
   SetOutsideInterfaces(options.outside_ifindexes);
@@ -585,11 +586,20 @@ void NfqueueEndpoint::FlushLocked(uint32_t n) noexcept {
       pause = std::min(2 * pause, std::chrono::milliseconds(64));
     }
   }
-  // Verdicts that did not reach the kernel: kept, in order, for the next flush.
-  for (uint32_t k = sent; k < count; ++k) {
-    const VerdictMessage& m = messages_[k];
-    for (uint32_t i = m.first; i < m.first + m.count; ++i) {
-      if (!m.batch || items_[i].kind == VerdictKind::kAccept) DeferLocked(i, t);
+  // Verdicts that did not reach the kernel: kept for the next flush, oldest first. By item,
+  // not by message: a batch's drops go out ahead of the batch message that covers older
+  // accepts, and should the list run out, the newest must be the ones lost (this batch's,
+  // which Send can still mark).
+  if (sent < count) {
+    std::fill_n(unsent_.get(), n, false);
+    for (uint32_t k = sent; k < count; ++k) {
+      const VerdictMessage& m = messages_[k];
+      for (uint32_t i = m.first; i < m.first + m.count; ++i) {
+        if (!m.batch || items_[i].kind == VerdictKind::kAccept) unsent_[i] = true;
+      }
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+      if (unsent_[i]) DeferLocked(i, t);
     }
   }
   if (const uint64_t over = tracker_.overflows(); over > counters_.Load(C::kTrackerOverflows)) {
@@ -682,8 +692,9 @@ void NfqueueEndpoint::DeferLocked(uint32_t i, NfqueueCounts& t) noexcept {
     t.Bump(C::kPayloadLost);
   }
   if (deferred_count_ == kMaxDeferred) {
-    // Not sent and not kept: the kernel holds the packet until the socket closes, then drops it.
-    lost_[i] = DropReason::kVerdictLost;
+    // Not sent and not kept: the kernel holds the packet until the socket closes, then drops
+    // it. An accept becomes a drop; a drop stays one, with its own reason.
+    if (item.kind == VerdictKind::kAccept) lost_[i] = DropReason::kVerdictLost;
     t.Bump(C::kVerdictsLost);
     return;
   }

@@ -330,6 +330,7 @@ class NfqueueEndpoint final : public InlineEndpoint {
   // kMaxItems, beside items_: why an item will not go back as its verdict said (kNone: it
   // will). Send reads it back for its batch's items.
   std::unique_ptr<DropReason[]> lost_;
+  std::unique_ptr<bool[]> unsent_;  // kMaxItems: FlushLocked's, the items its sendmsg missed
   std::unique_ptr<VerdictMessage[]> messages_;  // kMaxItems
   std::unique_ptr<VerdictItem[]> deferred_;     // kMaxDeferred
   uint32_t deferred_count_ = 0;

@@ -844,6 +844,35 @@ TEST(NfqueueEndpoint, AVerdictLostAfterTheWaitIsADropTheBatchKnowsOf) {
   EXPECT_EQ(rig.dropped[DropReason::kVerdictLost], rig.Count(C::kVerdictsLost));
 }
 
+// The verdicts lost are the newest: a batch's drops do not take the deferred list's last room
+// from older accepts (which no batch could mark any more). 1,000 accepts wait; a batch of 64,
+// every other one a drop, overflows it by 40: those are the batch's last 40 slots, and the
+// accepts among them are the ones marked verdict_lost (the drops stay rule drops).
+TEST(NfqueueEndpoint, TheVerdictsLostAreTheNewestAndTheirBatchSaysSo) {
+  Rig rig({.sndbuf_bytes = 2048});  // the peer does not read, ever
+  uint32_t id = 1;
+  for (int rounds = 0; rig.endpoint->deferred() + 64 <= 1000 && rounds < 200; ++rounds, id += 64) {
+    rig.AcceptRound(id, 64);
+  }
+  const uint32_t top_up = 1000 - rig.endpoint->deferred();
+  if (top_up != 0) rig.AcceptRound(id, top_up);
+  id += top_up;
+  ASSERT_EQ(rig.endpoint->deferred(), 1000u);
+  rig.Deliver(id, 64);
+  Batch b;
+  ASSERT_EQ(rig.Receive(b), 64u);
+  for (uint32_t i = 0; i < 64; ++i) {
+    if (i % 2 == 0) b.Drop(i, DropReason::kRuleDrop);
+    else b.set_next(i, Next::kAccept);
+  }
+  rig.Finish(b);
+  const uint64_t lost = rig.Count(C::kVerdictsLost);
+  ASSERT_EQ(lost, 40u);
+  EXPECT_EQ(rig.endpoint->deferred(), 1024u);
+  EXPECT_EQ(rig.dropped[DropReason::kVerdictLost], 20u) << "the odd slots among the last 40";
+  EXPECT_EQ(rig.dropped[DropReason::kRuleDrop], 32u);
+}
+
 TEST(NfqueueEndpoint, ReceiveAndSendAllocateNothingPerPacket) {
   Rig rig;
   std::vector<std::vector<uint8_t>> msgs;
