@@ -440,6 +440,7 @@ struct InlinePipeline::Shard {
   StageStats parse, classify, rewrite;
   std::thread io;
   int pin_error = 0;  // Start()'s pthread_setaffinity_np of `io`, with options.cpus
+  std::atomic<uint64_t> turns{0};  // IoLoop's iterations (its thread is the one writer)
 };
 
 // The thread that owns the arena: it builds the graph, then helps run it until Stop().
@@ -560,9 +561,14 @@ void InlinePipeline::Start() {
 
 int InlinePipeline::io_pin_error(uint32_t shard) const noexcept { return shards_[shard]->pin_error; }
 
+uint64_t InlinePipeline::io_turns(uint32_t shard) const noexcept {
+  return shards_[shard]->turns.load(std::memory_order_relaxed);
+}
+
 void InlinePipeline::IoLoop(Shard& shard) noexcept {
   // After Stop(), only what the endpoint still holds: it was received, so it needs a verdict.
   for (;;) {
+    shard.turns.store(shard.turns.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     const bool stopping = stop_.load(std::memory_order_relaxed);
     if (stopping && !shard.stages.endpoint->Holding()) break;
     Batch* b = shard.batches.Get(options_.receive_wait);

@@ -21,11 +21,14 @@
 //   filter FORWARD  -m dscp --dscp 46         test-dscp-ef     rewritten to DSCP EF by a rule
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -254,12 +257,12 @@ class SluiceRunNetns : public ::testing::Test {
     // LeakSanitizer cannot run in the lab's PID namespace (it looks for its threads under
     // /proc/<pid as seen inside>, but /proc is the host's); ASan and UBSan still run.
     const char* asan = std::getenv("ASAN_OPTIONS");
-    std::vector<std::string> argv = {"env",
-                                     "ASAN_OPTIONS=" + std::string(asan ? asan : "") + ":detect_leaks=0",
-                                     SLUICE_BIN, "run",
+    std::vector<std::string> argv = {"env", "ASAN_OPTIONS=" + std::string(asan ? asan : "") + ":detect_leaks=0"};
+    argv.insert(argv.end(), daemon_env_.begin(), daemon_env_.end());
+    argv.insert(argv.end(), {SLUICE_BIN, "run",
                                      "-c",       config,
                                      "--stats-json", d->stats_path,
-                                     "--stats-interval", "0.5"};
+                             "--stats-interval", "0.5"});
     argv.insert(argv.end(), extra.begin(), extra.end());
     d->proc = lab_->Spawn(Node::kRouter, argv);
     if (d->proc == nullptr) {
@@ -498,6 +501,7 @@ class SluiceRunNetns : public ::testing::Test {
 
   std::unique_ptr<NetnsLab> lab_;
   std::string dir_;
+  std::vector<std::string> daemon_env_;  // NAME=value for the daemons StartDaemon starts
   std::vector<std::unique_ptr<Daemon>> daemons_;
   std::unique_ptr<LabProcess> http_;
   std::string blob_sha_;
@@ -924,6 +928,50 @@ rewrite = { dst_port = 70000 }
   EXPECT_EQ(s.Rule("drop-udp-9000"), 200u);
   EXPECT_EQ(s.Packets("dropped"), 200u);
   EXPECT_GT(s.Rule("web-to-8080"), 0u) << "the reloaded rules carried the connection on";
+}
+
+// Under systemd (Type=notify, WatchdogSec=): the daemon says READY=1 once its queues are
+// bound, RELOADING=1 then READY=1 around a SIGHUP, STOPPING=1 when it drains, and pets the
+// watchdog while its I/O threads turn. The test is the service manager's socket.
+TEST_F(SluiceRunNetns, UnderSystemdItSaysReadyReloadingStoppingAndPetsTheWatchdog) {
+  const std::string socket_path = Path("notify");
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  timeval tv{0, 100'000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::vector<std::string> seen;  // every datagram, in order
+  // Reads until a datagram starting with `prefix` arrives (others are kept in `seen`).
+  auto wait_for = [&](const std::string& prefix, std::chrono::milliseconds limit) -> std::string {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      char buf[512];
+      const ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) continue;
+      seen.emplace_back(buf, static_cast<std::size_t>(n));
+      if (seen.back().rfind(prefix, 0) == 0) return seen.back();
+    }
+    return "";
+  };
+  daemon_env_ = {"NOTIFY_SOCKET=" + socket_path, "WATCHDOG_USEC=1000000"};
+  const std::string config = WriteFile("sluice.toml", Config("", kPortRewriteRules));
+  InstallFirewall(config);
+  Daemon* d = StartRunning(config);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(wait_for("READY=1", 5000ms), "READY=1\nSTATUS=nfqueue: 2 shard(s), 2 rule(s)");
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(wait_for("WATCHDOG=1", 3000ms), "WATCHDOG=1") << "ping " << i;
+
+  ASSERT_TRUE(d->Signal(SIGHUP));
+  EXPECT_EQ(wait_for("RELOADING=1", 5000ms).rfind("RELOADING=1\nMONOTONIC_USEC=", 0), 0u);
+  EXPECT_EQ(wait_for("READY=1", 5000ms), "READY=1\nSTATUS=nfqueue: 2 shard(s), 2 rule(s)");
+  EXPECT_EQ(wait_for("WATCHDOG=1", 3000ms), "WATCHDOG=1") << "pets go on after the reload";
+
+  ASSERT_EQ(d->Terminate(), 0) << d->log();
+  EXPECT_EQ(wait_for("STOPPING=1", 1000ms), "STOPPING=1\nSTATUS=draining");
+  close(fd);
 }
 
 // (i) Interfaces that come and go. The rules and io.nfqueue.outside_interfaces name "wan",

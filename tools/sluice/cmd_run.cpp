@@ -11,6 +11,9 @@
 // kDrainLimit); then receiving stops, every batch in flight finishes and has its verdicts
 // sent, and the sockets close. So closing drops nothing the kernel had queued to sluice,
 // unless the drain gives up at kDrainLimit (then what is left is logged as dropped).
+// systemd: with NOTIFY_SOCKET set (Type=notify), READY=1 once the queues are bound,
+// RELOADING=1/READY=1 around a SIGHUP, STOPPING=1 at the drain, and with WatchdogSec=,
+// WATCHDOG=1 while every I/O thread turns (service_notify.h).
 // Stats: --stats-json and --prometheus files rewritten atomically every --stats-interval
 // seconds and at exit, with the kernel's per-queue counters.
 // Interfaces (NFQUEUE): names in the rules and in io.nfqueue.outside_interfaces are indexes to
@@ -24,6 +27,7 @@
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <linux/capability.h>
@@ -49,6 +53,7 @@
 #include "engine/rules/config_loader.h"
 #include "engine/stats/report.h"
 #include "tools/sluice/command.h"
+#include "tools/sluice/service_notify.h"
 #include "tools/sluice/stats_file.h"
 
 namespace sluice::cli {
@@ -336,6 +341,13 @@ int Run(const RunArgs& a) {
     return 1;
   }
   const Config& config = *load.config;
+  // Opened now, while the daemon may still open anything (it may run as --user later).
+  auto notifier = ServiceNotifier::Open(std::getenv("NOTIFY_SOCKET"), std::getenv("WATCHDOG_USEC"),
+                                        std::getenv("WATCHDOG_PID"), getpid());
+  if (!notifier.ok()) {
+    Log("%s", notifier.status().message().c_str());
+    return 1;
+  }
   if (const auto errors = CheckCpusForThisHost(config, AllowedCpus()); !errors.empty()) {
     for (const ConfigError& e : errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
     return 1;
@@ -474,15 +486,46 @@ int Run(const RunArgs& a) {
   auto report = [&] { return BuildReport(a, config, pipeline, **stages, queues, **pool, start); };
   const auto interval = std::chrono::duration<double>(a.stats_interval_s);
   auto next_stats = std::chrono::steady_clock::now() + interval;
+  const ServiceNotifier& service = *notifier;
+  auto notify = [&](const std::string& state) {
+    if (Status s = service.Send(state); !s.ok()) Log("%s", s.message().c_str());
+  };
+  const std::string status = "STATUS=" + std::string(Name(config.io.backend)) + ": " + std::to_string(shards) +
+                             " shard(s), " + std::to_string(config.rules.size()) + " rule(s)";
+  notify("READY=1\n" + status);  // the queues are bound and the pipeline runs
+  // With WatchdogSec=, pet the watchdog at half its interval while every I/O thread turns.
+  const auto watchdog_every =
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(service.watchdog().value_or(std::chrono::microseconds(0)) / 2);
+  auto next_watchdog = std::chrono::steady_clock::now();
+  WatchdogGate gate;
+  bool stall_logged = false;
   for (;;) {
     timespec wait{0, 200'000'000};
     const int sig = sigtimedwait(&signals, nullptr, &wait);
     if (sig == SIGHUP) {
+      notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(NowNs() / 1000));  // steady_clock: CLOCK_MONOTONIC
       Reload(a.config, config, (*stages)->rules(), &applied,
              config.io.backend == Backend::kNfqueue ? &interfaces : nullptr);
+      notify("READY=1\n" + status);
     } else if (sig == SIGTERM || sig == SIGINT) {
       Log("%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      notify("STOPPING=1\nSTATUS=draining");
       break;
+    }
+    if (service.watchdog() && std::chrono::steady_clock::now() >= next_watchdog) {
+      std::vector<uint64_t> turns(shards);
+      for (uint32_t s = 0; s < shards; ++s) turns[s] = pipeline.io_turns(s);
+      if (gate.AllTurned(turns)) {
+        notify("WATCHDOG=1");
+        stall_logged = false;
+      } else if (!stall_logged) {
+        std::string which;
+        for (const uint32_t s : gate.stalled()) which += (which.empty() ? "" : ", ") + std::to_string(s);
+        Log("shard(s) %s: the I/O thread has not turned for %.1f s; the watchdog is not petted", which.c_str(),
+            std::chrono::duration<double>(watchdog_every).count());
+        stall_logged = true;
+      }
+      next_watchdog = std::chrono::steady_clock::now() + watchdog_every;
     }
     if (link_watch != nullptr && (link_watch->Changed() || retry_interfaces)) {
       retry_interfaces = FollowInterfaces(interfaces, outside, applied, (*stages)->rules(), queues);
