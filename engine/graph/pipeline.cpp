@@ -568,11 +568,13 @@ uint64_t InlinePipeline::io_turns(uint32_t shard) const noexcept {
 void InlinePipeline::IoLoop(Shard& shard) noexcept {
   // After Stop(), only what the endpoint still holds: it was received, so it needs a verdict.
   for (;;) {
-    shard.turns.store(shard.turns.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     const bool stopping = stop_.load(std::memory_order_relaxed);
     if (stopping && !shard.stages.endpoint->Holding()) break;
     Batch* b = shard.batches.Get(options_.receive_wait);
     if (b == nullptr) continue;  // every token in flight: stop reading until one returns
+    // A turn: a batch to receive into (so a pipeline that stopped returning batches stops
+    // the turns too, in hand-off mode as in run to completion).
+    shard.turns.store(shard.turns.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     b->set_limit(options_.batch_size);
     const uint32_t n = shard.stages.endpoint->Receive(shard.io_cache, *b, options_.batch_size, options_.receive_wait);
     if (n != 0 && options_.batch_timeout.count() > 0 && !stopping) {

@@ -172,8 +172,9 @@ class InlinePipeline {
   // After Start(), with options.cpus: 0 when the shard's I/O thread was pinned, else the
   // error pinning it failed with (it runs where the scheduler puts it).
   int io_pin_error(uint32_t shard) const noexcept;
-  // How many times the shard's I/O thread has gone round its loop (once per batch received,
-  // or per receive wait when idle): a count that stops moving means the thread is stuck.
+  // How many times the shard's I/O thread has gone round its loop with a batch to receive
+  // into (once per batch, or per receive wait when idle): a count that stops moving means the
+  // thread, or the stages it waits on for batches, is stuck.
   uint64_t io_turns(uint32_t shard) const noexcept;
   // Readable at any time (relaxed snapshots).
   const RunStats& run_stats(uint32_t shard) const noexcept;

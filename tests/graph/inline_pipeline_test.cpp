@@ -64,6 +64,7 @@ class FakeQueue final : public InlineEndpoint {
   }
   void Send(Batch& batch) noexcept override {
     if (slow_send_) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    while (stuck_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::lock_guard lock(mu_);
     send_sizes_.push_back(batch.size());
     for (uint32_t i = 0; i < batch.size(); ++i) {
@@ -88,6 +89,8 @@ class FakeQueue final : public InlineEndpoint {
   uint64_t max_outstanding() const { return max_outstanding_; }
   uint64_t orphans() const { return orphans_; }
   void set_slow_send(bool slow) { slow_send_ = slow; }
+  // While set, Send does not return (a hung verdict socket, a hung stage).
+  void set_stuck(bool stuck) { stuck_ = stuck; }
   // Every packet in a large buffer, as NFQUEUE does with GSO super-packets.
   void set_large(bool large) { large_ = large; }
   // The CPUs the thread that last called Receive (the I/O thread) may run on.
@@ -141,6 +144,7 @@ class FakeQueue final : public InlineEndpoint {
   uint64_t next_id_ = 1;
   std::atomic<uint64_t> received_{0}, outstanding_{0}, max_outstanding_{0}, orphans_{0};
   std::atomic<bool> slow_send_{false};
+  std::atomic<bool> stuck_{false};
   std::atomic<bool> idle_after_last_send_{false};
   bool large_ = false;
 };
@@ -288,6 +292,30 @@ TEST_P(InlinePipelineTest, IoThreadsRunOnTheirCpus) {
   EXPECT_NE(bad.message().find("cpu " + std::to_string(CPU_SETSIZE - 1) + " is not one this process may run on"),
             std::string::npos)
       << bad.message();
+}
+
+// The I/O threads' turns (what sluice run's watchdog looks at) go on while a queue is idle or
+// busy, and stop when the shard is stuck: in run to completion its thread hangs in Send; in
+// hand-off mode the stages hold every batch, and the thread has none to receive into.
+TEST_P(InlinePipelineTest, TurnsStopWhileTheShardIsStuckAndResumeAfter) {
+  Harness h(1, With({.threads = 1, .batch_size = 8, .batches_per_shard = 2,
+                     .receive_wait = std::chrono::microseconds(1000)}));
+  h.pipeline->Start();
+  const auto turns_over = [&](std::chrono::milliseconds span) {
+    const uint64_t before = h.pipeline->io_turns(0);
+    std::this_thread::sleep_for(span);
+    return h.pipeline->io_turns(0) - before;
+  };
+  EXPECT_GT(turns_over(std::chrono::milliseconds(50)), 0u) << "idle, it turns every receive wait";
+  h.queues[0].set_stuck(true);
+  h.queues[0].Offer(MakeTraffic(2, 100, 18));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the stuck batches fill up
+  EXPECT_EQ(turns_over(std::chrono::milliseconds(100)), 0u) << "stuck: no turn";
+  h.queues[0].set_stuck(false);
+  h.WaitForVerdicts(200);
+  EXPECT_GT(turns_over(std::chrono::milliseconds(50)), 0u);
+  h.pipeline->Stop();
+  EXPECT_EQ(h.queues[0].verdicts().size(), 200u);
 }
 
 // sluice run sizes the large class by LargeBuffersForGso: every shard's batches in flight full

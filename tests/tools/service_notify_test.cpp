@@ -103,16 +103,31 @@ TEST(ServiceNotifier, ASocketThatCannotBeReachedIsAnErrorNotASilentWait) {
   EXPECT_NE(relative.status().message().find("absolute path or @name"), std::string::npos);
 }
 
-TEST(WatchdogGate, PetsOnlyWhileEveryThreadTurns) {
-  WatchdogGate gate;
-  EXPECT_TRUE(gate.AllTurned(std::vector<uint64_t>{5, 9})) << "the first look only remembers";
-  EXPECT_TRUE(gate.AllTurned(std::vector<uint64_t>{6, 12}));
-  EXPECT_FALSE(gate.AllTurned(std::vector<uint64_t>{7, 12})) << "shard 1 stood still";
-  EXPECT_EQ(gate.stalled(), std::vector<uint32_t>{1});
-  EXPECT_FALSE(gate.AllTurned(std::vector<uint64_t>{7, 12}));
-  EXPECT_EQ(gate.stalled(), (std::vector<uint32_t>{0, 1}));
-  EXPECT_TRUE(gate.AllTurned(std::vector<uint64_t>{8, 13})) << "both turn again";
-  EXPECT_TRUE(gate.stalled().empty());
+// Pets every `every` while every I/O thread turns; none while one stands still, looking again
+// each loop pass meanwhile, and one as soon as it turns again. Times are made up.
+TEST(WatchdogPacer, PetsEveryHalfIntervalOnlyWhileEveryThreadTurns) {
+  using namespace std::chrono_literals;
+  using Clock = WatchdogPacer::Clock;
+  const Clock::time_point t0{};
+  WatchdogPacer pacer(5s);
+  auto pet = [&](Clock::duration at, std::vector<uint64_t> turns) { return pacer.ShouldPet(t0 + at, turns); };
+  EXPECT_TRUE(pet(0s, {1, 1})) << "the first look pets";
+  EXPECT_FALSE(pet(1s, {2, 2})) << "not due yet";
+  EXPECT_EQ(pacer.UntilNextLook(t0 + 1s, 200ms), 200ms);
+  EXPECT_EQ(pacer.UntilNextLook(t0 + 4900ms, 200ms), 100ms) << "wakes when the pet is due";
+  EXPECT_TRUE(pet(5s, {3, 3}));
+  EXPECT_FALSE(pet(10s, {4, 3})) << "shard 1 stood still since the last pet";
+  EXPECT_EQ(pacer.stalled(), std::vector<uint32_t>{1});
+  EXPECT_EQ(pacer.UntilNextLook(t0 + 10s, 200ms), 200ms) << "overdue: keep looking each pass";
+  EXPECT_FALSE(pet(10200ms, {5, 3}));
+  EXPECT_TRUE(pet(10400ms, {6, 4})) << "it turned: pet at once";
+  EXPECT_TRUE(pacer.stalled().empty());
+  EXPECT_FALSE(pet(12s, {7, 5})) << "the next one is due 5 s after that pet";
+  EXPECT_TRUE(pet(15400ms, {8, 6}));
+  // A thread that turned once between pets counts; one that did not, however far the other
+  // went, does not.
+  EXPECT_FALSE(pet(20400ms, {100, 6}));
+  EXPECT_EQ(pacer.stalled(), std::vector<uint32_t>{1});
 }
 
 }  // namespace

@@ -493,16 +493,39 @@ int Run(const RunArgs& a) {
   const std::string status = "STATUS=" + std::string(Name(config.io.backend)) + ": " + std::to_string(shards) +
                              " shard(s), " + std::to_string(config.rules.size()) + " rule(s)";
   notify("READY=1\n" + status);  // the queues are bound and the pipeline runs
-  // With WatchdogSec=, pet the watchdog at half its interval while every I/O thread turns.
-  const auto watchdog_every =
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(service.watchdog().value_or(std::chrono::microseconds(0)) / 2);
-  auto next_watchdog = std::chrono::steady_clock::now();
-  WatchdogGate gate;
+  // With WatchdogSec=, pet the watchdog every half interval while every I/O thread turns.
+  std::optional<WatchdogPacer> pacer;
+  if (const auto w = service.watchdog()) {
+    pacer.emplace(std::chrono::duration_cast<WatchdogPacer::Clock::duration>(*w / 2));
+    if (*w < std::chrono::seconds(4)) {
+      Log("warning: WatchdogSec below 4 s: one turn of an I/O thread may take about a second under "
+          "back-pressure, so a healthy daemon may be restarted");
+    }
+  }
   bool stall_logged = false;
+  auto pet_watchdog = [&] {
+    if (!pacer) return;
+    std::vector<uint64_t> turns(shards);
+    for (uint32_t s = 0; s < shards; ++s) turns[s] = pipeline.io_turns(s);
+    if (pacer->ShouldPet(std::chrono::steady_clock::now(), turns)) {
+      notify("WATCHDOG=1");
+      stall_logged = false;
+    } else if (!pacer->stalled().empty() && !stall_logged) {
+      std::string which;
+      for (const uint32_t s : pacer->stalled()) which += (which.empty() ? "" : ", ") + std::to_string(s);
+      Log("shard(s) %s: the I/O thread has not turned since the last watchdog ping; not petting it", which.c_str());
+      stall_logged = true;
+    }
+  };
   for (;;) {
-    timespec wait{0, 200'000'000};
+    pet_watchdog();
+    const auto until = pacer ? pacer->UntilNextLook(std::chrono::steady_clock::now(), std::chrono::milliseconds(200))
+                             : std::chrono::steady_clock::duration(std::chrono::milliseconds(200));
+    const auto until_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until).count();
+    timespec wait{static_cast<time_t>(until_ns / 1'000'000'000), static_cast<long>(until_ns % 1'000'000'000)};
     const int sig = sigtimedwait(&signals, nullptr, &wait);
     if (sig == SIGHUP) {
+      pet_watchdog();  // a long compile must not starve the watchdog
       notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(NowNs() / 1000));  // steady_clock: CLOCK_MONOTONIC
       Reload(a.config, config, (*stages)->rules(), &applied,
              config.io.backend == Backend::kNfqueue ? &interfaces : nullptr);
@@ -511,21 +534,6 @@ int Run(const RunArgs& a) {
       Log("%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
       notify("STOPPING=1\nSTATUS=draining");
       break;
-    }
-    if (service.watchdog() && std::chrono::steady_clock::now() >= next_watchdog) {
-      std::vector<uint64_t> turns(shards);
-      for (uint32_t s = 0; s < shards; ++s) turns[s] = pipeline.io_turns(s);
-      if (gate.AllTurned(turns)) {
-        notify("WATCHDOG=1");
-        stall_logged = false;
-      } else if (!stall_logged) {
-        std::string which;
-        for (const uint32_t s : gate.stalled()) which += (which.empty() ? "" : ", ") + std::to_string(s);
-        Log("shard(s) %s: the I/O thread has not turned for %.1f s; the watchdog is not petted", which.c_str(),
-            std::chrono::duration<double>(watchdog_every).count());
-        stall_logged = true;
-      }
-      next_watchdog = std::chrono::steady_clock::now() + watchdog_every;
     }
     if (link_watch != nullptr && (link_watch->Changed() || retry_interfaces)) {
       retry_interfaces = FollowInterfaces(interfaces, outside, applied, (*stages)->rules(), queues);

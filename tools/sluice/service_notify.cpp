@@ -4,6 +4,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -31,13 +32,15 @@ Result<ServiceNotifier> ServiceNotifier::Open(const char* socket_path, const cha
   const std::string_view path(socket_path);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  // A path, or "@name" for an abstract socket (a leading NUL byte instead of the @).
-  if ((path[0] != '/' && path[0] != '@') || path.size() >= sizeof addr.sun_path) {
+  // A path (with its NUL), or "@name" for an abstract socket (a leading NUL byte instead of
+  // the @, no NUL after).
+  const bool abstract = path[0] == '@';
+  if ((path[0] != '/' && !abstract) || path.size() + (abstract ? 0 : 1) > sizeof addr.sun_path) {
     return InvalidArgument("NOTIFY_SOCKET: expected an absolute path or @name under " +
                            std::to_string(sizeof addr.sun_path) + " bytes, got \"" + std::string(path) + "\"");
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
-  if (path[0] == '@') addr.sun_path[0] = '\0';
+  if (abstract) addr.sun_path[0] = '\0';
   const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
   const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return IoError(std::string("NOTIFY_SOCKET: socket: ") + std::strerror(errno));
@@ -73,20 +76,31 @@ ServiceNotifier& ServiceNotifier::operator=(ServiceNotifier&& other) noexcept {
 Status ServiceNotifier::Send(std::string_view state) const {
   if (fd_ < 0) return Status::Ok();
   for (;;) {
-    if (send(fd_, state.data(), state.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(state.size())) return Status::Ok();
+    // Never blocks the daemon's main loop (and its drain) on a busy manager: a full socket is an
+    // error, reported, and the next state goes out.
+    if (send(fd_, state.data(), state.size(), MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(state.size())) {
+      return Status::Ok();
+    }
     if (errno != EINTR) return IoError(std::string("NOTIFY_SOCKET: send: ") + std::strerror(errno));
   }
 }
 
-bool WatchdogGate::AllTurned(std::span<const uint64_t> turns) {
+bool WatchdogPacer::ShouldPet(Clock::time_point now, std::span<const uint64_t> turns) {
+  if (now < next_) return false;
   stalled_.clear();
-  if (last_.size() == turns.size()) {
+  if (at_last_pet_.size() == turns.size()) {
     for (std::size_t i = 0; i < turns.size(); ++i) {
-      if (turns[i] == last_[i]) stalled_.push_back(static_cast<uint32_t>(i));
+      if (turns[i] == at_last_pet_[i]) stalled_.push_back(static_cast<uint32_t>(i));
     }
   }
-  last_.assign(turns.begin(), turns.end());
-  return stalled_.empty();
+  if (!stalled_.empty()) return false;
+  at_last_pet_.assign(turns.begin(), turns.end());
+  next_ = now + every_;
+  return true;
+}
+
+WatchdogPacer::Clock::duration WatchdogPacer::UntilNextLook(Clock::time_point now, Clock::duration cap) const {
+  return now >= next_ ? cap : std::min(cap, next_ - now);
 }
 
 }  // namespace sluice::cli

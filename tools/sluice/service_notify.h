@@ -46,18 +46,28 @@ class ServiceNotifier {
   std::optional<std::chrono::microseconds> watchdog_;
 };
 
-// Whether the daemon is alive enough to pet the watchdog: every queue's I/O thread must have
-// turned (received, or waited out a receive wait) since the last check. A thread stuck for
-// good (a bug, a hung syscall) stops the pings, and the manager restarts the daemon.
-class WatchdogGate {
+// When to pet the watchdog: every `every` (half of WatchdogSec), as long as every queue's I/O
+// thread has turned (received a batch, or waited out a receive wait) since the last pet. While
+// one has not, nothing is sent and the caller keeps looking (every loop pass), so the pet goes
+// out as soon as they all turn again; a thread stuck for good stops the pets, and the manager
+// restarts the daemon. One turn may legitimately take about a second (a verdict socket's
+// back-pressure wait), so WatchdogSec below a few seconds restarts healthy daemons.
+class WatchdogPacer {
  public:
-  // `turns`: each I/O thread's loop count now. The first call only remembers them.
-  bool AllTurned(std::span<const uint64_t> turns);
-  // The threads that did not turn at the last AllTurned (their indexes).
+  using Clock = std::chrono::steady_clock;
+  explicit WatchdogPacer(Clock::duration every) : every_(every) {}
+
+  // Whether to send WATCHDOG=1 now; `turns` are the I/O threads' loop counts now.
+  bool ShouldPet(Clock::time_point now, std::span<const uint64_t> turns);
+  // How long the caller may wait before it looks again, at most `cap`.
+  Clock::duration UntilNextLook(Clock::time_point now, Clock::duration cap) const;
+  // The threads that had not turned at the last look that was due (their indexes).
   const std::vector<uint32_t>& stalled() const noexcept { return stalled_; }
 
  private:
-  std::vector<uint64_t> last_;
+  Clock::duration every_;
+  Clock::time_point next_{};  // the earliest next pet
+  std::vector<uint64_t> at_last_pet_;
   std::vector<uint32_t> stalled_;
 };
 
