@@ -440,7 +440,7 @@ struct InlinePipeline::Shard {
   StageStats parse, classify, rewrite;
   std::thread io;
   int pin_error = 0;  // Start()'s pthread_setaffinity_np of `io`, with options.cpus
-  std::atomic<uint64_t> turns{0};  // IoLoop's iterations (its thread is the one writer)
+  std::atomic<uint64_t> turns{0};  // IoLoop's turns with a batch to fill (its thread writes)
 };
 
 // The thread that owns the arena: it builds the graph, then helps run it until Stop().
