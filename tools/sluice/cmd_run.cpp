@@ -535,7 +535,10 @@ int Run(const RunArgs& a) {
       notify("STOPPING=1\nSTATUS=draining");
       break;
     }
-    if (link_watch != nullptr && (link_watch->Changed() || retry_interfaces)) {
+    // Links changed, or a SIGHUP (how interfaces are followed when the link watch could not be
+    // opened; Reload looked up the new rules' names, this the outside interfaces' too).
+    const bool links_changed = link_watch != nullptr && link_watch->Changed();
+    if (config.io.backend == Backend::kNfqueue && (links_changed || retry_interfaces || sig == SIGHUP)) {
       retry_interfaces = FollowInterfaces(interfaces, outside, applied, (*stages)->rules(), queues);
     }
     if (std::chrono::steady_clock::now() >= next_stats) {
