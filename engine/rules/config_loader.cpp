@@ -1179,9 +1179,9 @@ std::vector<ConfigError> CheckCpusForThisHost(const Config& config, std::span<co
   for (std::size_t k = 0; k < p.cpus.size(); ++k) {
     if (std::find(allowed.begin(), allowed.end(), p.cpus[k]) != allowed.end()) continue;
     const SourceLocation at = k < p.cpus_where.size() ? p.cpus_where[k] : SourceLocation{};
+    const std::string here = CpuList({allowed.begin(), allowed.end()});
     errors.push_back({config.source, at.line, at.column, "pipeline.cpus",
-                      "CPU " + std::to_string(p.cpus[k]) + " is not one this process may run on here (" +
-                                          CpuList({allowed.begin(), allowed.end()}) + ")"});
+                      "CPU " + std::to_string(p.cpus[k]) + " is not one this process may run on here (" + here + ")"});
   }
   return errors;
 }
