@@ -85,6 +85,14 @@ struct Rig {
     model.Apply(kernel.ReadAll(&datagrams));
     return datagrams;
   }
+  // Settles until the kernel side has `outcomes` packets' verdicts (a pipeline sends them
+  // from its own threads), for at most about 2 s.
+  void SettleUntil(std::size_t outcomes) {
+    for (int i = 0; i < 2000 && model.outcome.size() < outcomes; ++i) {
+      Settle();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
   uint64_t Count(C c) const { return endpoint->counters().Load(c); }
 
   FakeKernel kernel;
@@ -281,10 +289,7 @@ TEST(NfqueueEndpoint, ThePipelineCountsABytesTooBigToReturnAsADrop) {
   InlinePipeline pipeline({.threads = 1, .batch_size = 64, .receive_wait = std::chrono::microseconds(1000)}, *rig.pool,
                           std::span(&shard, 1));
   pipeline.Start();
-  for (int i = 0; i < 2000 && rig.model.outcome.size() < 2; ++i) {
-    rig.Settle();
-    std::this_thread::sleep_for(1ms);
-  }
+  rig.SettleUntil(2);
   pipeline.Stop();
   rig.Settle();
   ASSERT_EQ(rig.model.outcome.size(), 2u);
@@ -503,10 +508,7 @@ TEST(NfqueueEndpoint, ABatchTimerDoesNotKeepTheBufferAHeldMessageWaitsFor) {
                         .batch_timeout = std::chrono::duration_cast<std::chrono::microseconds>(4 * NfqueueEndpoint::kLargeBufferWait)};
   InlinePipeline pipeline(o, *rig.pool, std::span(&shard, 1));
   pipeline.Start();
-  for (int i = 0; i < 2000 && rig.model.outcome.size() < 3; ++i) {
-    rig.Settle();
-    std::this_thread::sleep_for(1ms);
-  }
+  rig.SettleUntil(3);
   pipeline.Stop();
   rig.Settle();
   for (uint32_t id = 1; id <= 3; ++id) {

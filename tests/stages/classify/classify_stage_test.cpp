@@ -44,6 +44,23 @@ struct FragmentCase {
   bool dest_opts = false;  // IPv6: a destination options header in the fragmentable part
 };
 
+// The masquerading rule (number 1) the NAT tests share: `src` translated to `address`, ports
+// from `ports`, for `protos` (a TOML value); `then`: lines after it (its [rule.rewrite], more
+// rules).
+struct Masquerade {
+  std::string protos = R"(["tcp", "udp"])";
+  std::string ports = "1024-65535";
+  std::string family = "ipv4";
+  std::string src = "10.0.0.0/8";
+  std::string address = "198.18.0.1";
+  std::string then = "";
+  std::string Toml() const {
+    return "[[rule]]\nnumber = 1\nname = \"masquerade\"\naction = \"translate-source-port\"\n"
+           "match = { family = \"" + family + "\", src = \"" + src + "\", proto = " + protos + " }\n"
+           "translate = { ports = \"" + ports + "\", address = \"" + address + "\" }\n" + then;
+  }
+};
+
 std::string AddrText(const uint8_t* p, bool v6) {
   return ToString(v6 ? IpAddr::FromV6Bytes(p) : IpAddr::FromV4Bytes(p));
 }
@@ -417,14 +434,7 @@ TEST_F(ClassifyStageTest, EchoIdentifierZeroIsARequestLikeAnyOther) {
 }
 
 TEST_F(ClassifyStageTest, NaptWithAnAddressRewritesAddressAndPortBothWays) {
-  Load(R"(
-[[rule]]
-number = 1
-name = "masquerade"
-action = "translate-source-port"
-match = { family = "ipv4", src = "10.0.0.0/8", proto = ["tcp", "udp"] }
-translate = { ports = "1024-65535", address = "198.18.0.1" }
-)");
+  Load(Masquerade{}.Toml());
   const auto out = Run({Udp4("10.1.2.3", 4000, "198.19.0.9", 53)}, kSec);
   EXPECT_EQ(out[0].src, "198.18.0.1");
   EXPECT_TRUE(out[0].ip_ok);
@@ -464,14 +474,7 @@ translate = { ports = "20000-20001" }
 // "fragmentation needed" coming back quotes the translated address and port, which the inside
 // host does not know. Every checksum involved must come out right.
 TEST_F(ClassifyStageTest, IcmpErrorsAboutATranslatedFlowAreTranslatedBothWays) {
-  Load(R"(
-[[rule]]
-number = 1
-name = "masquerade"
-action = "translate-source-port"
-match = { family = "ipv4", src = "10.0.0.0/8", proto = ["tcp", "udp", "icmp"] }
-translate = { ports = "1024-65535", address = "198.18.0.1" }
-)");
+  Load(Masquerade{.protos = R"(["tcp", "udp", "icmp"])"}.Toml());
   const auto out = Run({Tcp4("10.1.2.3", 4000, "198.19.0.9", 443, tcp::kSyn)}, kSec);
   ASSERT_EQ(out[0].src, "198.18.0.1");
   const uint16_t xport = out[0].sport;
@@ -613,14 +616,7 @@ TestPacket UdpDatagram(const FragmentCase& c, bool out, uint16_t inside_port, ui
 // dropped and an inbound one's went on to the translated address; IPv6's were never
 // remembered.
 void ClassifyStageTest::ExpectLaterFragmentsFollowTheTranslation(const FragmentCase& c) {
-  Load(std::string(R"(
-[[rule]]
-number = 1
-name = "masquerade"
-action = "translate-source-port"
-match = { family = ")") + c.family + R"(", src = ")" + c.inside_net + R"(", proto = "udp" }
-translate = { ports = "1024-65535", address = ")" + c.xaddr + R"(" }
-)");
+  Load(Masquerade{.protos = R"("udp")", .family = c.family, .src = c.inside_net, .address = c.xaddr}.Toml());
   const auto frags_out = testing::FragmentPacket(UdpDatagram(c, /*out=*/true, 5000, 300), 96);
   ASSERT_GE(frags_out.size(), 3u);
   const auto out = Run(frags_out, kSec);  // one batch: the first fragment creates the flow
@@ -835,15 +831,7 @@ TEST_F(ClassifyStageTest, RewritePlansReachTheRewriteStage) {
 // DSCP or TTL edit could reach translated traffic; a clamp rule placed first left the SYN
 // untranslated and the connection broke.
 TEST_F(ClassifyStageTest, ATranslationsEditsApplyToEveryPacketOfItsFlowsBothWays) {
-  Load(R"(
-[[rule]]
-number = 1
-name = "masquerade"
-action = "translate-source-port"
-match = { family = "ipv4", src = "10.0.0.0/8", proto = ["tcp", "udp"] }
-translate = { ports = "1024-65535", address = "198.18.0.1" }
-rewrite = { mss_clamp = 1200, dscp = 10 }
-)");
+  Load(Masquerade{.then = "rewrite = { mss_clamp = 1200, dscp = 10 }\n"}.Toml());
   const auto syn =
       RunWithRewrite({PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Tcp(40000, 443).TcpFlags(tcp::kSyn).Mss(1460).Build()},
                      kSec)[0];
@@ -868,14 +856,7 @@ rewrite = { mss_clamp = 1200, dscp = 10 }
 // IPv6 with a translated address: the outer ICMPv6 pseudo-header, the quoted address inside
 // the ICMPv6 checksum and the quoted transport checksum's pseudo-header all change.
 TEST_F(ClassifyStageTest, IcmpErrorsAboutAnIpv6AddressTranslationAreTranslated) {
-  Load(R"(
-[[rule]]
-number = 1
-name = "nat66"
-action = "translate-source-port"
-match = { family = "ipv6", src = "2001:2:0:c::/64", proto = ["tcp", "udp"] }
-translate = { ports = "1024-65535", address = "2001:2::1" }
-)");
+  Load(Masquerade{.family = "ipv6", .src = "2001:2:0:c::/64", .address = "2001:2::1"}.Toml());
   const auto out = Run({PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Udp(5000, 53).Payload(20).Build()}, kSec);
   ASSERT_EQ(out[0].src, "2001:2::1");
   const uint16_t xport = out[0].sport;
@@ -906,14 +887,7 @@ translate = { ports = "1024-65535", address = "2001:2::1" }
 // A translation's edits reach every packet of its flows: later fragments (an address or a
 // port-only translation) and ICMP errors about the flow too, not only what carries the ports.
 TEST_F(ClassifyStageTest, ATranslationsEditsReachLaterFragmentsAndIcmpErrors) {
-  Load(R"(
-[[rule]]
-number = 1
-name = "masquerade"
-action = "translate-source-port"
-match = { family = "ipv4", src = "10.0.0.0/8", proto = ["udp"] }
-translate = { ports = "1024-19999", address = "198.18.0.1" }
-rewrite = { dscp = 10 }
+  Load(Masquerade{.protos = R"(["udp"])", .ports = "1024-19999", .then = R"(rewrite = { dscp = 10 }
 
 [[rule]]
 number = 2
@@ -922,7 +896,7 @@ action = "translate-source-port"
 match = { family = "ipv4", src = "198.18.0.0/16", proto = ["udp"] }
 translate = { ports = "20000-29999" }
 rewrite = { dscp = 12 }
-)");
+)"}.Toml());
   const auto masq = RunWithRewrite(testing::FragmentPacket(
       PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Udp(5000, 53).Payload(200).Build(), 96), kSec);
   const auto port_only = RunWithRewrite(testing::FragmentPacket(
@@ -951,14 +925,7 @@ rewrite = { dscp = 12 }
 // the edits by rule number); one that removes the edits stops them; the flows survive both.
 TEST_F(ClassifyStageTest, AReloadChangesATranslationsEditsForItsLiveFlows) {
   auto rules = [](const char* rewrite) {
-    return std::string(R"(
-[[rule]]
-number = 1
-name = "masquerade"
-action = "translate-source-port"
-match = { family = "ipv4", src = "10.0.0.0/8", proto = ["udp"] }
-translate = { ports = "1024-65535", address = "198.18.0.1" }
-)") + rewrite;
+    return Masquerade{.protos = R"(["udp"])", .then = rewrite}.Toml();
   };
   Load(rules("rewrite = { dscp = 10 }\n"));
   const TestPacket out = PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Udp(5000, 53).Payload(20).Build();
