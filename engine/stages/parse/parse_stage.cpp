@@ -83,7 +83,7 @@ DropReason ParseIpv6(const uint8_t* ip, uint32_t avail, const ipv6::Limits& limi
 }
 
 // An ICMP error (l4: its header, avail bytes of it and what follows) is about the packet it
-// quotes: it takes that packet's shard key (addresses and protocol, symmetric), so that the
+// quotes: it takes that packet's shard key (the same key as ParseOne's, symmetric), so that the
 // offline graph dispatches it to the shard holding the quoted packet's flow, where a NAT
 // translation of it lives. A quote too short for its IP header keeps the error's own key.
 // Kernel queues steer by the error's own addresses (docs/config.md, Translations and shards).
