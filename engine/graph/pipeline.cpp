@@ -11,6 +11,7 @@
 #include <array>
 #include <condition_variable>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <thread>
 #include <string>
@@ -439,7 +440,7 @@ struct InlinePipeline::Shard {
   RunStats run;
   StageStats parse, classify, rewrite;
   std::thread io;
-  int pin_error = 0;  // Start()'s pthread_setaffinity_np of `io`, with options.cpus
+  int pin_error = 0;  // `io`'s pthread_setaffinity_np of itself, with options.cpus
   std::atomic<uint64_t> turns{0};  // IoLoop's turns with a batch to fill (its thread writes)
 };
 
@@ -552,10 +553,19 @@ void InlinePipeline::Start() {
       tsan::Release(b);
       node->try_put(b);
     };
-    s->io = std::thread([this, s] { IoLoop(*s); });
-    if (!options_.cpus.empty()) {  // from here, so that Start() returns knowing how it went
-      s->pin_error = PinThread(s->io.native_handle(), options_.cpus[i % options_.cpus.size()]);
+    if (options_.cpus.empty()) {
+      s->io = std::thread([this, s] { IoLoop(*s); });
+      continue;
     }
+    // The thread pins itself before it receives anything (its first batch, and the pool
+    // cache it fills, belong on its CPU too); Start() waits, so it returns knowing how it went.
+    std::promise<int> pinned;
+    std::future<int> pin_result = pinned.get_future();
+    s->io = std::thread([this, s, cpu = options_.cpus[i % options_.cpus.size()], pinned = std::move(pinned)]() mutable {
+      pinned.set_value(PinThread(pthread_self(), cpu));
+      IoLoop(*s);
+    });
+    s->pin_error = pin_result.get();
   }
 }
 

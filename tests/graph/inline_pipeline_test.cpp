@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <mutex>
@@ -93,7 +94,8 @@ class FakeQueue final : public InlineEndpoint {
   void set_stuck(bool stuck) { stuck_ = stuck; }
   // Every packet in a large buffer, as NFQUEUE does with GSO super-packets.
   void set_large(bool large) { large_ = large; }
-  // The CPUs the thread that last called Receive (the I/O thread) may run on.
+  // Every CPU the threads that called Receive (the I/O thread) were allowed to run on, from the
+  // first call to the last.
   std::vector<uint32_t> receive_cpus() {
     std::lock_guard lock(mu_);
     return receive_cpus_;
@@ -106,12 +108,13 @@ class FakeQueue final : public InlineEndpoint {
     cpu_set_t set;
     CPU_ZERO(&set);
     if (pthread_getaffinity_np(pthread_self(), sizeof set, &set) != 0) return;
-    std::vector<uint32_t> cpus;
-    for (uint32_t c = 0; c < CPU_SETSIZE; ++c) {
-      if (CPU_ISSET(c, &set)) cpus.push_back(c);
-    }
     std::lock_guard lock(mu_);
-    receive_cpus_ = std::move(cpus);
+    for (uint32_t c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set) && std::find(receive_cpus_.begin(), receive_cpus_.end(), c) == receive_cpus_.end()) {
+        receive_cpus_.push_back(c);
+      }
+    }
+    std::sort(receive_cpus_.begin(), receive_cpus_.end());
   }
   uint32_t HandOut(std::deque<std::vector<uint8_t>>& from, PoolCache& cache, Batch& batch, uint32_t max) {
     uint32_t n = 0;
