@@ -32,10 +32,11 @@ Result<std::unique_ptr<StageSet>> StageSet::Build(const Config& config, const Op
   set->rules_ = std::move(handle).value();
 
   const uint64_t nat_seed = config.nat.seed != 0 ? config.nat.seed : RandomSeed();
+  if (options.nat_peers && options.shards > 1) set->peers_ = std::make_unique<NatPeers>(options.shards);
   for (uint32_t s = 0; s < options.shards; ++s) {
     FlowTableOptions nat = FlowTableOptions::From(config.nat, nat_seed, s, options.shards);
     nat.hash_seed = options.nat_hash_seed;
-    set->shards_.push_back(std::make_unique<Shard>(parse, *set->rules_, s, nat));
+    set->shards_.push_back(std::make_unique<Shard>(parse, *set->rules_, s, nat, set->peers_.get()));
   }
   return set;
 }

@@ -2,7 +2,9 @@
 //
 //   shard s:  ParseStage  →  ClassifyStage (its own flow table)  →  RewriteStage
 //                                 │
-//                                 └── RuleSetHandle (shared; a reload publishes a new RuleSet)
+//                                 ├── RuleSetHandle (shared; a reload publishes a new RuleSet)
+//                                 └── NatPeers (inline, more than one shard: ICMP errors the
+//                                     kernel queued away from their flow's shard)
 //
 // The inline graph runs shard s's parse; the offline graph parses every burst before dispatch
 // with shard 0's. Seeds: the flow hash seed and the NAT seed are random per process unless the
@@ -32,6 +34,10 @@ class StageSet {
     uint32_t shards = 1;
     uint64_t flow_hash_seed = 0;  // 0: random
     uint64_t nat_hash_seed = 0;   // the flow tables' key hash (FlowTableOptions::hash_seed); 0: random
+    // Kernel queues (inline): with more than one shard, the shards ask each other about ICMP
+    // errors their own tables do not know (NatPeers). The offline graph steers errors to their
+    // flow's shard itself, so it leaves this off and its shards share nothing.
+    bool nat_peers = false;
     RuleSetOptions rules;         // interface ids; `shards` is filled in from above
   };
 
@@ -49,8 +55,9 @@ class StageSet {
 
  private:
   struct Shard {
-    Shard(const ParseConfig& parse_config, const RuleSetHandle& rules, uint32_t shard, const FlowTableOptions& nat)
-        : parse(parse_config), classify(rules, shard, nat) {}
+    Shard(const ParseConfig& parse_config, const RuleSetHandle& rules, uint32_t shard, const FlowTableOptions& nat,
+          NatPeers* peers)
+        : parse(parse_config), classify(rules, shard, nat, {}, peers) {}
     ParseStage parse;
     ClassifyStage classify;
     RewriteStage rewrite;
@@ -58,6 +65,7 @@ class StageSet {
 
   StageSet() = default;
   std::unique_ptr<RuleSetHandle> rules_;
+  std::unique_ptr<NatPeers> peers_;  // Options::nat_peers, more than one shard; outlives the shards
   std::vector<std::unique_ptr<Shard>> shards_;
 };
 

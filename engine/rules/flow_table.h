@@ -15,6 +15,10 @@
 // Contracts
 // - Per shard, one thread at a time, no locks. Everything is allocated at construction; the
 //   data-path calls (Lookup, Touch, Create, Expire) allocate nothing and never throw.
+//   The one exception is NatPeers (engine/stages/classify/nat_peers.h): other shards may call
+//   Lookup and read a flow's identity (orig, xaddr, xport, rule_number) under a lock the owner
+//   holds around Create and Expire (Remove and eviction happen inside those). So Touch, and
+//   the wheel filing it may do, must never write the slots or those fields.
 // - Time is supplied by the caller (`now`, nanoseconds, monotonic, once per batch): no clock
 //   call per packet. Timeouts are idle times per class: TCP transitory (SYN seen, no reply
 //   yet), TCP established, TCP closed (FIN both ways, or an RST), UDP, ICMP.

@@ -612,6 +612,62 @@ translate = { ports = "20000-29999" }
   EXPECT_EQ(s.Packets("rewritten"), s.Packets("in")) << "every packet translated one way or back";
 }
 
+// ICMP errors about translated flows, with two queues. The kernel queues a UDP datagram by
+// (client, server, UDP) and the server's "port unreachable" about it by (server, client, ICMP):
+// for each of 32 client addresses the two land on the same shard or not, by the kernel's hash
+// (all on the same one: once in 2^32 runs). Either way the error must come back with the
+// client's own port in its quote, or the client's kernel finds no socket for it and the
+// client never hears "refused".
+TEST_F(SluiceRunNetns, IcmpErrorsAboutTranslatedFlowsAreTranslatedOnWhicheverQueueTheyReach) {
+  const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"r1\"]\n", R"(
+[nat]
+seed = 7
+
+[[rule]]
+number = 100
+name = "napt-out"
+action = "translate-source-port"
+match = { direction = "out", src = "198.18.1.0/24", proto = ["tcp", "udp"] }
+translate = { ports = "20000-29999" }
+)"));
+  // The lab gives the client 198.18.1.2-9; 24 more (the router finds them by ARP).
+  ASSERT_TRUE(lab_->Must(Node::kClient, "for i in $(seq 10 33); do ip addr add 198.18.1.$i/24 dev c0 || exit 1; done").ok());
+  InstallFirewall(config);
+  Daemon* d = StartRunning(config);
+  ASSERT_NE(d, nullptr);
+  // From each client address, one datagram to a server port nobody listens on.
+  const std::string probe = WriteFile("probe.py",
+                                      "import socket\n"
+                                      "for i in range(2, 34):\n"
+                                      "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                                      "    s.bind(('198.18.1.%d' % i, 0))\n"
+                                      "    s.connect(('" + std::string(kServer) + "', 9))\n"
+                                      "    s.settimeout(3)\n"
+                                      "    s.send(b'probe')\n"
+                                      "    try:\n"
+                                      "        s.recv(64)\n"
+                                      "        print('198.18.1.%d answered' % i)\n"
+                                      "    except ConnectionRefusedError:\n"
+                                      "        print('198.18.1.%d refused' % i)\n"
+                                      "    except socket.timeout:\n"
+                                      "        print('198.18.1.%d silence' % i)\n");
+  std::string text;
+  ASSERT_EQ(lab_->Run(Node::kClient, "python3 " + probe, &text), 0) << text;
+  for (int i = 2; i < 34; ++i) {
+    const std::string client = "198.18.1." + std::to_string(i);
+    EXPECT_NE(text.find(client + " refused"), std::string::npos) << text;
+  }
+
+  ASSERT_EQ(d->Terminate(), 0) << d->log();
+  const DaemonStats s = d->Stats();
+  ExpectReconciledAtExit(s);
+  EXPECT_EQ(s.Sum("classify_nat_created"), 32u);
+  EXPECT_EQ(s.Sum("classify_nat_icmp_errors"), 32u) << "every error translated";
+  EXPECT_GT(s.Sum("classify_nat_icmp_errors_peer"), 0u) << "some errors reached the other shard";
+  EXPECT_LT(s.Sum("classify_nat_icmp_errors_peer"), 32u) << "some reached their flow's own";
+  EXPECT_EQ(s.Packets("dropped"), 0u);
+}
+
 // (c) A million UDP datagrams at a rate sluice sustains, through both queues, fail-closed (so
 // any overflow would show as the kernel's queue_dropped), with a drop rule, a mark rule and a
 // DSCP rewrite on three of the eight sources. Generator, daemon and kernel agree exactly.

@@ -410,6 +410,7 @@ int Run(const RunArgs& a) {
   StageSet::Options stage_options;
   stage_options.shards = shards;
   stage_options.flow_hash_seed = a.seed;
+  stage_options.nat_peers = true;  // the kernel steers ICMP errors by their own header
   InterfaceFollower interfaces(config.io.nfqueue.outside_interfaces);  // NFQUEUE only
   if (config.io.backend == Backend::kNfqueue) {
     stage_options.rules.interface_id = [&interfaces](std::string_view name) {

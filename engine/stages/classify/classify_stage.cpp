@@ -39,11 +39,37 @@ class RuleTally {
 
 }  // namespace
 
-ClassifyStage::ClassifyStage(const RuleSetHandle& rules, uint32_t shard, const FlowTableOptions& nat, StageClock clock)
-    : rules_(rules), shard_(shard), flows_(nat), clock_(clock) {
+// The owner's peer lock while it changes its flow table (NatPeers), when it has peers: taken
+// by Hold(), at most once, and released at the end of the scope.
+class ClassifyStage::PeerLock {
+ public:
+  PeerLock(NatPeers* peers, uint32_t shard) noexcept : mu_(peers != nullptr ? &peers->lock(shard) : nullptr) {}
+  ~PeerLock() {
+    if (held_) mu_->unlock();
+  }
+  PeerLock(const PeerLock&) = delete;
+  PeerLock& operator=(const PeerLock&) = delete;
+  void Hold() noexcept {
+    if (mu_ == nullptr || held_) return;
+    mu_->lock();
+    held_ = true;
+  }
+
+ private:
+  std::mutex* mu_;
+  bool held_ = false;
+};
+
+ClassifyStage::ClassifyStage(const RuleSetHandle& rules, uint32_t shard, const FlowTableOptions& nat, StageClock clock,
+                             NatPeers* peers)
+    : rules_(rules), shard_(shard), flows_(nat), peers_(peers), clock_(clock) {
   TakeSnapshot();
   SLUICE_CHECK(snapshot_ != nullptr);
   SLUICE_CHECK(shard_ < snapshot_->shards());
+  if (peers_ != nullptr) {
+    SLUICE_CHECK(shard_ < peers_->shards());
+    peers_->Attach(shard_, &flows_);
+  }
 }
 
 void ClassifyStage::TakeSnapshot() noexcept {
@@ -61,6 +87,8 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
   }
   const RuleSet& rs = *snapshot_;
   if (flows_.size() != 0) {
+    PeerLock lock(peers_, shard_);
+    lock.Hold();
     tally.Bump(ClassifyCounter::kNatExpired, flows_.Expire(now, 2 * b.size() + 16).expired);
   }
   const bool want_key = rs.has_translations() || flows_.size() != 0;
@@ -99,9 +127,14 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
         TranslateLaterFragment(b, scratch_.slot[j], now, tally)) {
       continue;
     }
-    if (look_up && scratch_.kind[j] != KeyKind::kNone && flows_.Lookup(scratch_.keys[j], scratch_.hash[j], &hit) &&
-        Translate(b, scratch_.slot[j], scratch_.kind[j], hit, static_cast<uint8_t>(scratch_.fields[j].tcp_flags), now,
-                  tally)) {
+    const bool own = look_up && scratch_.kind[j] != KeyKind::kNone && flows_.Lookup(scratch_.keys[j], scratch_.hash[j], &hit);
+    if (own && Translate(b, scratch_.slot[j], scratch_.kind[j], hit, static_cast<uint8_t>(scratch_.fields[j].tcp_flags),
+                         now, tally)) {
+      continue;
+    }
+    // A flow has its keys in one table only: a peer is asked only when this one has none.
+    if (!own && scratch_.kind[j] == KeyKind::kIcmpError && peers_ != nullptr &&
+        TranslatePeersIcmpError(b, scratch_.slot[j], scratch_.fields[j], scratch_.keys[j], tally)) {
       continue;
     }
     scratch_.candidate[pending] = j;
@@ -115,7 +148,9 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
 
   // Pass 3: actions, in slot order. A translation created here may own later packets of the
   // same batch (a reply right behind the first packet): after a creation, those look again.
+  // The first creation takes the peer lock for the rest of the pass.
   bool created = false;
+  PeerLock creating(peers_, shard_);
   for (uint32_t k = 0; k < pending; ++k) {
     const uint32_t j = scratch_.candidate[k];
     const uint32_t i = scratch_.slot[j];
@@ -173,7 +208,7 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
         tally.Bump(ClassifyCounter::kMarked);
         break;
       case RuleAction::kTranslateSourcePort:
-        created |= CreateTranslation(b, i, f, rule.nat, scratch_.kind[j], key, now, tally);
+        created |= CreateTranslation(b, i, f, rule.nat, scratch_.kind[j], key, now, creating, tally);
         break;
       case RuleAction::kCount:  // never terminal: the classifier does not return count rules
         b.set_next(i, Next::kAccept);
@@ -187,13 +222,7 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
 
 bool ClassifyStage::Translate(Batch& b, uint32_t i, KeyKind kind, const FlowTable::Hit& hit, uint8_t tcp_flags,
                               uint64_t now, ClassifyCounts& tally) noexcept {
-  if (kind == KeyKind::kIcmpError) {
-    // An error keeps nothing alive (a spoofed one could, otherwise): no Touch.
-    if (!ApplyIcmpErrorTranslation(b.packet(i), flows_.flow(hit.flow), hit.dir)) return false;
-    Translated(b, i, flows_.flow(hit.flow).rule_number, tally);  // the flow's edits too (its mark)
-    tally.Bump(ClassifyCounter::kNatIcmpErrors);
-    return true;
-  }
+  if (kind == KeyKind::kIcmpError) return TranslateIcmpError(b, i, flows_.flow(hit.flow), hit.dir, tally);
   flows_.Touch(hit.flow, hit.dir, tcp_flags, now);
   RememberFirstFragment(b.packet(i), flows_.flow(hit.flow), hit.dir, now);
   ApplyTranslation(b.packet(i), flows_.flow(hit.flow), hit.dir);
@@ -202,8 +231,28 @@ bool ClassifyStage::Translate(Batch& b, uint32_t i, KeyKind kind, const FlowTabl
   return true;
 }
 
+bool ClassifyStage::TranslateIcmpError(Batch& b, uint32_t i, const FlowTable::Flow& flow, FlowTable::Dir dir,
+                                       ClassifyCounts& tally) noexcept {
+  // An error keeps nothing alive (a spoofed one could, otherwise): no Touch.
+  if (!ApplyIcmpErrorTranslation(b.packet(i), flow, dir)) return false;
+  Translated(b, i, flow.rule_number, tally);  // the flow's edits too (its mark)
+  tally.Bump(ClassifyCounter::kNatIcmpErrors);
+  return true;
+}
+
+bool ClassifyStage::TranslatePeersIcmpError(Batch& b, uint32_t i, const PacketFields& f, const FlowKey& key,
+                                            ClassifyCounts& tally) noexcept {
+  FlowTable::Flow flow;
+  FlowTable::Dir dir;
+  const bool from_inside = f.src == key.src();  // it quotes a packet sent to its own source
+  if (!peers_->Find(shard_, key, from_inside, &flow, &dir) || !TranslateIcmpError(b, i, flow, dir, tally)) return false;
+  tally.Bump(ClassifyCounter::kNatIcmpErrorsPeer);
+  return true;
+}
+
 bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& f, const NatTarget& target,
-                                      KeyKind kind, const FlowKey& key, uint64_t now, ClassifyCounts& tally) noexcept {
+                                      KeyKind kind, const FlowKey& key, uint64_t now, PeerLock& creating,
+                                      ClassifyCounts& tally) noexcept {
   if (kind == KeyKind::kNone || kind == KeyKind::kEchoReply || kind == KeyKind::kIcmpError) {
     // No ports and no echo request (an echo reply, or an ICMP error, about no live flow
     // included) — except a
@@ -217,6 +266,7 @@ bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& 
     }
     return false;
   }
+  creating.Hold();
   const FlowTable::CreateResult c = flows_.Create(key, target, static_cast<uint8_t>(f.tcp_flags), now);
   if (c.evicted) tally.Bump(ClassifyCounter::kNatEvicted);
   switch (c.status) {

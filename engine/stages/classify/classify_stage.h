@@ -14,6 +14,8 @@
 //      5-tuple is the original or reply key of a live translation in this shard's flow table
 //      is translated (outbound: source; reply: destination back to the inside host) and
 //      accepted, without a rule scan. A reload therefore never cuts an established flow.
+//      An ICMP error about a translated packet is translated with its flow, found in this
+//      shard's table or, with NatPeers, in another shard's.
 //   2. Otherwise the rule set's classifier — for all such packets of the batch in one
 //      LookupMany, so their lookups overlap — then, in slot order: count rules that matched
 //      before the terminal rule are counted; the terminal rule's action is applied; no match
@@ -34,7 +36,8 @@
 // (RuleSet::Totals), drops by reason (the graph's StageStats). Packets of an established
 // translation count in nat_out / nat_in, not in the translate rule's counters.
 // Cost: PacketFields extraction, one flow-table probe when translations exist, one classifier
-// lookup; see bench/stages/classify_bench.cpp.
+// lookup; see bench/stages/classify_bench.cpp. With NatPeers, an uncontended lock around the
+// batch's expiry and one around its creations (peers contend for it only with ICMP errors).
 #pragma once
 
 #include <array>
@@ -48,6 +51,7 @@
 #include "engine/rules/packet_fields.h"
 #include "engine/rules/rule_set.h"
 #include "engine/stages/classify/nat_fragments.h"
+#include "engine/stages/classify/nat_peers.h"
 #include "engine/stages/classify/translate.h"
 
 namespace sluice {
@@ -70,6 +74,8 @@ namespace sluice {
   X(kNatUntranslatable, "nat_untranslatable", "translate rule matched a packet it cannot translate") \
   X(kNatIcmpErrors, "nat_icmp_errors",                                                              \
     "ICMP errors quoting a packet of a live translation, translated with it (either direction)")    \
+  X(kNatIcmpErrorsPeer, "nat_icmp_errors_peer",                                                     \
+    "of nat_icmp_errors, those whose translation another shard holds (queued by their own header)") \
   X(kNatFragments, "nat_fragments",                                                                  \
     "later fragments given what their first fragment's translation gave it (address, edits)")        \
   X(kNatFragmentPassed, "nat_fragment_passed",                                                      \
@@ -93,7 +99,11 @@ class ClassifyStage {
  public:
   // `rules` must outlive the stage and hold a rule set. `nat` sizes this shard's flow table
   // (allocated here, once): FlowTableOptions::From(config.nat, seed, shard, shards).
-  ClassifyStage(const RuleSetHandle& rules, uint32_t shard, const FlowTableOptions& nat, StageClock clock = {});
+  // `peers`, when given, holds every shard's table (NatPeers): this stage attaches its own,
+  // changes it under its peer lock, and asks the others about ICMP errors its own table does
+  // not know. It must outlive the stage.
+  ClassifyStage(const RuleSetHandle& rules, uint32_t shard, const FlowTableOptions& nat, StageClock clock = {},
+                NatPeers* peers = nullptr);
   ClassifyStage(const ClassifyStage&) = delete;
   ClassifyStage& operator=(const ClassifyStage&) = delete;
 
@@ -113,6 +123,14 @@ class ClassifyStage {
   // it is an ICMP error not about that flow after all (it then goes to the rules).
   bool Translate(Batch& b, uint32_t i, KeyKind kind, const FlowTable::Hit& hit, uint8_t tcp_flags, uint64_t now,
                  ClassifyCounts& tally) noexcept;
+  // Slot i, an ICMP error quoting a packet of `flow` (this shard's or a peer's) in `dir`:
+  // translated with it. False when it is not about that flow after all.
+  bool TranslateIcmpError(Batch& b, uint32_t i, const FlowTable::Flow& flow, FlowTable::Dir dir,
+                          ClassifyCounts& tally) noexcept;
+  // Slot i, an ICMP error (fields f, key) whose key this shard's table does not know:
+  // translated if a peer's does (the kernel queued it by its own header, not its flow's).
+  bool TranslatePeersIcmpError(Batch& b, uint32_t i, const PacketFields& f, const FlowKey& key,
+                               ClassifyCounts& tally) noexcept;
   // Slot i was translated by a flow of translate rule `rule_number`: on to rewrite with the
   // rule's edits when it has some ([rule.rewrite]), else accepted.
   void Translated(Batch& b, uint32_t i, uint32_t rule_number, ClassifyCounts& tally) noexcept;
@@ -123,9 +141,10 @@ class ClassifyStage {
   // Slot i, a later IPv4 fragment: translated and accepted if its first fragment was.
   bool TranslateLaterFragment(Batch& b, uint32_t i, uint64_t now, ClassifyCounts& tally) noexcept;
   // translate-source-port for slot i (kind and key from TranslationKey). True when a flow
-  // was created.
+  // was created. `creating` is held from the first creation on (peers read the table).
+  class PeerLock;
   bool CreateTranslation(Batch& b, uint32_t i, const PacketFields& f, const NatTarget& target, KeyKind kind,
-                         const FlowKey& key, uint64_t now, ClassifyCounts& tally) noexcept;
+                         const FlowKey& key, uint64_t now, PeerLock& creating, ClassifyCounts& tally) noexcept;
 
   // Per-batch working space, allocated with the stage (about 50 KiB), never per batch.
   struct Scratch {
@@ -145,6 +164,7 @@ class ClassifyStage {
   std::shared_ptr<const RuleSet> snapshot_;
   uint64_t generation_ = 0;
   FlowTable flows_;
+  NatPeers* peers_;  // null: one shard, or the offline graph (it steers errors itself)
   NatFragments fragments_;
   StageClock clock_;
   ClassifyCounters counters_;

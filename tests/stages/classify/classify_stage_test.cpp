@@ -44,9 +44,9 @@ struct FragmentCase {
   bool dest_opts = false;  // IPv6: a destination options header in the fragmentable part
 };
 
-// The masquerading rule (number 1) the NAT tests share: `src` translated to `address`, ports
-// from `ports`, for `protos` (a TOML value); `then`: lines after it (its [rule.rewrite], more
-// rules).
+// The masquerading rule (number 1) the NAT tests share: `src` translated to `address` (empty:
+// port-only), ports from `ports`, for `protos` (a TOML value); `then`: lines after it (its
+// [rule.rewrite], more rules).
 struct Masquerade {
   std::string protos = R"(["tcp", "udp"])";
   std::string ports = "1024-65535";
@@ -57,7 +57,8 @@ struct Masquerade {
   std::string Toml() const {
     return "[[rule]]\nnumber = 1\nname = \"masquerade\"\naction = \"translate-source-port\"\n"
            "match = { family = \"" + family + "\", src = \"" + src + "\", proto = " + protos + " }\n"
-           "translate = { ports = \"" + ports + "\", address = \"" + address + "\" }\n" + then;
+           "translate = { ports = \"" + ports + "\"" + (address.empty() ? "" : ", address = \"" + address + "\"") + " }\n" +
+           then;
   }
 };
 
@@ -93,10 +94,11 @@ class ClassifyStageTest : public ::testing::Test {
   }
 
   // Parses and classifies the packets at time `now`; returns each packet as it left.
-  std::vector<Seen> Run(const std::vector<TestPacket>& packets, uint64_t now = 0) {
+  std::vector<Seen> Run(const std::vector<TestPacket>& packets, uint64_t now = 0) { return RunOn(*stage_, packets, now); }
+  std::vector<Seen> RunOn(ClassifyStage& stage, const std::vector<TestPacket>& packets, uint64_t now) {
     Batch b;
     Fill(b, packets);
-    stage_->Process(b, now);
+    stage.Process(b, now);
     std::vector<Seen> out;
     for (uint32_t i = 0; i < b.size(); ++i) {
       const PacketBuffer& pkt = b.packet(i);
@@ -124,9 +126,12 @@ class ClassifyStageTest : public ::testing::Test {
 
   // One packet through parse and classify: where it went and its bytes as it left.
   std::pair<Next, std::vector<uint8_t>> RunBytes(const TestPacket& packet, uint64_t now) {
+    return RunBytesOn(*stage_, packet, now);
+  }
+  std::pair<Next, std::vector<uint8_t>> RunBytesOn(ClassifyStage& stage, const TestPacket& packet, uint64_t now) {
     Batch b;
     Fill(b, {packet});
-    stage_->Process(b, now);
+    stage.Process(b, now);
     const PacketBuffer& pkt = b.packet(0);
     std::pair<Next, std::vector<uint8_t>> out{b.next(0), {pkt.data(), pkt.data() + pkt.len()}};
     b.RecordVerdicts();
@@ -543,6 +548,65 @@ TEST_F(ClassifyStageTest, IcmpErrorsAboutATranslatedFlowAreTranslatedBothWays) {
     EXPECT_EQ(bytes, e.bytes) << "unchanged";
   }
   EXPECT_EQ(Count(ClassifyCounter::kNatIcmpErrors), 3u);
+}
+
+// Kernel queues steer a packet by its own addresses and protocol, so an ICMP error about a
+// translated flow reaches whichever shard its own header hashes to. That shard finds the flow
+// in its peers' tables (NatPeers) and translates the error as the flow's own shard would.
+TEST_F(ClassifyStageTest, IcmpErrorsQueuedToAnotherShardAreTranslatedWithTheirPeersFlow) {
+  Load("[pipeline]\nshards = 2\n" + Masquerade{.protos = R"(["tcp", "udp", "icmp"])", .address = ""}.Toml());
+  NatPeers peers(2);
+  std::vector<std::unique_ptr<ClassifyStage>> shard;
+  for (uint32_t s = 0; s < 2; ++s) {
+    shard.push_back(std::make_unique<ClassifyStage>(*handle_, s, FlowTableOptions::From(config_.nat, 7, s, 2),
+                                                    StageClock{}, &peers));
+  }
+  const auto errors_on = [&](uint32_t s) { return shard[s]->counters().Load(ClassifyCounter::kNatIcmpErrors); };
+
+  // The flow lives on shard 0.
+  const auto out = RunOn(*shard[0], {Tcp4("10.1.2.3", 4000, "198.19.0.9", 443, tcp::kSyn)}, kSec);
+  ASSERT_EQ(out[0].next, Next::kAccept);
+  const uint16_t xport = out[0].sport;
+  ASSERT_NE(xport, 4000);
+  ASSERT_EQ(xport % 2, 0);
+
+  // In, on shard 1: a router's "fragmentation needed" about the translated SYN.
+  const TestPacket sent = Tcp4("10.1.2.3", xport, "198.19.0.9", 443, tcp::kSyn);
+  const TestPacket too_big = PacketBuilder().Ipv4("198.19.0.254", "10.1.2.3").Icmp(3, 4, 0, 1400).Payload(sent.bytes).Build();
+  const auto [next, in] = RunBytesOn(*shard[1], too_big, 2 * kSec);
+  ASSERT_EQ(next, Next::kAccept);
+  const uint8_t* quoted = in.data() + 28;
+  EXPECT_EQ(LoadBe16(quoted + 20), 4000) << "the quoted source port: the inside host's";
+  EXPECT_TRUE(testing::RefIpHeaderChecksumOk(in.data(), in.size()));
+  EXPECT_TRUE(testing::RefL4ChecksumOk(in.data(), in.size())) << "the ICMP checksum";
+  EXPECT_TRUE(testing::RefL4ChecksumOk(quoted, sent.bytes.size())) << "the quoted TCP checksum";
+  EXPECT_EQ(errors_on(1), 1u);
+
+  // Out, on shard 1: the inside host's "port unreachable" about a reply of a shard 0 flow.
+  const auto udp = RunOn(*shard[0], {Udp4("10.1.2.3", 5000, "198.19.0.9", 53)}, 3 * kSec);
+  const uint16_t udp_xport = udp[0].sport;
+  const TestPacket received = Udp4("198.19.0.9", 53, "10.1.2.3", 5000);
+  const auto [next_out, err] = RunBytesOn(
+      *shard[1], PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Icmp(3, 3, 0, 0).Payload(received.bytes).Build(), 4 * kSec);
+  ASSERT_EQ(next_out, Next::kAccept);
+  EXPECT_EQ(LoadBe16(err.data() + 28 + 22), udp_xport) << "the quoted destination port: as it went on the wire";
+  EXPECT_TRUE(testing::RefL4ChecksumOk(err.data(), err.size()));
+  EXPECT_TRUE(testing::RefL4ChecksumOk(err.data() + 28, received.bytes.size())) << "the quoted UDP checksum";
+  EXPECT_EQ(errors_on(1), 2u);
+
+  // The same error on the flow's own shard comes out the same; one about no flow anywhere
+  // goes to the rules untouched.
+  EXPECT_EQ(RunBytesOn(*shard[0], too_big, 5 * kSec).second, in);
+  const TestPacket stranger = Tcp4("10.1.2.3", static_cast<uint16_t>(xport + 2), "198.19.0.9", 443);
+  const TestPacket unknown = PacketBuilder().Ipv4("198.19.0.254", "10.1.2.3").Icmp(3, 4, 0, 1400).Payload(stranger.bytes).Build();
+  const auto [next_unknown, unknown_bytes] = RunBytesOn(*shard[1], unknown, 6 * kSec);
+  EXPECT_EQ(next_unknown, Next::kAccept) << "no rule matches it: the default accepts it";
+  EXPECT_EQ(unknown_bytes, unknown.bytes);
+  EXPECT_EQ(errors_on(0) + errors_on(1), 3u);
+  EXPECT_EQ(shard[1]->counters().Load(ClassifyCounter::kNatIcmpErrorsPeer), 2u);
+  EXPECT_EQ(shard[0]->counters().Load(ClassifyCounter::kNatIcmpErrorsPeer), 0u);
+  EXPECT_EQ(shard[0]->flows().size(), 2u);
+  EXPECT_EQ(shard[1]->flows().size(), 0u);
 }
 
 // Port-only translation over IPv6 (packet too big: the ICMPv6 checksum covers a pseudo-header)
