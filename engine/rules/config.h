@@ -54,6 +54,10 @@ struct NfqueueIoConfig {
   // kMaxOutsideInterfaces.
   std::vector<std::string> outside_interfaces;
   static constexpr std::size_t kMaxOutsideInterfaces = 16;
+  // sluice run follows interfaces created again under new indexes by watching rtnetlink's
+  // link notifications. False: it does not (a host whose containers add and delete links all
+  // day, or where rtnetlink is closed to it), and a SIGHUP looks the names up again.
+  bool watch_links = true;
   bool operator==(const NfqueueIoConfig&) const = default;
 };
 

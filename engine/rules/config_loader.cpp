@@ -361,6 +361,7 @@ void ReadIo(Loader& l, const toml::table& t, IoConfig& io) {
     qr.Integer("rcvbuf_bytes", 65536, int64_t{1} << 30, &n.rcvbuf_bytes);
     qr.Boolean("fail_open", &n.fail_open);
     qr.Boolean("gso", &n.gso);
+    qr.Boolean("watch_links", &n.watch_links);
     qr.Integer("verdict_mark", 0, 0xffffffff, &n.verdict_mark);
     qr.Integer("verdict_mask", 0, 0xffffffff, &n.verdict_mask);
     if (const toml::node* outside = qr.Find("outside_interfaces")) {

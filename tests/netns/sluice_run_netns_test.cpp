@@ -1122,6 +1122,78 @@ match = { proto = "udp", dst_port = 7002, direction = "out" }
   EXPECT_EQ(s.Packets("dropped"), 400u);
 }
 
+// With io.nfqueue.watch_links = false the daemon does not watch links; a SIGHUP looks every
+// name up again: the rules' through the reload, the outside interfaces' through the same
+// path a failed link watch falls back on. Until the SIGHUP a renamed "wan" is unknown to
+// both rules; after it, and after "wan" comes back under a new index and another SIGHUP, both
+// match again.
+TEST_F(SluiceRunNetns, WithoutTheLinkWatchASighupFollowsTheInterfaces) {
+  const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"wan\"]\nwatch_links = false\n", R"(
+[[rule]]
+number = 100
+name = "drop-out-wan"
+action = "drop"
+match = { proto = "udp", dst_port = 7001, out_interface = "wan" }
+
+[[rule]]
+number = 110
+name = "drop-outbound"
+action = "drop"
+match = { proto = "udp", dst_port = 7002, direction = "out" }
+)"));
+  InstallFirewall(config);
+  Daemon* d = StartRunning(config);
+  ASSERT_NE(d, nullptr);
+  EXPECT_TRUE(d->proc->WaitForText("watch_links is false", 1s)) << d->log();
+  auto rx1 = StartReceiver(300, 7001, 60000);
+  auto rx2 = StartReceiver(300, 7002, 60000);
+  auto send_both = [&](uint64_t first) {
+    EXPECT_EQ(Send(100, 10000, first, 64, 7001).sent, 100u);
+    EXPECT_EQ(Send(100, 10000, first, 64, 7002).sent, 100u);
+  };
+  // Sends a SIGHUP and waits until the daemon says it sees "wan" (the outside interfaces are
+  // given to the queues before that line, and the reload before them).
+  auto sighup = [&](const char* seen) {
+    const std::size_t mark = d->log().size();
+    ASSERT_TRUE(d->Signal(SIGHUP));
+    ASSERT_TRUE(d->proc->WaitForText(seen, 5s, mark)) << d->log().substr(mark);
+    EXPECT_NE(d->log().find("reloaded", mark), std::string::npos) << d->log().substr(mark);
+  };
+
+  ASSERT_TRUE(lab_->Must(Node::kRouter, "ip link set r1 down && ip link set r1 name wan && ip link set wan up").ok());
+  send_both(0);  // "wan" exists, but nothing looked it up: both pass
+  EXPECT_EQ(d->log().find("interface wan appeared"), std::string::npos) << d->log();
+  sighup("interface wan appeared as index");
+  send_both(100);  // leaving through "wan": both dropped
+  // "wan" deleted and created again under a new index (see the test above).
+  const std::string router_ns = "/proc/" + std::to_string(lab_->pid(Node::kRouter)) + "/ns/net";
+  std::string out;
+  ASSERT_EQ(testing::RunCommand({"nsenter", "--net=" + router_ns, "sh", "-c",
+                                 "ip link del wan && ip link add wan type veth peer name s0 netns " +
+                                     std::to_string(lab_->pid(Node::kServer)) +
+                                     " && ip addr add 198.18.2.1/24 dev wan && ip link set wan up"},
+                                &out),
+            0)
+      << out;
+  ASSERT_TRUE(lab_->Must(Node::kServer,
+                         "ip addr add 198.18.2.2/24 dev s0 && ip link set s0 up && ip route add default via 198.18.2.1")
+                  .ok());
+  sighup("interface wan is now index");
+  send_both(200);  // through the new "wan": both dropped
+
+  for (LabProcess* rx : {rx1.get(), rx2.get()}) {
+    kill(rx->ProgramPid(), SIGTERM);  // each expects more than will come
+    EXPECT_EQ(Received(*rx).received, 100u) << "only the 100 sent before the first SIGHUP passed";
+  }
+  ASSERT_EQ(d->Terminate(), 0) << d->log();
+  const DaemonStats s = d->Stats();
+  ExpectReconciledAtExit(s);
+  // A reload starts the rules' counters afresh: these are the last SIGHUP's.
+  EXPECT_EQ(s.Rule("drop-out-wan"), 100u);
+  EXPECT_EQ(s.Rule("drop-outbound"), 100u);
+  EXPECT_EQ(s.Packets("dropped"), 400u);
+}
+
 // A SIGHUP and a link change at the same moment: the reload may compile its rules before or
 // after the rename, and the link notification may reach the daemon before or after the
 // reload. Whichever order it meets them in, the rules in force afterwards are the new file's,

@@ -42,6 +42,7 @@ gso = false
 verdict_mark = 0x100
 verdict_mask = 0xf00
 outside_interfaces = ["wan0", "ppp0"]
+watch_links = false
 [io.pcap]
 input = "a.pcap"
 output = "b.pcap"
@@ -84,6 +85,7 @@ default_action = "drop"
   EXPECT_EQ(c.io.nfqueue.verdict_mark, 0x100u);
   EXPECT_EQ(c.io.nfqueue.verdict_mask, 0xf00u);
   EXPECT_EQ(c.io.nfqueue.outside_interfaces, (std::vector<std::string>{"wan0", "ppp0"}));
+  EXPECT_FALSE(c.io.nfqueue.watch_links);
   EXPECT_EQ(c.io.pcap.input, "a.pcap");
   EXPECT_EQ(c.io.pcap.output, "b.pcap");
   EXPECT_EQ(c.io.divert.ports, (std::vector<uint16_t>{9000, 9001}));

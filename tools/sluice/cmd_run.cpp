@@ -288,12 +288,12 @@ bool FollowInterfaces(InterfaceFollower& interfaces, std::vector<uint32_t>& outs
   std::vector<std::string> logged;
   const std::vector<uint32_t> now = interfaces.Outside();
   if (now != outside) {
+    for (auto& ep : queues.nfqueue) ep->SetOutsideInterfaces(now);  // before the log says so
     for (std::size_t i = 0; i < now.size(); ++i) {
       if (now[i] == outside[i]) continue;
       LogChange(interfaces.outside_names()[i], outside[i], now[i]);
       logged.push_back(interfaces.outside_names()[i]);
     }
-    for (auto& ep : queues.nfqueue) ep->SetOutsideInterfaces(now);
     outside = now;
   }
   const std::vector<InterfaceFollower::Change> stale = interfaces.RulesStale();
@@ -399,7 +399,9 @@ int Run(const RunArgs& a) {
   // Opened before any name is looked up (the rules' below, then the outside interfaces'), so
   // that no change after a lookup goes unseen.
   std::unique_ptr<LinkWatch> link_watch;
-  if (config.io.backend == Backend::kNfqueue) {
+  if (config.io.backend == Backend::kNfqueue && !config.io.nfqueue.watch_links) {
+    Log("io.nfqueue.watch_links is false: interfaces created again under new indexes need a SIGHUP");
+  } else if (config.io.backend == Backend::kNfqueue) {
     auto w = LinkWatch::Open();
     if (w.ok()) {
       link_watch = std::move(w).value();
