@@ -159,6 +159,7 @@ class ClassifyStageTest : public ::testing::Test {
 
   uint64_t Count(ClassifyCounter c) const { return stage_->counters().Load(c); }
   void ExpectLaterFragmentsFollowTheTranslation(const FragmentCase& c);
+  void ExpectIpv6AndEchoErrorsTranslated(ClassifyStage& flows, ClassifyStage& errors);
   RuleTotals Totals(std::string_view name) const {
     auto rs = handle_->Load();
     for (uint32_t i = 0; i < rs->size(); ++i) {
@@ -609,20 +610,36 @@ TEST_F(ClassifyStageTest, IcmpErrorsQueuedToAnotherShardAreTranslatedWithTheirPe
   EXPECT_EQ(shard[1]->flows().size(), 0u);
 }
 
-// Port-only translation over IPv6 (packet too big: the ICMPv6 checksum covers a pseudo-header)
-// and an ICMP time exceeded about a translated echo request (traceroute by ping).
 TEST_F(ClassifyStageTest, IcmpErrorsAboutIpv6AndEchoTranslationsAreTranslated) {
   Load(kNapt);
+  ExpectIpv6AndEchoErrorsTranslated(*stage_, *stage_);
+}
+
+// The same with two shards: the flows on one, the errors queued to the other (NatPeers).
+TEST_F(ClassifyStageTest, IcmpErrorsAboutIpv6AndEchoTranslationsAreTranslatedOnAPeerShard) {
+  Load(std::string("[pipeline]\nshards = 2\n") + kNapt);
+  NatPeers peers(2);
+  ClassifyStage shard0(*handle_, 0, FlowTableOptions::From(config_.nat, 7, 0, 2), StageClock{}, &peers);
+  ClassifyStage shard1(*handle_, 1, FlowTableOptions::From(config_.nat, 7, 1, 2), StageClock{}, &peers);
+  ExpectIpv6AndEchoErrorsTranslated(shard0, shard1);
+  EXPECT_EQ(shard1.counters().Load(ClassifyCounter::kNatIcmpErrorsPeer), 2u);
+}
+
+// Port-only translations of an IPv6 TCP flow and an IPv4 echo made on `flows`; a packet too
+// big (the ICMPv6 checksum covers a pseudo-header) and a time exceeded (traceroute by ping)
+// about them, classified on `errors`, come back with the inside host's port and echo id.
+void ClassifyStageTest::ExpectIpv6AndEchoErrorsTranslated(ClassifyStage& flows, ClassifyStage& errors) {
   const TestPacket v6 = PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Tcp(50000, 80).TcpFlags(tcp::kSyn).Build();
   const TestPacket ping = PacketBuilder().Ipv4("198.18.0.7", "198.19.0.9").Icmp(8, 0, 0x1234, 1).Payload(16).Build();
-  const auto out = Run({v6, ping}, kSec);
+  const auto out = RunOn(flows, {v6, ping}, kSec);
   const uint16_t xport = out[0].sport, xid = out[1].sport;
   ASSERT_NE(xport, 50000);
   ASSERT_NE(xid, 0x1234);
 
   const TestPacket sent6 = PacketBuilder().Ipv6("2001:2:0:c::7", "2001:2:0:5::9").Tcp(xport, 80).TcpFlags(tcp::kSyn).Build();
-  const auto [n6, in6] = RunBytes(
-      PacketBuilder().Ipv6("2001:2:0:5::fe", "2001:2:0:c::7").Icmp(2, 0, 0, 1280).Payload(sent6.bytes).Build(), 2 * kSec);
+  const auto [n6, in6] = RunBytesOn(
+      errors, PacketBuilder().Ipv6("2001:2:0:5::fe", "2001:2:0:c::7").Icmp(2, 0, 0, 1280).Payload(sent6.bytes).Build(),
+      2 * kSec);
   ASSERT_EQ(n6, Next::kAccept);
   const uint8_t* q6 = in6.data() + 48;
   EXPECT_EQ(LoadBe16(q6 + 40), 50000);
@@ -630,15 +647,16 @@ TEST_F(ClassifyStageTest, IcmpErrorsAboutIpv6AndEchoTranslationsAreTranslated) {
   EXPECT_TRUE(testing::RefL4ChecksumOk(q6, sent6.bytes.size())) << "the quoted TCP checksum";
 
   const TestPacket sent_ping = PacketBuilder().Ipv4("198.18.0.7", "198.19.0.9").Icmp(8, 0, xid, 1).Payload(16).Build();
-  const auto [n4, in4] = RunBytes(
-      PacketBuilder().Ipv4("198.19.0.254", "198.18.0.7").Icmp(11, 0, 0, 0).Payload(sent_ping.bytes).Build(), 3 * kSec);
+  const auto [n4, in4] = RunBytesOn(
+      errors, PacketBuilder().Ipv4("198.19.0.254", "198.18.0.7").Icmp(11, 0, 0, 0).Payload(sent_ping.bytes).Build(),
+      3 * kSec);
   ASSERT_EQ(n4, Next::kAccept);
   const uint8_t* q4 = in4.data() + 28;
   EXPECT_EQ(LoadBe16(q4 + 24), 0x1234) << "the quoted echo id, back to the inside host's";
   EXPECT_TRUE(testing::RefL4ChecksumOk(in4.data(), in4.size()));
   EXPECT_TRUE(testing::RefIpHeaderChecksumOk(q4, sent_ping.bytes.size()));
   EXPECT_TRUE(testing::RefL4ChecksumOk(q4, sent_ping.bytes.size())) << "the quoted ICMP checksum";
-  EXPECT_EQ(Count(ClassifyCounter::kNatIcmpErrors), 2u);
+  EXPECT_EQ(errors.counters().Load(ClassifyCounter::kNatIcmpErrors), 2u);
 }
 
 TEST_F(ClassifyStageTest, NonFirstFragmentsPassAPortOnlyTranslation) {
