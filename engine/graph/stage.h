@@ -2,8 +2,9 @@
 //
 // A stage is a plain object with one hot method, `void Process(Batch&) noexcept` (the brief's
 // `process(Batch&)`): no allocation, no exceptions, no locks, no I/O, no virtual call per
-// packet. (One exception, per batch and not per packet: classify's NatPeers lock, which only
-// other shards' ICMP errors contend for.) It works on the slots whose next() names it and leaves every other slot alone.
+// packet. (One exception, per batch and not per packet: classify's NatPeers lock, which
+// only other shards' ICMP errors contend for.) It works on the slots whose next() names it
+// and leaves every other slot alone.
 //
 // The graph holds stages through StageRef: an object pointer and a function pointer, bound once
 // at construction. That is the one indirect call per batch per stage; nothing per packet.

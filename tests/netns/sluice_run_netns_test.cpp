@@ -614,10 +614,10 @@ translate = { ports = "20000-29999" }
 
 // ICMP errors about translated flows, with two queues. The kernel queues a UDP datagram by
 // (client, server, UDP) and the server's "port unreachable" about it by (server, client, ICMP):
-// for each of 32 client addresses the two land on the same shard or not, by the kernel's hash
-// (all on the same one: once in 2^32 runs). Either way the error must come back with the
-// client's own port in its quote, or the client's kernel finds no socket for it and the
-// client never hears "refused".
+// for each of 32 client addresses the two land on the same shard or not, by the kernel's hash,
+// whose seed is drawn when xt_NFQUEUE first hashes (so all 32 land alike only under about one
+// seed in 2^31). Either way the error must come back with the client's own port in its quote,
+// or the client's kernel finds no socket for it and the client never hears "refused".
 TEST_F(SluiceRunNetns, IcmpErrorsAboutTranslatedFlowsAreTranslatedOnWhicheverQueueTheyReach) {
   const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"r1\"]\n", R"(
 [nat]
@@ -630,8 +630,10 @@ action = "translate-source-port"
 match = { direction = "out", src = "198.18.1.0/24", proto = ["tcp", "udp"] }
 translate = { ports = "20000-29999" }
 )"));
-  // The lab gives the client 198.18.1.2-9; 24 more (the router finds them by ARP).
+  // The lab gives the client 198.18.1.2-9; 24 more (the router finds them by ARP). The
+  // server answers all 32 at once: no ICMP rate limit in its namespace, so none is lost.
   ASSERT_TRUE(lab_->Must(Node::kClient, "for i in $(seq 10 33); do ip addr add 198.18.1.$i/24 dev c0 || exit 1; done").ok());
+  ASSERT_TRUE(lab_->Must(Node::kServer, "sysctl -qw net.ipv4.icmp_ratemask=0").ok());
   InstallFirewall(config);
   Daemon* d = StartRunning(config);
   ASSERT_NE(d, nullptr);

@@ -91,7 +91,8 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
     lock.Hold();
     tally.Bump(ClassifyCounter::kNatExpired, flows_.Expire(now, 2 * b.size() + 16).expired);
   }
-  const bool want_key = rs.has_translations() || flows_.size() != 0;
+  const bool want_key =
+      rs.has_translations() || flows_.size() != 0 || (peers_ != nullptr && peers_->AnyFlows());
   const bool want_counts = rs.has_count_rules();
   RuleTally rule_tally(rs.counters(shard_));
 
@@ -121,13 +122,15 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
   // Pass 1b: packets of live translations are translated, accepted, done; the rest go to the
   // rules (candidate[k] is pass 1's index of the k-th of them).
   uint32_t pending = 0;
+  peer_scans_ = 0;
   for (uint32_t j = 0; j < n; ++j) {
     FlowTable::Hit hit;
     if (scratch_.kind[j] == KeyKind::kNone && fragments_.any() &&
         TranslateLaterFragment(b, scratch_.slot[j], now, tally)) {
       continue;
     }
-    const bool own = look_up && scratch_.kind[j] != KeyKind::kNone && flows_.Lookup(scratch_.keys[j], scratch_.hash[j], &hit);
+    const bool own =
+        look_up && scratch_.kind[j] != KeyKind::kNone && flows_.Lookup(scratch_.keys[j], scratch_.hash[j], &hit);
     if (own && Translate(b, scratch_.slot[j], scratch_.kind[j], hit, static_cast<uint8_t>(scratch_.fields[j].tcp_flags),
                          now, tally)) {
       continue;
@@ -218,6 +221,10 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
 
   tally.AddTo(counters_);
   nat_flows_.store(flows_.size(), std::memory_order_relaxed);
+  if (peers_ != nullptr && (flows_.size() != 0) != had_flows_) {
+    had_flows_ = !had_flows_;
+    peers_->TableHasFlows(had_flows_);
+  }
 }
 
 bool ClassifyStage::Translate(Batch& b, uint32_t i, KeyKind kind, const FlowTable::Hit& hit, uint8_t tcp_flags,
@@ -244,8 +251,15 @@ bool ClassifyStage::TranslatePeersIcmpError(Batch& b, uint32_t i, const PacketFi
                                             ClassifyCounts& tally) noexcept {
   FlowTable::Flow flow;
   FlowTable::Dir dir;
-  const bool from_inside = f.src == key.src();  // it quotes a packet sent to its own source
-  if (!peers_->Find(shard_, key, from_inside, &flow, &dir) || !TranslateIcmpError(b, i, flow, dir, tally)) return false;
+  // Every other shard is asked only about what may be an inside host's error about a reply:
+  // sent by the quoted packet's destination, not known to come in, within the batch's budget.
+  bool scan = f.src == key.src() && b.packet(i).meta().direction != Direction::kIn;
+  if (scan && peer_scans_ == kPeerScansPerBatch) {
+    tally.Bump(ClassifyCounter::kNatPeerScansSkipped);
+    scan = false;
+  }
+  peer_scans_ += scan;
+  if (!peers_->Find(shard_, key, scan, &flow, &dir) || !TranslateIcmpError(b, i, flow, dir, tally)) return false;
   tally.Bump(ClassifyCounter::kNatIcmpErrorsPeer);
   return true;
 }

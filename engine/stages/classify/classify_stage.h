@@ -76,6 +76,8 @@ namespace sluice {
     "ICMP errors quoting a packet of a live translation, translated with it (either direction)")    \
   X(kNatIcmpErrorsPeer, "nat_icmp_errors_peer",                                                     \
     "of nat_icmp_errors, those whose translation another shard holds (queued by their own header)") \
+  X(kNatPeerScansSkipped, "nat_peer_scans_skipped",                                                 \
+    "ICMP errors not asked of every other shard: over the batch's budget (kPeerScansPerBatch)")      \
   X(kNatFragments, "nat_fragments",                                                                  \
     "later fragments given what their first fragment's translation gave it (address, edits)")        \
   X(kNatFragmentPassed, "nat_fragment_passed",                                                      \
@@ -165,6 +167,11 @@ class ClassifyStage {
   uint64_t generation_ = 0;
   FlowTable flows_;
   NatPeers* peers_;  // null: one shard, or the offline graph (it steers errors itself)
+  bool had_flows_ = false;  // what this stage last told peers_ (TableHasFlows)
+  // Errors per batch that may ask every other shard (NatPeers::Find's scan): a flood of them
+  // must not have this shard take every other shard's lock per packet.
+  static constexpr uint32_t kPeerScansPerBatch = 8;
+  uint32_t peer_scans_ = 0;  // this batch's so far
   NatFragments fragments_;
   StageClock clock_;
   ClassifyCounters counters_;

@@ -19,12 +19,12 @@ bool NatPeers::FindIn(uint32_t s, const FlowKey& key, FlowTable::Flow* flow, Flo
   return true;
 }
 
-bool NatPeers::Find(uint32_t asking, const FlowKey& key, bool from_inside, FlowTable::Flow* flow,
+bool NatPeers::Find(uint32_t asking, const FlowKey& key, bool scan, FlowTable::Flow* flow,
                     FlowTable::Dir* dir) const noexcept {
   // A reply key's destination port is the translated one, which names its shard.
   const uint32_t owner = FlowTable::ReplyShard(key.dport, shards_);
   if (owner != asking && FindIn(owner, key, flow, dir)) return true;
-  if (!from_inside) return false;
+  if (!scan) return false;
   for (uint32_t s = 0; s < shards_; ++s) {
     if (s != asking && s != owner && FindIn(s, key, flow, dir)) return true;
   }

@@ -19,14 +19,17 @@
 // - A peer looks up under the owner's lock and copies out what a translation needs (the
 //   original key, translated address and port, rule number): fixed while the flow lives.
 // - Which tables are asked: an error coming in quotes the translated packet, whose port
-//   names the one shard that can hold it (FlowTable::ReplyShard); only an error an inside
-//   host sends about a reply (its source is the quoted destination) makes a shard ask every
-//   other table, one at a time, until one knows it.
+//   names the one shard that can hold it (FlowTable::ReplyShard). An error an inside host
+//   sends about a reply has no such port; for it a shard asks every other table, one at a
+//   time, until one knows it. The caller decides when that scan is allowed (ClassifyStage:
+//   not for a packet known to come in, and at most kPeerScansPerBatch per batch), so errors
+//   from outside cannot make a shard take every other shard's lock.
 // - Attach every table before the stages run (tables are not detached); the object outlives
 //   every stage that points at it. Each peer's lock has its own cache line: owners lock their
 //   own every batch, and must not share a line with a neighbour's.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -47,12 +50,21 @@ class NatPeers {
   // The owner's lock on its own table, held while it changes what peers read.
   std::mutex& lock(uint32_t shard) noexcept { return peers_[shard].mu; }
 
+  // Whether any table has flows. An owner says so when its table becomes empty or not (rare);
+  // a shard looks when it would otherwise not key its packets at all (no translate rule after
+  // a reload, its own table empty), so errors about the flows that outlived the rules still
+  // find them.
+  void TableHasFlows(bool has) noexcept {
+    if (has) tables_with_flows_.fetch_add(1, std::memory_order_relaxed);
+    else tables_with_flows_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  bool AnyFlows() const noexcept { return tables_with_flows_.load(std::memory_order_relaxed) != 0; }
+
   // The flow of another shard than `asking` whose original or reply key is `key`: its
   // identity (orig, xaddr, xport, rule_number) copied to *flow, with the direction the key
-  // hit. `from_inside`: the error's source is the quoted packet's destination (key.src), so
-  // it may be about a reply, whose flow any shard may hold; otherwise only the port's owner
-  // is asked.
-  bool Find(uint32_t asking, const FlowKey& key, bool from_inside, FlowTable::Flow* flow,
+  // hit. The port's owner is asked; with `scan`, then every other shard (an error about a
+  // reply, which any shard may hold).
+  bool Find(uint32_t asking, const FlowKey& key, bool scan, FlowTable::Flow* flow,
             FlowTable::Dir* dir) const noexcept;
 
  private:
@@ -65,6 +77,7 @@ class NatPeers {
 
   uint32_t shards_;
   std::unique_ptr<Peer[]> peers_;
+  alignas(64) std::atomic<uint32_t> tables_with_flows_{0};
 };
 
 }  // namespace sluice

@@ -606,6 +606,31 @@ TEST_F(ClassifyStageTest, IcmpErrorsQueuedToAnotherShardAreTranslatedWithTheirPe
   EXPECT_EQ(errors_on(0) + errors_on(1), 3u);
   EXPECT_EQ(shard[1]->counters().Load(ClassifyCounter::kNatIcmpErrorsPeer), 2u);
   EXPECT_EQ(shard[0]->counters().Load(ClassifyCounter::kNatIcmpErrorsPeer), 0u);
+
+  // Asking every shard is for errors an inside host may send: not for one the backend saw
+  // come in (it is dropped here as the rule's untranslatable, as on one shard)...
+  const TestPacket port_unreachable =
+      PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Icmp(3, 3, 0, 0).Payload(received.bytes).Build();
+  {
+    Batch b;
+    Fill(b, {port_unreachable});
+    b.packet(0).meta().direction = Direction::kIn;
+    shard[1]->Process(b, 7 * kSec);
+    EXPECT_EQ(b.next(0), Next::kDrop);
+    EXPECT_EQ(b.reason(0), DropReason::kNatUntranslatable);
+    b.RecordVerdicts();
+    b.Clear();
+  }
+  EXPECT_EQ(shard[1]->counters().Load(ClassifyCounter::kNatIcmpErrorsPeer), 2u);
+  // ... and at most 8 a batch: the ninth and tenth here are not asked about.
+  std::vector<TestPacket> unknown_replies;
+  for (uint16_t p = 0; p < 10; ++p) {
+    const TestPacket reply = Udp4("198.19.0.9", 53, "10.1.2.3", static_cast<uint16_t>(6000 + p));
+    unknown_replies.push_back(PacketBuilder().Ipv4("10.1.2.3", "198.19.0.9").Icmp(3, 3, 0, 0).Payload(reply.bytes).Build());
+  }
+  RunOn(*shard[1], unknown_replies, 8 * kSec);
+  EXPECT_EQ(shard[1]->counters().Load(ClassifyCounter::kNatPeerScansSkipped), 2u);
+  EXPECT_EQ(RunOn(*shard[1], {port_unreachable}, 9 * kSec)[0].next, Next::kAccept) << "a new batch, a new budget";
   EXPECT_EQ(shard[0]->flows().size(), 2u);
   EXPECT_EQ(shard[1]->flows().size(), 0u);
 }
@@ -623,6 +648,26 @@ TEST_F(ClassifyStageTest, IcmpErrorsAboutIpv6AndEchoTranslationsAreTranslatedOnA
   ClassifyStage shard1(*handle_, 1, FlowTableOptions::From(config_.nat, 7, 1, 2), StageClock{}, &peers);
   ExpectIpv6AndEchoErrorsTranslated(shard0, shard1);
   EXPECT_EQ(shard1.counters().Load(ClassifyCounter::kNatIcmpErrorsPeer), 2u);
+}
+
+// A reload that drops every translate rule keeps the live flows; an error about one of them
+// still finds it from a shard whose own table is empty.
+TEST_F(ClassifyStageTest, AfterAReloadWithoutTranslationsErrorsStillFindAPeersFlow) {
+  Load("[pipeline]\nshards = 2\n" + Masquerade{.protos = R"(["udp", "icmp"])", .address = ""}.Toml());
+  NatPeers peers(2);
+  ClassifyStage shard0(*handle_, 0, FlowTableOptions::From(config_.nat, 7, 0, 2), StageClock{}, &peers);
+  ClassifyStage shard1(*handle_, 1, FlowTableOptions::From(config_.nat, 7, 1, 2), StageClock{}, &peers);
+  const uint16_t xport = RunOn(shard0, {Udp4("10.1.2.3", 5000, "198.19.0.9", 53)}, kSec)[0].sport;
+  RunOn(shard1, {Udp4("198.19.0.1", 7, "198.19.0.9", 7)}, kSec);  // shard 1 has no flow
+  ASSERT_TRUE(handle_->ReloadText("[pipeline]\nshards = 2\n[[rule]]\nnumber = 1\nname = \"count\"\naction = \"count\"\n").ok());
+
+  const TestPacket sent = Udp4("10.1.2.3", xport, "198.19.0.9", 53);
+  const auto [next, in] = RunBytesOn(
+      shard1, PacketBuilder().Ipv4("198.19.0.254", "10.1.2.3").Icmp(3, 4, 0, 1400).Payload(sent.bytes).Build(), 2 * kSec);
+  EXPECT_EQ(next, Next::kAccept);
+  EXPECT_EQ(LoadBe16(in.data() + 28 + 20), 5000) << "the quoted source port: the inside host's";
+  EXPECT_EQ(shard1.counters().Load(ClassifyCounter::kNatIcmpErrorsPeer), 1u);
+  EXPECT_EQ(shard1.flows().size(), 0u);
 }
 
 // Port-only translations of an IPv6 TCP flow and an IPv4 echo made on `flows`; a packet too
