@@ -20,7 +20,8 @@
 // the kernel. The daemon watches rtnetlink's link notifications (LinkWatch) and looks the
 // names up again when links come, go or are renamed; if an index changed, the running rules
 // are compiled again against the new indexes and the endpoints get the new outside
-// interfaces, as natd -dynamic follows its interface. No SIGHUP needed.
+// interfaces, as natd -dynamic follows its interface. No SIGHUP needed, unless
+// io.nfqueue.watch_links is false or the watch cannot be opened.
 #include <signal.h>
 #include <unistd.h>
 
@@ -538,8 +539,9 @@ int Run(const RunArgs& a) {
       notify("STOPPING=1\nSTATUS=draining");
       break;
     }
-    // Links changed, or a SIGHUP (how interfaces are followed when the link watch could not be
-    // opened; Reload looked up the new rules' names, this the outside interfaces' too).
+    // Links changed, or a SIGHUP (how interfaces are followed with watch_links = false or when
+    // the link watch could not be opened; Reload looked up the new rules' names, this the
+    // outside interfaces' too).
     const bool links_changed = link_watch != nullptr && link_watch->Changed();
     if (config.io.backend == Backend::kNfqueue && (links_changed || retry_interfaces || sig == SIGHUP)) {
       retry_interfaces = FollowInterfaces(interfaces, outside, applied, (*stages)->rules(), queues);
