@@ -356,6 +356,28 @@ class SluiceRunNetns : public ::testing::Test {
   void ClampClientWindow() const {
     ASSERT_TRUE(lab_->Must(Node::kClient, "sysctl -qw net.ipv4.tcp_rmem='4096 131072 131072'").ok());
   }
+  // 100 datagrams to each of kWanRules' ports, numbered from `first`.
+  void SendToBothWanRules(uint64_t first) {
+    EXPECT_EQ(Send(100, 10000, first, 64, 7001).sent, 100u);
+    EXPECT_EQ(Send(100, 10000, first, 64, 7002).sent, 100u);
+  }
+  // The router's "wan" deleted and created again under a new index (a PPP reconnect), with the
+  // server's end set up again. The pair is made from this process, whose PID namespace sees
+  // the server's holder (the lab's commands run in a PID namespace of their own).
+  void RecreateWan() {
+    const std::string router_ns = "/proc/" + std::to_string(lab_->pid(Node::kRouter)) + "/ns/net";
+    std::string out;
+    ASSERT_EQ(testing::RunCommand({"nsenter", "--net=" + router_ns, "sh", "-c",
+                                   "ip link del wan && ip link add wan type veth peer name s0 netns " +
+                                       std::to_string(lab_->pid(Node::kServer)) +
+                                       " && ip addr add 198.18.2.1/24 dev wan && ip link set wan up"},
+                                  &out),
+              0)
+        << out;
+    ASSERT_TRUE(lab_->Must(Node::kServer,
+                           "ip addr add 198.18.2.2/24 dev s0 && ip link set s0 up && ip route add default via 198.18.2.1")
+                    .ok());
+  }
   // curl's arguments to fetch the blob through the router into `out`; prints curl's local port.
   std::vector<std::string> CurlArgs(const std::string& out, uint32_t port,
                                     const std::string& limit_rate = "",
@@ -565,12 +587,9 @@ TEST_F(SluiceRunNetns, TcpTransferThroughAPortRewriteBothWaysArrivesIntact) {
   EXPECT_EQ(Iptables("filter", "sluice-unmarked"), 0u);
 }
 
-// (b) Stateful source-port translation: the server sees the client's connections coming from
-// ports of the configured range, never the client's own ports; both transfers complete. The
-// rule is natd's: outbound, with the server side (r1) named the outside interface, so the
-// FORWARD hook's packets get their direction from it.
-TEST_F(SluiceRunNetns, SourcePortTranslationShowsTheServerPortsFromTheRange) {
-  const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"r1\"]\n", R"(
+// natd's rule: the client network's connections leaving through the outside interface (r1)
+// get source ports from 20000-29999.
+constexpr char kNaptOut[] = R"(
 [nat]
 seed = 7
 
@@ -580,7 +599,14 @@ name = "napt-out"
 action = "translate-source-port"
 match = { direction = "out", src = "198.18.1.0/24", proto = ["tcp", "udp"] }
 translate = { ports = "20000-29999" }
-)"));
+)";
+
+// (b) Stateful source-port translation: the server sees the client's connections coming from
+// ports of the configured range, never the client's own ports; both transfers complete. The
+// rule is natd's: outbound, with the server side (r1) named the outside interface, so the
+// FORWARD hook's packets get their direction from it.
+TEST_F(SluiceRunNetns, SourcePortTranslationShowsTheServerPortsFromTheRange) {
+  const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"r1\"]\n", kNaptOut));
   InstallFirewall(config);
   Daemon* d = StartRunning(config);
   ASSERT_NE(d, nullptr);
@@ -619,17 +645,7 @@ translate = { ports = "20000-29999" }
 // seed in 2^31). Either way the error must come back with the client's own port in its quote,
 // or the client's kernel finds no socket for it and the client never hears "refused".
 TEST_F(SluiceRunNetns, IcmpErrorsAboutTranslatedFlowsAreTranslatedOnWhicheverQueueTheyReach) {
-  const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"r1\"]\n", R"(
-[nat]
-seed = 7
-
-[[rule]]
-number = 100
-name = "napt-out"
-action = "translate-source-port"
-match = { direction = "out", src = "198.18.1.0/24", proto = ["tcp", "udp"] }
-translate = { ports = "20000-29999" }
-)"));
+  const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"r1\"]\n", kNaptOut));
   // The lab gives the client 198.18.1.2-9; 24 more (the router finds them by ARP). The
   // server answers all 32 at once: no ICMP rate limit in its namespace, so none is lost.
   ASSERT_TRUE(lab_->Must(Node::kClient, "for i in $(seq 10 33); do ip addr add 198.18.1.$i/24 dev c0 || exit 1; done").ok());
@@ -1032,15 +1048,9 @@ TEST_F(SluiceRunNetns, UnderSystemdItSaysReadyReloadingStoppingAndPetsTheWatchdo
   close(fd);
 }
 
-// (i) Interfaces that come and go. The rules and io.nfqueue.outside_interfaces name "wan",
-// which does not exist at start; the router's server-side link is then renamed "wan", then
-// deleted and created again under a new index (a PPP reconnect), and finally renamed away.
-// The daemon follows each change (rtnetlink link notifications) with no SIGHUP: while "wan"
-// exists, both drop rules match the datagrams leaving through it — one by its
-// out_interface, one by the direction "wan" gives forwarded packets; before and after,
-// neither matches.
-TEST_F(SluiceRunNetns, RulesFollowAnInterfaceThatAppearsAndGoesWithoutASighup) {
-  const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"wan\"]\n", R"(
+// The rules of the interface tests: datagrams to 7001 leaving through "wan", and to 7002
+// leaving through an outside interface (io.nfqueue.outside_interfaces = ["wan"]), are dropped.
+constexpr char kWanRules[] = R"(
 [[rule]]
 number = 100
 name = "drop-out-wan"
@@ -1052,16 +1062,22 @@ number = 110
 name = "drop-outbound"
 action = "drop"
 match = { proto = "udp", dst_port = 7002, direction = "out" }
-)"));
+)";
+
+// (i) Interfaces that come and go. The rules and io.nfqueue.outside_interfaces name "wan",
+// which does not exist at start; the router's server-side link is then renamed "wan", then
+// deleted and created again under a new index (a PPP reconnect), and finally renamed away.
+// The daemon follows each change (rtnetlink link notifications) with no SIGHUP: while "wan"
+// exists, both drop rules match the datagrams leaving through it — one by its
+// out_interface, one by the direction "wan" gives forwarded packets; before and after,
+// neither matches.
+TEST_F(SluiceRunNetns, RulesFollowAnInterfaceThatAppearsAndGoesWithoutASighup) {
+  const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"wan\"]\n", kWanRules));
   InstallFirewall(config);
   Daemon* d = StartRunning(config);
   ASSERT_NE(d, nullptr);
   auto rx1 = StartReceiver(400, 7001, 60000);
   auto rx2 = StartReceiver(400, 7002, 60000);
-  auto send_both = [&](uint64_t first) {
-    EXPECT_EQ(Send(100, 10000, first, 64, 7001).sent, 100u);
-    EXPECT_EQ(Send(100, 10000, first, 64, 7002).sent, 100u);
-  };
   // Runs `act` and waits until the daemon has logged one of `logged` and then recompiled its
   // rules (one link change may reach it as one or two notifications).
   auto change = [&](const std::function<void()>& act, std::initializer_list<const char*> logged) {
@@ -1086,31 +1102,14 @@ match = { proto = "udp", dst_port = 7002, direction = "out" }
     };
   };
 
-  send_both(0);  // no "wan" yet: both pass
+  SendToBothWanRules(0);  // no "wan" yet: both pass
   change(rename("r1", "wan"), {"interface wan appeared as index"});
-  send_both(100);  // leaving through "wan": both dropped
-  // A PPP reconnect: "wan" deleted and created again, under a new index. The pair is made
-  // from this process, whose PID namespace sees the server's holder (the lab's commands run
-  // in a PID namespace of their own).
-  change(
-      [&] {
-        const std::string router_ns = "/proc/" + std::to_string(lab_->pid(Node::kRouter)) + "/ns/net";
-        std::string out;
-        ASSERT_EQ(testing::RunCommand({"nsenter", "--net=" + router_ns, "sh", "-c",
-                                       "ip link del wan && ip link add wan type veth peer name s0 netns " +
-                                           std::to_string(lab_->pid(Node::kServer)) +
-                                           " && ip addr add 198.18.2.1/24 dev wan && ip link set wan up"},
-                                      &out),
-                  0)
-            << out;
-      },
-      {"interface wan appeared as index", "interface wan is now index"});
-  ASSERT_TRUE(lab_->Must(Node::kServer,
-                         "ip addr add 198.18.2.2/24 dev s0 && ip link set s0 up && ip route add default via 198.18.2.1")
-                  .ok());
-  send_both(200);  // through the new "wan": both dropped
+  SendToBothWanRules(100);  // leaving through "wan": both dropped
+  // A PPP reconnect: "wan" deleted and created again, under a new index.
+  change([&] { RecreateWan(); }, {"interface wan appeared as index", "interface wan is now index"});
+  SendToBothWanRules(200);  // through the new "wan": both dropped
   change(rename("wan", "r1"), {"interface wan (index"});
-  send_both(300);  // "wan" is gone: both pass again
+  SendToBothWanRules(300);  // "wan" is gone: both pass again
 
   for (LabProcess* rx : {rx1.get(), rx2.get()}) {
     kill(rx->ProgramPid(), SIGTERM);  // each expects more than will come
@@ -1130,29 +1129,14 @@ match = { proto = "udp", dst_port = 7002, direction = "out" }
 // both rules; after it, and after "wan" comes back under a new index and another SIGHUP, both
 // match again.
 TEST_F(SluiceRunNetns, WithoutTheLinkWatchASighupFollowsTheInterfaces) {
-  const std::string config = WriteFile("sluice.toml", Config("outside_interfaces = [\"wan\"]\nwatch_links = false\n", R"(
-[[rule]]
-number = 100
-name = "drop-out-wan"
-action = "drop"
-match = { proto = "udp", dst_port = 7001, out_interface = "wan" }
-
-[[rule]]
-number = 110
-name = "drop-outbound"
-action = "drop"
-match = { proto = "udp", dst_port = 7002, direction = "out" }
-)"));
+  const std::string config =
+      WriteFile("sluice.toml", Config("outside_interfaces = [\"wan\"]\nwatch_links = false\n", kWanRules));
   InstallFirewall(config);
   Daemon* d = StartRunning(config);
   ASSERT_NE(d, nullptr);
   EXPECT_TRUE(d->proc->WaitForText("watch_links is false", 1s)) << d->log();
   auto rx1 = StartReceiver(300, 7001, 60000);
   auto rx2 = StartReceiver(300, 7002, 60000);
-  auto send_both = [&](uint64_t first) {
-    EXPECT_EQ(Send(100, 10000, first, 64, 7001).sent, 100u);
-    EXPECT_EQ(Send(100, 10000, first, 64, 7002).sent, 100u);
-  };
   // Sends a SIGHUP and waits until the daemon says it sees "wan" (the outside interfaces are
   // given to the queues before that line, and the reload before them).
   auto sighup = [&](const char* seen) {
@@ -1163,25 +1147,13 @@ match = { proto = "udp", dst_port = 7002, direction = "out" }
   };
 
   ASSERT_TRUE(lab_->Must(Node::kRouter, "ip link set r1 down && ip link set r1 name wan && ip link set wan up").ok());
-  send_both(0);  // "wan" exists, but nothing looked it up: both pass
+  SendToBothWanRules(0);  // "wan" exists, but nothing looked it up: both pass
   EXPECT_EQ(d->log().find("interface wan appeared"), std::string::npos) << d->log();
   sighup("interface wan appeared as index");
-  send_both(100);  // leaving through "wan": both dropped
-  // "wan" deleted and created again under a new index (see the test above).
-  const std::string router_ns = "/proc/" + std::to_string(lab_->pid(Node::kRouter)) + "/ns/net";
-  std::string out;
-  ASSERT_EQ(testing::RunCommand({"nsenter", "--net=" + router_ns, "sh", "-c",
-                                 "ip link del wan && ip link add wan type veth peer name s0 netns " +
-                                     std::to_string(lab_->pid(Node::kServer)) +
-                                     " && ip addr add 198.18.2.1/24 dev wan && ip link set wan up"},
-                                &out),
-            0)
-      << out;
-  ASSERT_TRUE(lab_->Must(Node::kServer,
-                         "ip addr add 198.18.2.2/24 dev s0 && ip link set s0 up && ip route add default via 198.18.2.1")
-                  .ok());
+  SendToBothWanRules(100);  // leaving through "wan": both dropped
+  RecreateWan();
   sighup("interface wan is now index");
-  send_both(200);  // through the new "wan": both dropped
+  SendToBothWanRules(200);  // through the new "wan": both dropped
 
   for (LabProcess* rx : {rx1.get(), rx2.get()}) {
     kill(rx->ProgramPid(), SIGTERM);  // each expects more than will come
