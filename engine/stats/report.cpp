@@ -4,6 +4,9 @@
 #include <cinttypes>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 namespace sluice {
 namespace {
@@ -201,18 +204,23 @@ std::string ToPrometheus(const StatsReport& r) {
   // A counter's name ends in _total, as the text format's conventions ask; JSON keeps the
   // names as defined. Grouped by the name exported, so that X and X_total cannot become two
   // groups of one name.
-  auto exported_name = [](const NamedCounter& c) {
-    return c.gauge || c.name.ends_with("_total") ? c.name : c.name + "_total";
-  };
-  std::vector<bool> written(r.counters.size(), false);
+  // Each exported name once, with its counters' indexes in report order (one pass: a daemon
+  // with many queues has thousands of counters).
+  std::vector<std::string> names;
+  std::unordered_map<std::string, std::vector<std::size_t>> members;
   for (std::size_t i = 0; i < r.counters.size(); ++i) {
-    if (written[i]) continue;
-    const std::string exported = exported_name(r.counters[i]);
-    Metric(out, exported, r.counters[i].gauge ? "gauge" : "counter", r.counters[i].help);
-    for (std::size_t j = i; j < r.counters.size(); ++j) {
+    const NamedCounter& c = r.counters[i];
+    std::string exported = c.gauge || c.name.ends_with("_total") ? c.name : c.name + "_total";
+    auto [at, added] = members.try_emplace(std::move(exported));
+    if (added) names.push_back(at->first);
+    at->second.push_back(i);
+  }
+  for (const std::string& exported : names) {
+    const std::vector<std::size_t>& group = members.at(exported);
+    const NamedCounter& first = r.counters[group.front()];
+    Metric(out, exported, first.gauge ? "gauge" : "counter", first.help);
+    for (const std::size_t j : group) {
       const NamedCounter& c = r.counters[j];
-      if (written[j] || exported_name(c) != exported) continue;
-      written[j] = true;
       std::string labels;
       for (const auto& [k, v] : c.labels) labels += (labels.empty() ? "" : ",") + k + "=\"" + Escape(v) + "\"";
       Sample(out, exported, labels, static_cast<double>(c.value));
