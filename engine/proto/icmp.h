@@ -32,6 +32,16 @@ inline bool IsError(bool v6, uint8_t type) noexcept {
   return type >= 1 && type <= 4;
 }
 inline uint8_t Code(const uint8_t* h) noexcept { return h[kOffCode]; }
+
+// The IP header an ICMP error quotes (h: the error's ICMP header, avail bytes from h on):
+// nullptr unless the quote holds a whole fixed IP header (20 bytes, 40 for IPv6) of the
+// error's own family. Callers check the rest they need (IHL, fragment offset, ports).
+inline const uint8_t* QuotedIpHeader(bool v6, const uint8_t* h, uint32_t avail) noexcept {
+  const uint32_t fixed = v6 ? 40 : 20;
+  if (avail < kHeaderLen + fixed) return nullptr;
+  const uint8_t* q = h + kHeaderLen;
+  return (q[0] >> 4) == (v6 ? 6 : 4) ? q : nullptr;
+}
 inline uint16_t EchoId(const uint8_t* h) noexcept { return LoadBe16(h + kOffEchoId); }
 
 }  // namespace sluice::icmp

@@ -32,21 +32,22 @@ struct Quoted {
 // the same family, TCP, UDP or an ICMP echo, the transport header's first 8 bytes captured,
 // not a later fragment, IPv6 without extension headers.
 bool FindQuoted(const PacketBuffer& pkt, L3Type family, Quoted* q) noexcept {
-  const PacketMeta& m = pkt.meta();
+  const uint32_t l4_off = pkt.meta().l4_off;
   const uint32_t len = pkt.len();
   const uint8_t* d = pkt.data();
-  q->ip = m.l4_off + icmp::kHeaderLen;
-  if (q->ip > len) return false;
+  if (l4_off > len) return false;
+  const bool v6 = family == L3Type::kIpv6;
+  const uint8_t* ip = icmp::QuotedIpHeader(v6, d + l4_off, len - l4_off);
+  if (ip == nullptr) return false;
+  q->ip = static_cast<uint32_t>(ip - d);
   const uint32_t avail = len - q->ip;
-  const uint8_t* ip = d + q->ip;
-  if (family == L3Type::kIpv4) {
-    if (avail < 20 || (ip[0] >> 4) != 4) return false;
+  if (!v6) {
     const uint32_t ihl = (ip[0] & 0x0fu) * 4;
     if (ihl < 20 || avail < ihl + 8 || (LoadBe16(ip + 6) & 0x1fff) != 0) return false;
     q->l4 = q->ip + ihl;
     q->proto = ip[9];
   } else {
-    if (avail < 48 || (ip[0] >> 4) != 6) return false;
+    if (avail < 48) return false;
     q->l4 = q->ip + 40;
     q->proto = ip[6];
   }

@@ -89,12 +89,11 @@ DropReason ParseIpv6(const uint8_t* ip, uint32_t avail, const ipv6::Limits& limi
 // Kernel queues steer by the error's own addresses (docs/config.md, Translations and shards).
 [[gnu::cold, gnu::noinline]] uint32_t SteerIcmpErrorByQuote(uint32_t seed, bool v6, const uint8_t* l4, uint32_t avail,
                                                           uint32_t own) noexcept {
-  if (!icmp::IsError(v6, icmp::Type(l4)) || avail < icmp::kHeaderLen) return own;
-  const uint8_t* q = l4 + icmp::kHeaderLen;
-  const uint32_t qlen = avail - icmp::kHeaderLen;
-  if (!v6 && qlen >= 20 && (q[0] >> 4) == 4) return FlowHashIpv4(seed, q + ipv4::kOffSrc, q + ipv4::kOffDst, 0, 0, q[9]);
-  if (v6 && qlen >= 40 && (q[0] >> 4) == 6) return FlowHashIpv6(seed, q + ipv6::kOffSrc, q + ipv6::kOffDst, 0, 0, 0);
-  return own;
+  if (!icmp::IsError(v6, icmp::Type(l4))) return own;
+  const uint8_t* q = icmp::QuotedIpHeader(v6, l4, avail);
+  if (q == nullptr) return own;
+  return v6 ? FlowHashIpv6(seed, q + ipv6::kOffSrc, q + ipv6::kOffDst, 0, 0, 0)
+            : FlowHashIpv4(seed, q + ipv4::kOffSrc, q + ipv4::kOffDst, 0, 0, q[9]);
 }
 
 // Validates the transport header at l4 (l4_avail bytes of IP payload behind it). Sets
