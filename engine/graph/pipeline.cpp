@@ -5,6 +5,8 @@
 #include "engine/graph/pipeline.h"
 
 #include <oneapi/tbb/flow_graph.h>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/info.h>
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <string>
 #include <tuple>
@@ -38,6 +41,23 @@ uint32_t BurstsInFlight(const PipelineOptions& o) {
 uint32_t BurstSize(const PipelineOptions& o) {
   return std::min<uint32_t>(kMaxBatch, o.batch_size * o.shards);
 }
+
+// oneTBB allows the whole process the machine's CPUs' worth of threads: an arena asking for
+// more silently gets fewer (and oneTBB prints a "TBB Warning" on stderr). `threads` is the
+// user's choice, oversubscribing a small machine included, so a graph with more threads than
+// that raises the limit to its own count while it runs. oneTBB applies the smallest limit
+// among the live ones, so nothing is set for counts at or under the default.
+class AllowThreads {
+ public:
+  explicit AllowThreads(uint32_t threads) {
+    if (threads > static_cast<uint32_t>(tbb::info::default_concurrency())) {
+      limit_.emplace(tbb::global_control::max_allowed_parallelism, threads);
+    }
+  }
+
+ private:
+  std::optional<tbb::global_control> limit_;
+};
 
 // Which shard a packet belongs to: the flow hash scaled onto [0, shards) without a division.
 inline uint32_t ShardOf(uint32_t flow_hash, uint32_t shards) noexcept {
@@ -334,6 +354,7 @@ uint64_t OfflinePipeline::SmallBuffersNeeded(const PipelineOptions& o) {
 }
 
 Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
+  const AllowThreads allow(options_.threads);
   tbb::task_arena arena(static_cast<int>(options_.threads));
   arena.execute([&] {
     RunContext ctx(*this, source, sink);
@@ -494,6 +515,7 @@ void InlinePipeline::Start() {
   host_ = std::make_unique<Host>();
   Host& host = *host_;
   host.thread = std::thread([this, &host] {
+    const AllowThreads allow(options_.threads);
     tbb::task_arena arena(static_cast<int>(options_.threads));
     arena.execute([&] {
       flow::graph g;

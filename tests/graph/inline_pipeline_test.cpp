@@ -1,6 +1,7 @@
 // The inline graph over a fake kernel queue: every received packet gets exactly one verdict,
 // verdicts leave in the order packets arrived, Stop() drains, back-pressure holds.
 #include <gtest/gtest.h>
+#include <oneapi/tbb/info.h>
 
 #include <pthread.h>
 #include <sched.h>
@@ -188,6 +189,30 @@ class InlinePipelineTest : public ::testing::TestWithParam<bool> {
 };
 INSTANTIATE_TEST_SUITE_P(Modes, InlinePipelineTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "RunToCompletion" : "HandOff"; });
+
+// Handing off, the shards run on the arena: as many threads as asked, even above the CPU
+// count (as OfflinePipeline.RunsOnAsManyThreadsAsAskedEvenAboveTheCpuCount).
+TEST(InlinePipeline, HandOffRunsOnAsManyThreadsAsAskedEvenAboveTheCpuCount) {
+  const auto threads = static_cast<uint32_t>(std::min(tbb::info::default_concurrency() + 2, 8));
+  auto pool = std::move(BufferPool::Create({.small_buffers = 16384})).value();
+  Rendezvous rendezvous(threads);
+  std::deque<FakeQueue> queues(threads);
+  std::deque<FakeParse> parses(threads);
+  std::deque<RendezvousClassify> classifies(threads);
+  std::deque<FakeRewrite> rewrites(threads);
+  std::vector<InlineShard> config;
+  for (uint32_t s = 0; s < threads; ++s) {
+    classifies[s].rendezvous = &rendezvous;
+    config.push_back({&queues[s], StageRef::Of(parses[s]), StageRef::Of(classifies[s]), StageRef::Of(rewrites[s])});
+  }
+  InlinePipeline pipeline({.threads = threads, .batch_size = 8, .run_to_completion = false}, *pool, config);
+  const auto traffic = MakeTraffic(8, 8, 12);
+  for (FakeQueue& q : queues) q.Offer(traffic);
+  pipeline.Start();
+  for (int i = 0; i < 5000 && rendezvous.Met() < threads; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(rendezvous.Met(), threads);
+  pipeline.Stop();
+}
 
 TEST_P(InlinePipelineTest, EveryPacketGetsOneVerdictInArrivalOrder) {
   Harness h(2, With({.threads = 2, .batch_size = 32, .receive_wait = std::chrono::microseconds(2000)}));

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <oneapi/tbb/info.h>
+
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <random>
@@ -175,6 +178,30 @@ TEST(OfflinePipeline, NoHeapAllocationPerPacket) {
   const uint64_t bursts = 1000 * 1024 / 128;
   EXPECT_LT(large, small + bursts) << "small run " << small << ", large run " << large;
   std::printf("allocations: %llu for 10k packets, %llu for 1M\n", (unsigned long long)small, (unsigned long long)large);
+}
+
+// `threads` is the user's: above the machine's CPU count the graph still runs on that many
+// threads (oneTBB alone would cap them at the CPUs and print a warning).
+TEST(OfflinePipeline, RunsOnAsManyThreadsAsAskedEvenAboveTheCpuCount) {
+  const auto threads = static_cast<uint32_t>(std::min(tbb::info::default_concurrency() + 2, 8));
+  const uint32_t shards = threads;
+  auto pool = std::move(BufferPool::Create({.small_buffers = 16384, .large_buffers = 4})).value();
+  Rendezvous rendezvous(threads);
+  FakeParse parse;
+  std::vector<RendezvousClassify> classifies(shards);
+  std::vector<FakeRewrite> rewrites(shards);
+  std::vector<ShardStages> stages;
+  for (uint32_t s = 0; s < shards; ++s) {
+    classifies[s].rendezvous = &rendezvous;
+    stages.push_back({StageRef::Of(classifies[s]), StageRef::Of(rewrites[s])});
+  }
+  OfflinePipeline pipeline({.shards = shards, .threads = threads, .batch_size = 32}, *pool, StageRef::Of(parse), stages);
+  const auto traffic = MakeTraffic(512, 8, 6);  // every shard has packets in the first burst
+  MemorySource src(&traffic, LinkType::kRaw);
+  CaptureSink sink;
+  ASSERT_TRUE(pipeline.Run(src, sink).ok());
+  EXPECT_EQ(rendezvous.Met(), threads);
+  ExpectBalanced(pipeline.run_stats(), traffic.size());
 }
 
 TEST(OfflinePipeline, ValidateRejectsImpossibleOptions) {

@@ -4,8 +4,14 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
 #include <map>
+#include <mutex>
 #include <random>
+#include <set>
+#include <thread>
 #include <vector>
 
 #include "engine/core/byte_order.h"
@@ -42,6 +48,38 @@ struct FakeClassify {
       }
     }
   }
+};
+
+// Threads that are in a shard's first batch at once, by id. A shard's first batch waits there
+// (up to 2 s) until `want` different threads are: only a graph that really has that many
+// threads gets there.
+struct Rendezvous {
+  explicit Rendezvous(std::size_t want) : want(want) {}
+  void Arrive() {
+    std::unique_lock lock(mu);
+    ids.insert(std::this_thread::get_id());
+    cv.notify_all();
+    cv.wait_for(lock, std::chrono::seconds(2), [&] { return ids.size() >= want; });
+  }
+  std::size_t Met() {
+    std::lock_guard lock(mu);
+    return ids.size();
+  }
+  const std::size_t want;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::set<std::thread::id> ids;
+};
+
+struct RendezvousClassify {
+  void Process(Batch& b) noexcept {
+    if (!arrived) rendezvous->Arrive();
+    arrived = true;
+    classify.Process(b);
+  }
+  Rendezvous* rendezvous = nullptr;
+  bool arrived = false;
+  FakeClassify classify;
 };
 
 // Rewrites byte 9 and checks that each flow's packets arrive in sequence.
