@@ -46,7 +46,9 @@ uint32_t BurstSize(const PipelineOptions& o) {
 // more silently gets fewer (and oneTBB prints a "TBB Warning" on stderr). `threads` is the
 // user's choice, oversubscribing a small machine included, so a graph with more threads than
 // that raises the limit to its own count while it runs. oneTBB applies the smallest limit
-// among the live ones, so nothing is set for counts at or under the default.
+// among the live ones, so nothing is set for counts at or under the default. The limit is
+// process-wide: it assumes one graph per process (sluice run, sluice replay); two graphs
+// running at once would share the smaller one's count of workers between them.
 class AllowThreads {
  public:
   explicit AllowThreads(uint32_t threads) {

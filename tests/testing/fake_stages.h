@@ -50,16 +50,17 @@ struct FakeClassify {
   }
 };
 
-// Threads that are in a shard's first batch at once, by id. A shard's first batch waits there
-// (up to 2 s) until `want` different threads are: only a graph that really has that many
-// threads gets there.
+// The threads that have arrived in a shard's first batch, by id. A shard's first batch waits
+// there (up to 20 s, a bound for loaded sanitizer runs that a passing run never nears) until
+// `want` different threads have arrived: only a graph that really has that many threads gets
+// there, as each waiting thread holds its batch.
 struct Rendezvous {
   explicit Rendezvous(std::size_t want) : want(want) {}
   void Arrive() {
     std::unique_lock lock(mu);
     ids.insert(std::this_thread::get_id());
     cv.notify_all();
-    cv.wait_for(lock, std::chrono::seconds(2), [&] { return ids.size() >= want; });
+    cv.wait_for(lock, std::chrono::seconds(20), [&] { return ids.size() >= want; });
   }
   std::size_t Met() {
     std::lock_guard lock(mu);
