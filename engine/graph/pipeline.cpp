@@ -365,7 +365,8 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
     // tsan::…: the edges oneTBB makes inside libtbb (the graph's start and end, each serial
     // node's runs, each put), stated for ThreadSanitizer; nothing outside the tsan preset.
 
-    // source: one burst per message.
+    // source: reads a burst, then parses it here, on the thread that read it (see the
+    // contracts in pipeline.h); one burst per message.
     flow::input_node<Batch*> source_node(g, [&](tbb::flow_control& fc) -> Batch* {
       tsan::GraphBody body;
       tsan::SerialBody serial(&source_node);
@@ -374,6 +375,7 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
         fc.stop();
         return b;
       }
+      ctx.Parse(*b);
       tsan::Release(b);
       return b;
     });
@@ -397,12 +399,11 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
       }));
     }
 
-    // ingress: parse once for every shard, then dispatch by flow hash to the shard nodes.
+    // ingress: dispatches each parsed burst by flow hash to the shard nodes.
     flow::function_node<Batch*, flow::continue_msg> ingress_node(g, flow::serial, [&](Batch* b) noexcept {
       tsan::Acquire(b);
       tsan::GraphBody body;
       tsan::SerialBody serial(&ingress_node);
-      ctx.Parse(*b);
       ctx.Dispatch(b, [&](uint32_t s, Batch* part) {
         tsan::Release(part);
         shard_nodes[s]->try_put(part);

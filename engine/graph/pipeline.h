@@ -5,10 +5,10 @@
 // rewrite on a oneTBB flow graph, out to a sink in input order. The wiring is all in
 // pipeline.cpp, node by node, edge by edge.
 //
-//   source ─► tokens ─► parse ─► dispatch ─┬─► classify[0] ─► rewrite[0] ─┬─► collect ─► sink
-//   (burst)   (limit)   (one)   (by flow   ├─► classify[1] ─► rewrite[1] ─┤   (in input
-//      ▲                         hash)     └─► …            (one per shard)┘    order)
-//      └──────────────── a token back per retired burst ◄────────────────────────┘
+//   source → parse ─► tokens ─► dispatch ─┬─► classify[0] ─► rewrite[0] ─┬─► collect ─► sink
+//   (a burst, in one  (limit)   (by flow   ├─► classify[1] ─► rewrite[1] ─┤   (in input
+//    node)   ▲                   hash)     └─► …            (one per shard)┘    order)
+//            └───────── a token back per retired burst ◄─────────────────────────┘
 //
 // Contracts
 // - The message is a Batch. The source reads a burst of up to batch_size × shards (≤ 256)
@@ -17,6 +17,9 @@
 //   burst in input order and hands it to the sink. Output is therefore identical whatever the
 //   number of threads or shards.
 // - Every node is serial; per shard, batches pass in arrival order, so per-flow order holds.
+// - A burst is parsed in the node that read it, on the same thread, while its bytes are still
+//   in that core's cache: parse is the first stage to read every packet, and handed to
+//   another node it met them cold (and two threads ran slower than one).
 // - Back-pressure: at most `bursts_in_flight` bursts are between source and sink; the
 //   source is not asked for more until collect retires one. Buffers are sized from that.
 // - Drain: when the source ends or Stop() is called, every packet already read reaches the
