@@ -66,13 +66,13 @@ FlowKey FlowTable::Flow::ReplyKey() const noexcept {
 FlowTable::FlowTable(const FlowTableOptions& options) : o_(options), capacity_(options.capacity) {
   SLUICE_CHECK(capacity_ >= 1 && capacity_ < (1u << 29));
   SLUICE_CHECK(o_.shards >= 1 && o_.shard < o_.shards);
-  flows_.resize(capacity_);
+  flows_ = ZeroedArray<Flow>(capacity_);
   free_.resize(capacity_);
   for (uint32_t i = 0; i < capacity_; ++i) free_[i] = capacity_ - 1 - i;  // pop gives 0, 1, 2, …
   // Three keys per flow, at most half full.
   uint64_t slots = 1;
   while (slots < uint64_t{capacity_} * 6) slots <<= 1;
-  slots_.resize(slots);
+  slots_ = ZeroedArray<Slot>(slots);
   mask_ = static_cast<uint32_t>(slots - 1);
   for (std::size_t c = 0; c < wheel_.size(); ++c) {
     Wheel& w = wheel_[c];

@@ -66,6 +66,10 @@ ClassifyStage::ClassifyStage(const RuleSetHandle& rules, uint32_t shard, const F
   TakeSnapshot();
   SLUICE_CHECK(snapshot_ != nullptr);
   SLUICE_CHECK(shard_ < snapshot_->shards());
+  // Rules that translate from the start get their flow table's memory now, not page by page
+  // under traffic; without them it stays untouched (a reload that adds one faults it in as
+  // flows come).
+  if (snapshot_->has_translations()) flows_.Prefault();
   if (peers_ != nullptr) {
     SLUICE_CHECK(shard_ < peers_->shards());
     peers_->Attach(shard_, &flows_);
