@@ -17,6 +17,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "engine/core/assert.h"
+
 namespace sluice {
 
 template <typename T>
@@ -36,12 +38,10 @@ class ZeroedArray {
   }
   ZeroedArray(ZeroedArray&& o) noexcept
       : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  // Swaps: `o` unmaps what this held when it goes.
   ZeroedArray& operator=(ZeroedArray&& o) noexcept {
-    if (this != &o) {
-      this->~ZeroedArray();
-      data_ = std::exchange(o.data_, nullptr);
-      size_ = std::exchange(o.size_, 0);
-    }
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
     return *this;
   }
   ZeroedArray(const ZeroedArray&) = delete;
@@ -52,8 +52,15 @@ class ZeroedArray {
     if (data_ != nullptr) std::memset(static_cast<void*>(data_), 0, Bytes());
   }
 
-  T& operator[](std::size_t i) noexcept { return data_[i]; }
-  const T& operator[](std::size_t i) const noexcept { return data_[i]; }
+  // Checked in debug builds only: AddressSanitizer does not watch mmap'd memory.
+  T& operator[](std::size_t i) noexcept {
+    SLUICE_DCHECK(i < size_);
+    return data_[i];
+  }
+  const T& operator[](std::size_t i) const noexcept {
+    SLUICE_DCHECK(i < size_);
+    return data_[i];
+  }
   std::size_t size() const noexcept { return size_; }
 
  private:

@@ -55,8 +55,8 @@ TEST(ZeroedArray, MovesOwnership) {
   ZeroedArray<Entry> b(std::move(a));
   EXPECT_EQ(a.size(), 0u);  // NOLINT(bugprone-use-after-move): the moved-from state is specified
   EXPECT_EQ(b[3].a, 5u);
-  ZeroedArray<Entry> c;
-  c = std::move(b);
+  ZeroedArray<Entry> c(8);
+  c = std::move(b);  // c's old 8 entries go with b
   EXPECT_EQ(c.size(), 16u);
   EXPECT_EQ(c[3].a, 5u);
   ZeroedArray<Entry> empty(0);
