@@ -190,7 +190,8 @@ class FlowTable {
 
   const Flow& flow(uint32_t i) const noexcept { return flows_[i]; }
   // Faults the table's memory in now, so that no translation pays a page fault later: for
-  // owners whose rules translate from the start.
+  // owners whose rules translate from the start. Contents are unchanged; call it before the
+  // table is shared (NatPeers::Attach).
   void Prefault() noexcept {
     flows_.Prefault();
     slots_.Prefault();

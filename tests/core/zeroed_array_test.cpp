@@ -41,11 +41,13 @@ TEST(ZeroedArray, StartsAsZeroBytesWithNoPageFaultedIn) {
   EXPECT_EQ(arr[kEntries / 2 + 1].a, 0u);
 }
 
-TEST(ZeroedArray, PrefaultMakesEveryPageResidentAndKeepsZeros) {
+TEST(ZeroedArray, PrefaultMakesEveryPageResidentAndChangesNoContents) {
   ZeroedArray<Entry> arr(kEntries);
+  arr[77].a = 9;  // written before: Prefault must keep it
   arr.Prefault();
   const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   EXPECT_GE(ResidentPages(&arr[0], kEntries * sizeof(Entry)), kEntries * sizeof(Entry) / page);
+  EXPECT_EQ(arr[77].a, 9u);
   EXPECT_EQ(arr[123].a, 0u);
 }
 
