@@ -1,7 +1,6 @@
 // The inline graph over a fake kernel queue: every received packet gets exactly one verdict,
 // verdicts leave in the order packets arrived, Stop() drains, back-pressure holds.
 #include <gtest/gtest.h>
-#include <oneapi/tbb/info.h>
 
 #include <pthread.h>
 #include <sched.h>
@@ -193,8 +192,8 @@ INSTANTIATE_TEST_SUITE_P(Modes, InlinePipelineTest, ::testing::Bool(),
 // Handing off, the shards run on the arena: as many threads as asked, even above the CPU
 // count (as OfflinePipeline.RunsOnAsManyThreadsAsAskedEvenAboveTheCpuCount).
 TEST(InlinePipeline, HandOffRunsOnAsManyThreadsAsAskedEvenAboveTheCpuCount) {
-  const auto threads = static_cast<uint32_t>(std::min(tbb::info::default_concurrency() + 2, 8));
-  if (threads <= static_cast<uint32_t>(tbb::info::default_concurrency())) GTEST_SKIP() << "needs more threads than CPUs";
+  const uint32_t threads = ThreadsAboveCpus();
+  if (threads == 0) GTEST_SKIP() << "needs more threads than CPUs";
   auto pool = std::move(BufferPool::Create({.small_buffers = 16384})).value();
   Rendezvous rendezvous(threads);
   std::deque<FakeQueue> queues(threads);

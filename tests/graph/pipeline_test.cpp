@@ -5,9 +5,6 @@
 
 #include <gtest/gtest.h>
 
-#include <oneapi/tbb/info.h>
-
-#include <algorithm>
 #include <atomic>
 #include <map>
 #include <random>
@@ -183,8 +180,8 @@ TEST(OfflinePipeline, NoHeapAllocationPerPacket) {
 // `threads` is the user's: above the machine's CPU count the graph still runs on that many
 // threads (oneTBB alone would cap them at the CPUs and print a warning).
 TEST(OfflinePipeline, RunsOnAsManyThreadsAsAskedEvenAboveTheCpuCount) {
-  const auto threads = static_cast<uint32_t>(std::min(tbb::info::default_concurrency() + 2, 8));
-  if (threads <= static_cast<uint32_t>(tbb::info::default_concurrency())) GTEST_SKIP() << "needs more threads than CPUs";
+  const uint32_t threads = ThreadsAboveCpus();
+  if (threads == 0) GTEST_SKIP() << "needs more threads than CPUs";
   const uint32_t shards = threads;
   auto pool = std::move(BufferPool::Create({.small_buffers = 16384, .large_buffers = 4})).value();
   Rendezvous rendezvous(threads);

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include <oneapi/tbb/info.h>
+
 #include "engine/core/byte_order.h"
 #include "engine/packet/batch.h"
 
@@ -71,6 +73,15 @@ struct Rendezvous {
   std::condition_variable cv;
   std::set<std::thread::id> ids;
 };
+
+// A thread count above the machine's CPUs (CPUs + 2, at most 8), for tests of running on more
+// threads than oneTBB would allow by itself; 0 where that cap leaves none above the CPUs (8 or
+// more of them), as such a test proves nothing at or under the CPU count.
+inline uint32_t ThreadsAboveCpus() {
+  const int cpus = tbb::info::default_concurrency();
+  const int threads = std::min(cpus + 2, 8);
+  return threads > cpus ? static_cast<uint32_t>(threads) : 0;
+}
 
 struct RendezvousClassify {
   void Process(Batch& b) noexcept {
