@@ -4,8 +4,9 @@
 // cycles (rdtsc), and the packets this stage sent to kDrop or kSkip, by reason. The node
 // wrapper bumps it once per batch; nobody else writes it.
 //
-// RunStats belongs to the node that retires batches (one writer): what happened to every
-// packet that entered. Its invariant, checked by tests and reported by `replay`:
+// RunStats belongs to the node that retires batches (one writer; packets_in and bytes_in are
+// the source's): what happened to every packet that entered. Its invariant, checked by tests
+// and reported by `replay`:
 //   packets_in == accepted + rewritten + sum(dropped) + sum(skipped)
 #pragma once
 
@@ -20,17 +21,20 @@ namespace sluice {
 
 using ReasonCounters = std::array<Counter, kNumDropReasons>;
 
-struct StageStats {
+// Each on cache lines of its own: the shards' stages run side by side on different threads.
+struct alignas(64) StageStats {
   Counter calls;    // batches processed
   Counter packets;  // packets in those batches
   Counter cycles;   // rdtsc cycles inside Process()
   ReasonCounters ended;  // packets this stage dropped or skipped, by reason
 };
 
-struct RunStats {
+struct alignas(64) RunStats {
   Counter packets_in;
   Counter bytes_in;
-  Counter accepted;   // returned unmodified after classification
+  // The source writes the two above; what follows is written where batches retire, often on
+  // another thread at the same moment, so it starts a cache line of its own.
+  alignas(64) Counter accepted;   // returned unmodified after classification
   Counter rewritten;  // returned with changed bytes or mark
   ReasonCounters dropped;
   ReasonCounters skipped;  // returned unmodified without classification

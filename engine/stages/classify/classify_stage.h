@@ -148,7 +148,7 @@ class ClassifyStage {
   bool CreateTranslation(Batch& b, uint32_t i, const PacketFields& f, const NatTarget& target, KeyKind kind,
                          const FlowKey& key, uint64_t now, PeerLock& creating, ClassifyCounts& tally) noexcept;
 
-  // Per-batch working space, allocated with the stage (about 50 KiB), never per batch.
+  // Per-batch working space (about 50 KiB): one per thread, not per stage (ThreadScratch).
   struct Scratch {
     std::array<PacketFields, kMaxBatch> fields;
     std::array<const PacketFields*, kMaxBatch> field_ptr;
@@ -160,6 +160,7 @@ class ClassifyStage {
     std::array<uint32_t, kMaxBatch> rule;
     std::array<CountMatches, kMaxBatch> counts;
   };
+  static Scratch& ThreadScratch() noexcept;
 
   const RuleSetHandle& rules_;
   const uint32_t shard_;
@@ -176,7 +177,6 @@ class ClassifyStage {
   StageClock clock_;
   ClassifyCounters counters_;
   std::atomic<uint64_t> nat_flows_{0};
-  Scratch scratch_;
 };
 
 }  // namespace sluice
