@@ -25,6 +25,7 @@
 #include "engine/core/cpus.h"
 #include "engine/core/limits.h"
 #include "engine/core/tsan.h"
+#include "engine/graph/ordered_section.h"
 #include "engine/pool/batch_pool.h"
 
 namespace sluice {
@@ -144,27 +145,45 @@ void RunStage(StageRef stage, StageStats& stats, Batch& b) noexcept {
   stats.cycles.Add(cycles);
 }
 
-// The work of every node, for one Run(). Each method is called by one node (serially).
+// The work of every node, for one Run(). The source's methods are called by one node
+// (serially); Work() by any number of threads at once, for different bursts.
 class OfflinePipeline::RunContext {
  public:
-  RunContext(OfflinePipeline& p, PacketSource& source, PacketSink& sink)
+  RunContext(OfflinePipeline& p, PacketSource& source, PacketSink& sink, uint32_t threads)
       : p_(p),
         source_(source),
         sink_(sink),
         shards_(p.options_.shards),
         window_(p.options_.bursts_in_flight),
-        batches_(window_ * (shards_ + 1) + 2, kMaxBatch),
-        source_cache_(p.pool_),
-        retire_cache_(p.pool_),
-        pending_(window_) {}
+        batches_(window_ * (shards_ + 1) + 2 + threads * (shards_ + 1), kMaxBatch),
+        bursts_(new Burst[window_]),
+        emit_(window_, kSpin) {
+    locals_.reserve(threads);
+    for (uint32_t t = 0; t < threads; ++t) locals_.push_back(std::make_unique<Local>(p.pool_));
+    shard_sections_.reserve(shards_);
+    for (uint32_t s = 0; s < shards_; ++s) shard_sections_.push_back(std::make_unique<OrderedSection>(window_, kSpin));
+  }
 
-  // source: the next burst, numbered in input order; nullptr when the input is done.
-  Batch* ReadBurst() {
+  // What the arena thread `index` keeps for itself: buffers and batches it retired, which it
+  // reads the next bursts into while they are still in its cache (index 0 outside the graph).
+  struct alignas(64) Local {
+    explicit Local(BufferPool& pool) : buffers(pool) {}
+    PoolCache buffers;
+    std::array<Batch*, kMaxShards + 1> batches{};  // a burst's worth: the burst and its parts
+    uint32_t batch_count = 0;
+  };
+  Local& local(int index) noexcept {
+    const auto i = static_cast<std::size_t>(std::max(index, 0));
+    SLUICE_DCHECK(i < locals_.size());
+    return *locals_[i];
+  }
+
+  // source: the next burst, numbered in input order, parsed; nullptr when the input is done.
+  Batch* ReadBurst(Local& local) {
     if (!more_ || p_.stop_.load(std::memory_order_relaxed)) return nullptr;
-    Batch* b = batches_.TryGet();
-    SLUICE_CHECK(b != nullptr);  // the tokens bound the batches in flight
+    Batch* b = GetBatch(local);
     b->set_limit(p_.burst_);
-    more_ = source_.ReadBurst(source_cache_, *b, p_.burst_);
+    more_ = source_.ReadBurst(local.buffers, *b, p_.burst_);
     const uint64_t now = NowNs();
     uint64_t bytes = 0;
     for (uint32_t i = 0; i < b->size(); ++i) {
@@ -176,95 +195,114 @@ class OfflinePipeline::RunContext {
     p_.run_->packets_in.Add(b->size());
     p_.run_->bytes_in.Add(bytes);
     b->set_seq(next_seq_++);
+    RunStage(p_.parse_, p_.parse_stats_, *b);  // once per burst, for every shard
     return b;
   }
 
-  // parse: once per burst, for every shard.
-  void Parse(Batch& b) noexcept { RunStage(p_.parse_, p_.parse_stats_, b); }
-
-  // dispatch: splits a burst by flow hash into one batch per shard that has packets; calls
-  // deliver(shard, batch) for each. Bursts for one shard (or empty ones) go through whole.
-  template <typename Deliver>
-  void Dispatch(Batch* burst, Deliver&& deliver) noexcept {
-    if (shards_ == 1 || burst->empty()) {
-      burst->set_shard(0);
-      burst->set_shard_seq(shard_seq_[0]++);
-      burst->set_parts(1);
-      deliver(0u, burst);
-      return;
-    }
-    std::array<Batch*, kMaxShards> part{};
-    uint32_t parts = 0;
-    for (uint32_t i = 0; i < burst->size(); ++i) {
-      const uint32_t s = ShardOf(burst->packet(i).meta().flow_hash, shards_);
-      if (part[s] == nullptr) {
-        part[s] = batches_.TryGet();
-        SLUICE_CHECK(part[s] != nullptr);
-        part[s]->set_seq(burst->seq());
-        part[s]->set_shard(s);
-        ++parts;
-      }
-      part[s]->MoveSlotFrom(*burst, i);
-    }
-    burst->Clear();  // every slot was moved out
-    batches_.Put(burst);
-    for (uint32_t s = 0; s < shards_; ++s) {
-      if (part[s] == nullptr) continue;
-      part[s]->set_parts(parts);
-      part[s]->set_shard_seq(shard_seq_[s]++);
-      deliver(s, part[s]);
-    }
-  }
-
-  void Classify(uint32_t shard, Batch& b) noexcept {
-    RunStage(p_.shards_[shard].classify, p_.shard_stats_[shard].classify, b);
-  }
-  void Rewrite(uint32_t shard, Batch& b) noexcept {
-    RunStage(p_.shards_[shard].rewrite, p_.shard_stats_[shard].rewrite, b);
-  }
-
-  // collect: files a finished batch under its burst; emits every burst that is now complete,
-  // in input order. Returns how many bursts it retired (one token back for each).
-  uint32_t Collect(Batch* b) noexcept {
-    Pending& slot = pending_[b->seq() % window_];
-    slot.part[slot.seen++] = b;
+  // The rest of a burst's journey, on the calling thread where it can be: split by flow hash,
+  // classify and rewrite each shard's part in that shard's burst order, then emit the burst in
+  // input order. Returns how many bursts this call retired (one token back for each); a part
+  // or burst whose turn has not come is left to the thread whose turn it is.
+  uint32_t Work(Batch* burst, Local& local) noexcept {
+    const uint64_t seq = burst->seq();
+    Burst& br = bursts_[seq % window_];
+    Dispatch(burst, br, local);
     uint32_t retired = 0;
-    for (;;) {
-      Pending& head = pending_[next_to_emit_ % window_];
-      if (head.seen == 0 || head.seen < head.part[0]->parts()) break;
-      Emit(std::span(head.part.data(), head.seen));
-      head = Pending{};
-      ++next_to_emit_;
+    auto emit = [&](uint64_t n) noexcept {
+      Emit(bursts_[n % window_], local);
       ++retired;
+    };
+    for (uint32_t s = 0; s < shards_; ++s) {
+      shard_sections_[s]->Run(seq, [&, s](uint64_t n) noexcept {
+        Burst& b = bursts_[n % window_];
+        if (Batch* part = b.part[s]) {
+          RunStage(p_.shards_[s].classify, p_.shard_stats_[s].classify, *part);
+          RunStage(p_.shards_[s].rewrite, p_.shard_stats_[s].rewrite, *part);
+        }
+        if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) emit_.Run(n, emit);
+      });
     }
     return retired;
   }
 
-  uint32_t batches_in_flight() const noexcept { return batches_.in_flight(); }
+  uint32_t batches_in_flight() const noexcept {
+    uint32_t kept = 0;
+    for (const auto& l : locals_) kept += l->batch_count;
+    return batches_.in_flight() - kept;
+  }
 
  private:
-  struct Pending {
-    uint32_t seen = 0;
-    std::array<Batch*, kMaxShards> part{};
+  // How many times a thread polls for its turn at an ordered section before it leaves its part
+  // to the thread ahead of it. A turn usually comes within a batch's stages (tens of polls);
+  // this allows several, because a part left behind is worked on cold by another core, and
+  // with 2 threads that cost more than the waiting (measured: no polling at all ran 2.5× slower).
+  static constexpr uint32_t kSpin = 4096;
+
+  // A burst between its dispatch and its emission, at seq % window.
+  struct Burst {
+    std::array<Batch*, kMaxShards> part{};  // nullptr: no packets for that shard
+    std::atomic<uint32_t> remaining{0};     // shards whose section has not yet passed it
   };
+
+  // Splits a burst by flow hash into one batch per shard that has packets. A burst for one
+  // shard (or an empty one) goes through whole.
+  void Dispatch(Batch* burst, Burst& out, Local& local) noexcept {
+    tsan::Acquire(&out);  // the slot's last burst was emitted: its token let this one be read
+    out.part = {};
+    out.remaining.store(shards_, std::memory_order_relaxed);
+    if (shards_ == 1 || burst->empty()) {
+      out.part[0] = burst;
+      return;
+    }
+    for (uint32_t i = 0; i < burst->size(); ++i) {
+      const uint32_t s = ShardOf(burst->packet(i).meta().flow_hash, shards_);
+      if (out.part[s] == nullptr) {
+        out.part[s] = GetBatch(local);
+        out.part[s]->set_seq(burst->seq());
+        out.part[s]->set_shard(s);
+      }
+      out.part[s]->MoveSlotFrom(*burst, i);
+    }
+    burst->Clear();  // every slot was moved out
+    PutBatch(local, burst);
+  }
+
+  Batch* GetBatch(Local& local) noexcept {
+    if (local.batch_count > 0) return local.batches[--local.batch_count];
+    Batch* b = batches_.TryGet();
+    SLUICE_CHECK(b != nullptr);  // the tokens bound the batches in flight
+    return b;
+  }
+  void PutBatch(Local& local, Batch* b) noexcept {
+    if (local.batch_count < shards_ + 1) {
+      local.batches[local.batch_count++] = b;
+    } else {
+      batches_.Put(b);
+    }
+  }
 
   // Records every packet's verdict and accounts it, hands the burst to the sink in input order
   // (each part is in input order already: merge on the ordinal ReadBurst stamped), then
   // returns the buffers and the batches.
-  void Emit(std::span<Batch* const> parts) noexcept {
+  void Emit(Burst& burst, Local& local) noexcept {
+    std::array<Batch*, kMaxShards> parts;
+    std::size_t count = 0;
+    for (uint32_t s = 0; s < shards_; ++s) {
+      if (burst.part[s] != nullptr) parts[count++] = burst.part[s];
+    }
     const uint64_t now = NowNs();
-    for (Batch* b : parts) RecordAndAccount(*b, *p_.run_, now);
+    for (std::size_t k = 0; k < count; ++k) RecordAndAccount(*parts[k], *p_.run_, now);
 
     std::array<PacketBuffer*, kMaxBatch> ordered;
     uint32_t n = 0;
-    if (parts.size() == 1) {
+    if (count == 1) {
       for (uint32_t i = 0; i < parts[0]->size(); ++i) ordered[n++] = &parts[0]->packet(i);
     } else {
       std::array<uint32_t, kMaxShards> head{};
       for (;;) {
         int best = -1;
         uint64_t best_token = 0;
-        for (std::size_t k = 0; k < parts.size(); ++k) {
+        for (std::size_t k = 0; k < count; ++k) {
           if (head[k] == parts[k]->size()) continue;
           const uint64_t token = parts[k]->packet(head[k]).meta().io_token;
           if (best < 0 || token < best_token) {
@@ -279,10 +317,11 @@ class OfflinePipeline::RunContext {
     sink_.Consume(std::span<PacketBuffer* const>(ordered.data(), n));
 
     std::array<PacketBuffer*, kMaxBatch> bufs;
-    for (Batch* b : parts) {
-      retire_cache_.PutBulk(bufs.data(), b->TakeBuffers(bufs.data()));
-      batches_.Put(b);
+    for (std::size_t k = 0; k < count; ++k) {
+      local.buffers.PutBulk(bufs.data(), parts[k]->TakeBuffers(bufs.data()));
+      PutBatch(local, parts[k]);
     }
+    tsan::Release(&burst);  // to the Dispatch that reuses the slot, after this burst's token
   }
 
   OfflinePipeline& p_;
@@ -291,14 +330,13 @@ class OfflinePipeline::RunContext {
   const uint32_t shards_;
   const uint32_t window_;
   BatchPool batches_;
-  PoolCache source_cache_;   // the source node's
-  PoolCache retire_cache_;   // the collect node's
+  std::vector<std::unique_ptr<Local>> locals_;  // one per arena thread
   uint64_t next_seq_ = 0;
   uint64_t next_ordinal_ = 0;
-  std::array<uint64_t, kMaxShards> shard_seq_{};  // dispatch's count of batches per shard
   bool more_ = true;
-  std::vector<Pending> pending_;  // bursts being reassembled, by seq % window
-  uint64_t next_to_emit_ = 0;
+  std::unique_ptr<Burst[]> bursts_;  // by seq % window
+  std::vector<std::unique_ptr<OrderedSection>> shard_sections_;
+  OrderedSection emit_;
 };
 
 OfflinePipeline::OfflinePipeline(const PipelineOptions& options, BufferPool& pool, StageRef parse,
@@ -342,40 +380,30 @@ Status OfflinePipeline::Validate(const PipelineOptions& o, const BufferPool& poo
   return Status::Ok();
 }
 
-// Ordering. A serial function_node spawns the task for its next queued message before it
-// forwards its current output, so two messages can overtake each other on an edge between two
-// function_nodes (oneTBB promises order only through a sequencer_node, which costs about as
-// much as a node). The graph is therefore cut where order is free:
-// - the source's bursts reach ingress in order (an input_node makes its next message only
-//   after putting the last), and ingress puts each burst's shard batches inside its body, so
-//   every shard node receives its batches in order; classify and rewrite run back to back in
-//   the shard node, so per-flow order holds through both stages without a sequencer;
-// - collect receives shard batches in any order and reassembles bursts by number itself.
 uint64_t OfflinePipeline::SmallBuffersNeeded(const PipelineOptions& o) {
-  return uint64_t{BurstsInFlight(o)} * BurstSize(o) + 2 * PoolCache::kDefaultSize;
+  return uint64_t{BurstsInFlight(o)} * BurstSize(o) + uint64_t{o.threads} * PoolCache::kDefaultSize;
 }
 
 Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
   const AllowThreads allow(options_.threads);
   tbb::task_arena arena(static_cast<int>(options_.threads));
   arena.execute([&] {
-    RunContext ctx(*this, source, sink);
+    RunContext ctx(*this, source, sink, options_.threads);
     flow::graph g;  // built inside the arena, so its tasks run on the arena's threads
+    auto thread_local_state = [&]() -> RunContext::Local& { return ctx.local(tbb::this_task_arena::current_thread_index()); };
 
     // tsan::…: the edges oneTBB makes inside libtbb (the graph's start and end, each serial
     // node's runs, each put), stated for ThreadSanitizer; nothing outside the tsan preset.
 
-    // source: reads a burst, then parses it here, on the thread that read it (see the
-    // contracts in pipeline.h); one burst per message.
+    // source: reads a burst and parses it, on the thread that read it; one burst per message.
     flow::input_node<Batch*> source_node(g, [&](tbb::flow_control& fc) -> Batch* {
       tsan::GraphBody body;
       tsan::SerialBody serial(&source_node);
-      Batch* b = ctx.ReadBurst();
+      Batch* b = ctx.ReadBurst(thread_local_state());
       if (b == nullptr) {
         fc.stop();
         return b;
       }
-      ctx.Parse(*b);
       tsan::Release(b);
       return b;
     });
@@ -383,49 +411,20 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
     // tokens: at most bursts_in_flight bursts between source and sink.
     flow::limiter_node<Batch*> tokens(g, options_.bursts_in_flight);
 
-    // shards: classify, then rewrite, on one shard's batches in order.
-    using ShardNode = flow::function_node<Batch*, Batch*>;
-    std::vector<std::unique_ptr<ShardNode>> shard_nodes;
-    shard_nodes.reserve(options_.shards);
-    for (uint32_t s = 0; s < options_.shards; ++s) {
-      shard_nodes.push_back(std::make_unique<ShardNode>(g, flow::serial, [&, s](Batch* b) noexcept {
-        tsan::Acquire(b);
-        tsan::GraphBody body;
-        tsan::SerialBody serial(&shard_nodes[s]);
-        ctx.Classify(s, *b);
-        ctx.Rewrite(s, *b);
-        tsan::Release(b);
-        return b;
-      }));
-    }
-
-    // ingress: dispatches each parsed burst by flow hash to the shard nodes.
-    flow::function_node<Batch*, flow::continue_msg> ingress_node(g, flow::serial, [&](Batch* b) noexcept {
+    // work: the rest of each burst's journey (dispatch, each shard's classify and rewrite in
+    // that shard's order, emission in input order), bursts side by side; a token back per
+    // burst retired. oneTBB runs a message's task on the thread that put it when it can (the
+    // put returns the task to run next), so a burst stays on the thread that read it.
+    using WorkNode = flow::multifunction_node<Batch*, std::tuple<flow::continue_msg>>;
+    WorkNode work_node(g, flow::unlimited, [&](Batch* b, WorkNode::output_ports_type& out) noexcept {
       tsan::Acquire(b);
       tsan::GraphBody body;
-      tsan::SerialBody serial(&ingress_node);
-      ctx.Dispatch(b, [&](uint32_t s, Batch* part) {
-        tsan::Release(part);
-        shard_nodes[s]->try_put(part);
-      });
-      return flow::continue_msg();
+      for (uint32_t n = ctx.Work(b, thread_local_state()); n > 0; --n) std::get<0>(out).try_put(flow::continue_msg());
     });
 
-    // collect: bursts reassembled in input order, verdicts, sink; a token back per burst.
-    using CollectNode =
-        flow::multifunction_node<Batch*, std::tuple<flow::continue_msg>, flow::queueing_lightweight>;
-    CollectNode collect_node(g, flow::serial, [&](Batch* b, CollectNode::output_ports_type& out) noexcept {
-      tsan::Acquire(b);
-      tsan::GraphBody body;
-      tsan::SerialBody serial(&collect_node);
-      for (uint32_t n = ctx.Collect(b); n > 0; --n) std::get<0>(out).try_put(flow::continue_msg());
-    });
-
-    // edges (ingress → shard nodes are the puts inside its body: see Ordering above)
     flow::make_edge(source_node, tokens);
-    flow::make_edge(tokens, ingress_node);
-    for (auto& shard : shard_nodes) flow::make_edge(*shard, collect_node);
-    flow::make_edge(flow::output_port<0>(collect_node), tokens.decrementer());
+    flow::make_edge(tokens, work_node);
+    flow::make_edge(flow::output_port<0>(work_node), tokens.decrementer());
 
     tsan::GraphStarted();
     source_node.activate();
@@ -437,15 +436,9 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
 }
 
 Status OfflinePipeline::RunInline(PacketSource& source, PacketSink& sink) {
-  RunContext ctx(*this, source, sink);
-  while (Batch* burst = ctx.ReadBurst()) {
-    ctx.Parse(*burst);
-    ctx.Dispatch(burst, [&](uint32_t s, Batch* part) {
-      ctx.Classify(s, *part);
-      ctx.Rewrite(s, *part);
-      ctx.Collect(part);
-    });
-  }
+  RunContext ctx(*this, source, sink, 1);
+  RunContext::Local& local = ctx.local(0);
+  while (Batch* burst = ctx.ReadBurst(local)) ctx.Work(burst, local);
   SLUICE_CHECK(ctx.batches_in_flight() == 0);
   return Finish(source, sink);
 }

@@ -5,26 +5,32 @@
 // rewrite on a oneTBB flow graph, out to a sink in input order. The wiring is all in
 // pipeline.cpp, node by node, edge by edge.
 //
-//   source → parse ─► tokens ─► dispatch ─┬─► classify[0] ─► rewrite[0] ─┬─► collect ─► sink
-//   (a burst, in one  (limit)   (by flow   ├─► classify[1] ─► rewrite[1] ─┤   (in input
-//    node)   ▲                   hash)     └─► …            (one per shard)┘    order)
-//            └───────── a token back per retired burst ◄─────────────────────────┘
+//   source ─► tokens ─► work (one burst per task, bursts side by side on the arena's threads)
+//   (read a   (limit)     dispatch ─┬─► [classify[0] → rewrite[0]] ─┬─► [emit] ─► sink
+//    burst,                (by flow ├─► [classify[1] → rewrite[1]] ─┤   (input order)
+//    parse it)              hash)   └─► …   [ ]: an ordered section ┘
+//      ▲                                                               │
+//      └──────────────────── a token back per retired burst ◄──────────┘
 //
 // Contracts
 // - The message is a Batch. The source reads a burst of up to batch_size × shards (≤ 256)
-//   packets; dispatch splits it by the symmetric flow hash parse computed, so both directions
-//   of a flow meet the same shard's stages (and its flow table); collect reassembles each
-//   burst in input order and hands it to the sink. Output is therefore identical whatever the
-//   number of threads or shards.
-// - Every node is serial; per shard, batches pass in arrival order, so per-flow order holds.
-// - A burst is parsed in the node that read it, on the same thread, while its bytes are still
-//   in that core's cache: parse is the first stage to read every packet, and handed to
-//   another node it met them cold. The price: reading burst k+1 no longer overlaps parsing
-//   burst k, so read + parse together is the serial floor (measured: on 2 threads the cold
-//   parse cost far more than the overlap gave; a lightweight ingress, which parses on the
-//   putting thread only when ingress is free, was slower still).
+//   packets and parses it; work splits it by the symmetric flow hash parse computed, so both
+//   directions of a flow meet the same shard's stages (and its flow table), and emits each
+//   burst whole, in input order. Output is therefore identical whatever the number of threads
+//   or shards.
+// - Run to completion: oneTBB runs the work task of a burst on the thread that read it (the
+//   put hands the task back to run next), so a burst is parsed, classified, rewritten and
+//   emitted where its bytes already are, and its buffers and batches go back to that thread's
+//   own cache for the next read. Bursts are worked on side by side, one per thread. (Measured:
+//   handing each stage's batches between threads moved so many cache lines that 2 threads ran
+//   no faster than 1.)
+// - Order: each shard's classify + rewrite, and the emission, are ordered sections
+//   (ordered_section.h): they take bursts one at a time, in input order, on whichever thread
+//   brings them. A shard's stages therefore see its batches in input order, so per-flow order
+//   holds. A thread whose turn has not come waits briefly, then leaves its part to the thread
+//   ahead of it. The source node is serial.
 // - Back-pressure: at most `bursts_in_flight` bursts are between source and sink; the
-//   source is not asked for more until collect retires one. Buffers are sized from that.
+//   source is not asked for more until one is emitted. Buffers are sized from that.
 // - Drain: when the source ends or Stop() is called, every packet already read reaches the
 //   sink with its verdict before Run() returns.
 // - `threads` is the whole arena: the thread calling Run() plus threads-1 workers.
@@ -68,7 +74,7 @@ class OfflinePipeline {
 
   // Checks the options against the pool before any packet moves.
   static Status Validate(const PipelineOptions& options, const BufferPool& pool);
-  // Small buffers the options need: a full burst per burst in flight, plus two caches.
+  // Small buffers the options need: a full burst per burst in flight, plus a cache per thread.
   static uint64_t SmallBuffersNeeded(const PipelineOptions& options);
 
   // Runs until the source is exhausted or Stop(); returns the source's, then the sink's error.
