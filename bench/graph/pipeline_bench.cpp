@@ -15,14 +15,21 @@
 //   3 adversarial  bench_traffic's: 8-header IPv6 chains, truncations, bad options, QinQ
 // Items = packets, bytes = frame bytes. The stages persist across iterations, so translations
 // made in the first iteration are hits afterwards (the steady state of a long replay).
+//
+// BM_CoreToCoreRoundTrip: the host, not sluice: what passing a cache line between two CPUs
+// and back costs, which the 2-thread rows depend on.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
 #include <map>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "bench/stages/bench_traffic.h"
+#include "engine/core/cpus.h"
 #include "engine/graph/pipeline.h"
 #include "engine/graph/stage_set.h"
 #include "engine/io/gen/traffic_gen.h"
@@ -185,6 +192,52 @@ void GraphArgs(benchmark::internal::Benchmark* b) { PipelineArgs(b, true); }
 void InlineArgs(benchmark::internal::Benchmark* b) { PipelineArgs(b, false); }
 BENCHMARK(BM_Pipeline<false>)->Name("BM_PipelineGraph")->Apply(GraphArgs);
 BENCHMARK(BM_Pipeline<true>)->Name("BM_PipelineInline")->Apply(InlineArgs);
+
+// ---- the host: what moving a cache line between two CPUs costs --------------------------------
+
+// Two threads, on the first two CPUs this process may use, pass a counter back and forth; time
+// per round trip (two line transfers). The 2-thread pipeline's scaling follows it: under a
+// hypervisor it changes with where the host happens to place the vCPUs (seen on one 2-vCPU VM
+// within an hour: about 100 ns, then about 480 ns), and with it the 2-thread row. perf/run's
+// threads harness records it before and after its samples, so a ratio can be read with it.
+void BM_CoreToCoreRoundTrip(benchmark::State& state) {
+  const std::vector<uint32_t> cpus = AllowedCpus();
+  if (cpus.size() < 2) return state.SkipWithError("needs 2 CPUs");
+  struct alignas(64) Line {
+    std::atomic<uint64_t> ball{0};
+  };
+  static Line line;  // its own line, whatever the stack holds
+  line.ball.store(0);
+  std::atomic<bool> done{false};
+  std::thread partner([&] {
+    PinThread(pthread_self(), cpus[1]);
+    for (uint64_t want = 1;; want += 2) {  // answers each odd value with the next even one
+      while (line.ball.load(std::memory_order_acquire) != want) {
+        if (done.load(std::memory_order_relaxed)) return;
+      }
+      line.ball.store(want + 1, std::memory_order_release);
+    }
+  });
+  PinThread(pthread_self(), cpus[0]);
+  uint64_t v = 0;
+  for (auto _ : state) {
+    line.ball.store(v + 1, std::memory_order_release);
+    while (line.ball.load(std::memory_order_acquire) != v + 2) {
+    }
+    v += 2;
+  }
+  done.store(true);
+  partner.join();
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));  // round trips
+  // Back on every CPU it had, for the rows after this one.
+  cpu_set_t* set = CPU_ALLOC(cpus.back() + 1);
+  const std::size_t size = CPU_ALLOC_SIZE(cpus.back() + 1);
+  CPU_ZERO_S(size, set);
+  for (const uint32_t c : cpus) CPU_SET_S(c, size, set);
+  pthread_setaffinity_np(pthread_self(), size, set);
+  CPU_FREE(set);
+}
+BENCHMARK(BM_CoreToCoreRoundTrip)->Unit(benchmark::kNanosecond);
 
 }  // namespace
 }  // namespace sluice
