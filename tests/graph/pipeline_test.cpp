@@ -88,13 +88,18 @@ TEST(OfflinePipeline, EveryPacketIsAccountedForExactlyOnce) {
       EXPECT_EQ(h.pool->Stats().orphaned, 0u);
       // Stage counters agree with the run's: parse skipped, classify dropped.
       EXPECT_EQ(h.pipeline->parse_stats().ended[static_cast<int>(DropReason::kNotIp)].Load(), want[kSkipIt]);
-      uint64_t classify_drops = 0, classify_packets = 0;
+      // Each stage's packets are the slots it was given to work on: rewrite gets only those
+      // classify chose to rewrite, not the accepted, dropped or skipped ones beside them.
+      uint64_t classify_drops = 0, classify_packets = 0, rewrite_packets = 0;
       for (uint32_t s = 0; s < shards; ++s) {
         classify_drops += h.pipeline->classify_stats(s).ended[static_cast<int>(DropReason::kUnsupportedLinkType)].Load();
         classify_packets += h.pipeline->classify_stats(s).packets.Load();
+        rewrite_packets += h.pipeline->rewrite_stats(s).packets.Load();
       }
       EXPECT_EQ(classify_drops, want[kDropIt]);
       EXPECT_EQ(classify_packets, traffic.size() - want[kSkipIt]);
+      EXPECT_EQ(rewrite_packets, want[kRewriteIt]);
+      EXPECT_EQ(h.pipeline->parse_stats().packets.Load(), traffic.size());
     }
   }
 }
