@@ -22,7 +22,7 @@
 
 namespace sluice {
 
-class OrderedSection {
+class alignas(64) OrderedSection {
  public:
   // spin: how many times a thread polls for its turn before it parks its number.
   OrderedSection(uint32_t window, uint32_t spin) : window_(window), spin_(spin), parked_(new bool[window]()) {}
@@ -68,12 +68,14 @@ class OrderedSection {
 #endif
   }
 
-  const uint32_t window_;
-  const uint32_t spin_;
+  // What every turn writes shares one cache line, the line that moves from thread to thread
+  // with the turns; what is only read after construction is on the next.
   std::mutex mu_;
-  bool busy_ = false;                     // a thread is running numbers (guarded by mu_)
-  std::atomic<uint64_t> next_{0};         // the number whose turn it is (written under mu_)
-  std::unique_ptr<bool[]> parked_;        // by number % window (guarded by mu_)
+  std::atomic<uint64_t> next_{0};  // the number whose turn it is (written under mu_)
+  bool busy_ = false;              // a thread is running numbers (guarded by mu_)
+  alignas(64) const uint32_t window_;
+  const uint32_t spin_;
+  std::unique_ptr<bool[]> parked_;  // by number % window (guarded by mu_)
 };
 
 }  // namespace sluice

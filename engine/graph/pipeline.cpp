@@ -256,8 +256,8 @@ class OfflinePipeline::RunContext {
   // with 2 threads that cost more than the waiting (measured: no polling at all ran 2.5× slower).
   static constexpr uint32_t kSpin = 4096;
 
-  // A burst between its dispatch and its emission, at seq % window.
-  struct Burst {
+  // A burst between its dispatch and its emission, at seq % window (a line of its own).
+  struct alignas(64) Burst {
     std::array<Batch*, kMaxShards> part{};  // nullptr: no packets for that shard
     std::atomic<uint32_t> remaining{0};     // shards whose section has not yet passed it
   };
