@@ -24,6 +24,16 @@
 
 namespace sluice {
 
+// Faults every page of [data, data + bytes) in, writable, keeping what is there: one
+// madvise(MADV_POPULATE_WRITE) (Linux 5.14), else a read and write back of a byte per page.
+inline void PrefaultPages(void* data, std::size_t bytes) noexcept {
+  if (data == nullptr || bytes == 0) return;
+  if (madvise(data, bytes, MADV_POPULATE_WRITE) == 0) return;
+  auto* p = static_cast<volatile unsigned char*>(data);
+  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  for (std::size_t off = 0; off < bytes; off += page) p[off] = p[off];
+}
+
 template <typename T>
 class ZeroedArray {
   static_assert(std::is_trivially_copyable_v<T> &&
@@ -57,13 +67,7 @@ class ZeroedArray {
   // Faults every page in now, contents unchanged (what was written stays): the kernel
   // populates the range writable in one call (Linux 5.14+), else each page is read and its
   // first byte written back. Single-threaded: call it before the array is shared.
-  void Prefault() noexcept {
-    if (data_ == nullptr) return;
-    if (madvise(data_, Bytes(), MADV_POPULATE_WRITE) == 0) return;
-    auto* bytes = reinterpret_cast<volatile unsigned char*>(data_);
-    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-    for (std::size_t off = 0; off < Bytes(); off += page) bytes[off] = bytes[off];
-  }
+  void Prefault() noexcept { PrefaultPages(data_, Bytes()); }
 
   // Checked in debug builds only: AddressSanitizer does not watch mmap'd memory.
   T& operator[](std::size_t i) noexcept {

@@ -4,14 +4,20 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <string>
 
 #include "engine/core/assert.h"
+#include "engine/core/zeroed_array.h"
 #include "engine/packet/packet_ref.h"
 
 namespace sluice {
+
+namespace {
+constexpr std::size_t kHugePage = std::size_t{2} << 20;  // x86-64 transparent huge pages
+}  // namespace
 
 Result<std::unique_ptr<BufferPool>> BufferPool::Create(const PoolConfig& config) {
   std::unique_ptr<BufferPool> pool(new BufferPool());
@@ -23,15 +29,24 @@ Result<std::unique_ptr<BufferPool>> BufferPool::Create(const PoolConfig& config)
     a.free.reserve(a.count);
     if (a.count == 0) continue;
     a.bytes = BufferStride(c) * a.count;
-    void* mem = mmap(nullptr, a.bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    // Mapped on a huge-page boundary and asked for huge pages before any page is touched, then
+    // faulted in: the kernel can then give every 2 MiB huge from the start. (Faulted first and
+    // asked after, the pages were small until khugepaged got round to them, or not: one
+    // process ran at one speed and the next at another.)
+    const std::size_t slack = kHugePage;
+    void* mem = mmap(nullptr, a.bytes + slack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
       return Status(StatusCode::kResourceExhausted,
                     "buffer pool: cannot map " + std::to_string(a.bytes) + " bytes for " +
                         std::to_string(a.count) + " buffers: " + std::strerror(errno));
     }
-    madvise(mem, a.bytes, MADV_HUGEPAGE);  // best effort: fewer TLB misses
-    a.base = static_cast<uint8_t*>(mem);
+    auto* raw = static_cast<uint8_t*>(mem);
+    auto* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) & ~(kHugePage - 1));
+    if (aligned != raw) munmap(raw, static_cast<std::size_t>(aligned - raw));
+    if (const std::size_t tail = slack - static_cast<std::size_t>(aligned - raw); tail != 0) munmap(aligned + a.bytes, tail);
+    madvise(aligned, a.bytes, MADV_HUGEPAGE);  // best effort: fewer TLB misses
+    PrefaultPages(aligned, a.bytes);
+    a.base = aligned;
     // Pushed in reverse so the first Get returns the lowest address.
     for (uint32_t k = a.count; k-- > 0;) {
       auto* b = new (a.base + k * BufferStride(c)) PacketBuffer();
