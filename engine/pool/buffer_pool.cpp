@@ -1,6 +1,7 @@
 #include "engine/pool/buffer_pool.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -33,17 +34,21 @@ Result<std::unique_ptr<BufferPool>> BufferPool::Create(const PoolConfig& config)
     // faulted in: the kernel can then give every 2 MiB huge from the start. (Faulted first and
     // asked after, the pages were small until khugepaged got round to them, or not: one
     // process ran at one speed and the next at another.)
-    const std::size_t slack = kHugePage;
-    void* mem = mmap(nullptr, a.bytes + slack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    // The mapping is whole pages: a.bytes rounded up (what the destructor's munmap frees), and
+    // a huge page of slack to align it, trimmed off both ends.
+    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    const std::size_t span = (a.bytes + page - 1) & ~(page - 1);
+    void* mem = mmap(nullptr, span + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
       return Status(StatusCode::kResourceExhausted,
-                    "buffer pool: cannot map " + std::to_string(a.bytes) + " bytes for " +
+                    "buffer pool: cannot map " + std::to_string(span + kHugePage) + " bytes for " +
                         std::to_string(a.count) + " buffers: " + std::strerror(errno));
     }
     auto* raw = static_cast<uint8_t*>(mem);
     auto* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) & ~(kHugePage - 1));
-    if (aligned != raw) munmap(raw, static_cast<std::size_t>(aligned - raw));
-    if (const std::size_t tail = slack - static_cast<std::size_t>(aligned - raw); tail != 0) munmap(aligned + a.bytes, tail);
+    const auto head = static_cast<std::size_t>(aligned - raw);  // a whole number of pages
+    if (head != 0) SLUICE_CHECK(munmap(raw, head) == 0);
+    if (head != kHugePage) SLUICE_CHECK(munmap(aligned + span, kHugePage - head) == 0);
     madvise(aligned, a.bytes, MADV_HUGEPAGE);  // best effort: fewer TLB misses
     PrefaultPages(aligned, a.bytes);
     a.base = aligned;
