@@ -417,7 +417,9 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
     flow::input_node<Batch*> source_node(g, [&](tbb::flow_control& fc) -> Batch* {
       tsan::GraphBody body;
       tsan::SerialBody serial(&source_node);
-      Batch* b = ctx.ReadBurst(thread_local_state());
+      RunContext::Local& local = thread_local_state();
+      tsan::SerialBody local_owner(&local);  // a Local is its arena slot's, which threads hand on
+      Batch* b = ctx.ReadBurst(local);
       if (b == nullptr) {
         fc.stop();
         return b;
@@ -437,7 +439,10 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
     WorkNode work_node(g, flow::unlimited, [&](Batch* b, WorkNode::output_ports_type& out) noexcept {
       tsan::Acquire(b);
       tsan::GraphBody body;
-      for (uint32_t n = ctx.Work(b, thread_local_state()); n > 0; --n) std::get<0>(out).try_put(flow::continue_msg());
+      RunContext::Local& local = thread_local_state();
+      tsan::SerialBody local_owner(&local);
+      const uint32_t retired = ctx.Work(b, local);
+      for (uint32_t n = retired; n > 0; --n) std::get<0>(out).try_put(flow::continue_msg());
     });
 
     flow::make_edge(source_node, tokens);
@@ -470,7 +475,6 @@ struct InlinePipeline::Shard {
   BatchPool batches;       // this shard's tokens
   PoolCache io_cache;      // the I/O thread's
   PoolCache retire_cache;  // the shard node's
-  uint64_t next_shard_seq = 0;
   std::function<void(Batch*)> submit;  // puts a received batch to the shard's node
   RunStats run;
   StageStats parse, classify, rewrite;
@@ -643,7 +647,6 @@ void InlinePipeline::IoLoop(Shard& shard) noexcept {
     for (uint32_t i = 0; i < b->size(); ++i) bytes += b->packet(i).len();
     shard.run.packets_in.Add(b->size());
     shard.run.bytes_in.Add(bytes);
-    b->set_shard_seq(shard.next_shard_seq++);
     shard.submit(b);
   }
 }

@@ -30,7 +30,8 @@
 //   holds. A thread whose turn has not come waits briefly, then leaves its part to the thread
 //   ahead of it. The source node is serial.
 // - Back-pressure: at most `bursts_in_flight` bursts are between source and sink; the
-//   source is not asked for more until one is emitted. Buffers are sized from that.
+//   source is not asked for more until one is emitted (it may hold one more, read ahead,
+//   until the limit lets it through). Buffers and batches are sized from that.
 // - Drain: when the source ends or Stop() is called, every packet already read reaches the
 //   sink with its verdict before Run() returns.
 // - `threads` is the whole arena: the thread calling Run() plus threads-1 workers.

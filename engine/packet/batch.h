@@ -2,7 +2,7 @@
 // goes next and why it was dropped or skipped (VPP's vector of buffers with a next index each).
 //
 //   slot i:  ref_[i] (owns the buffer)   next_[i] (Next)   reason_[i] (DropReason)   plan_[i]
-//   whole:   seq (the source burst it came from), shard, shard_seq, parts (batches that burst became)
+//   whole:   seq (the source burst it came from), shard
 //
 // Contracts
 // - Next's zero is kDrop: a slot nobody set drops safely, it never slips through.
@@ -59,14 +59,6 @@ class Batch {
   void set_seq(uint64_t seq) noexcept { seq_ = seq; }
   uint32_t shard() const noexcept { return shard_; }
   void set_shard(uint32_t shard) noexcept { shard_ = shard; }
-  // Position of this batch among its shard's batches (0, 1, 2, …): what keeps each shard's
-  // stages seeing batches in order (the graph's sequencers key on it).
-  uint64_t shard_seq() const noexcept { return shard_seq_; }
-  void set_shard_seq(uint64_t seq) noexcept { shard_seq_ = seq; }
-  // How many batches the source's burst `seq` was split into across shards; the sink
-  // reassembles the burst, in input order, once it has seen them all.
-  uint32_t parts() const noexcept { return parts_; }
-  void set_parts(uint32_t parts) noexcept { parts_ = parts; }
 
   // Appends a packet at the end; the batch must not be full.
   void Push(PacketRef ref, Next next = Next::kParse) noexcept {
@@ -168,8 +160,6 @@ class Batch {
   uint32_t limit_ = kDefaultBatch;
   uint64_t seq_ = 0;
   uint32_t shard_ = 0;
-  uint32_t parts_ = 1;
-  uint64_t shard_seq_ = 0;
   std::array<Next, kMaxBatch> next_{};
   std::array<DropReason, kMaxBatch> reason_{};
   std::array<const RewritePlan*, kMaxBatch> plan_{};
