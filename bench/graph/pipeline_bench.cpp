@@ -199,7 +199,7 @@ BENCHMARK(BM_Pipeline<true>)->Name("BM_PipelineInline")->Apply(InlineArgs);
 // per round trip (two line transfers). The 2-thread pipeline's scaling follows it: under a
 // hypervisor it changes with where the host happens to place the vCPUs (seen on one 2-vCPU VM
 // within an hour: about 100 ns, then about 480 ns), and with it the 2-thread row. perf/run's
-// threads harness records it before and after its samples, so a ratio can be read with it.
+// threads harness records it once per round, so a ratio can be read with it.
 void BM_CoreToCoreRoundTrip(benchmark::State& state) {
   const std::vector<uint32_t> cpus = AllowedCpus();
   if (cpus.size() < 2) return state.SkipWithError("needs 2 CPUs");
