@@ -229,13 +229,7 @@ void BM_CoreToCoreRoundTrip(benchmark::State& state) {
   done.store(true);
   partner.join();
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));  // round trips
-  // Back on every CPU it had, for the rows after this one.
-  cpu_set_t* set = CPU_ALLOC(cpus.back() + 1);
-  const std::size_t size = CPU_ALLOC_SIZE(cpus.back() + 1);
-  CPU_ZERO_S(size, set);
-  for (const uint32_t c : cpus) CPU_SET_S(c, size, set);
-  pthread_setaffinity_np(pthread_self(), size, set);
-  CPU_FREE(set);
+  SetThreadCpus(pthread_self(), cpus);  // back on every CPU it had, for the rows after this one
 }
 BENCHMARK(BM_CoreToCoreRoundTrip)->Unit(benchmark::kNanosecond);
 

@@ -34,17 +34,23 @@ inline std::vector<uint32_t> AllowedCpus() {
   return cpus;
 }
 
-// Runs `thread` on `cpu` alone; 0, or the error.
-inline int PinThread(pthread_t thread, uint32_t cpu) {
-  cpu_set_t* set = CPU_ALLOC(cpu + 1);
+// Runs `thread` on the given CPUs (none: an error); 0, or the error.
+inline int SetThreadCpus(pthread_t thread, const std::vector<uint32_t>& cpus) {
+  if (cpus.empty()) return EINVAL;
+  uint32_t highest = 0;
+  for (const uint32_t c : cpus) highest = c > highest ? c : highest;
+  cpu_set_t* set = CPU_ALLOC(highest + 1);
   if (set == nullptr) return ENOMEM;
-  const std::size_t size = CPU_ALLOC_SIZE(cpu + 1);
+  const std::size_t size = CPU_ALLOC_SIZE(highest + 1);
   CPU_ZERO_S(size, set);
-  CPU_SET_S(cpu, size, set);
+  for (const uint32_t c : cpus) CPU_SET_S(c, size, set);
   const int e = pthread_setaffinity_np(thread, size, set);
   CPU_FREE(set);
   return e;
 }
+
+// Runs `thread` on `cpu` alone; 0, or the error.
+inline int PinThread(pthread_t thread, uint32_t cpu) { return SetThreadCpus(thread, {cpu}); }
 
 // "0 1 2 3", for messages.
 inline std::string CpuList(const std::vector<uint32_t>& cpus) {
