@@ -12,7 +12,6 @@
 #pragma once
 
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -21,18 +20,9 @@
 #include <utility>
 
 #include "engine/core/assert.h"
+#include "engine/core/pages.h"
 
 namespace sluice {
-
-// Faults every page of [data, data + bytes) in, writable, keeping what is there: one
-// madvise(MADV_POPULATE_WRITE) (Linux 5.14), else a read and write back of a byte per page.
-inline void PrefaultPages(void* data, std::size_t bytes) noexcept {
-  if (data == nullptr || bytes == 0) return;
-  if (madvise(data, bytes, MADV_POPULATE_WRITE) == 0) return;
-  auto* p = static_cast<volatile unsigned char*>(data);
-  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  for (std::size_t off = 0; off < bytes; off += page) p[off] = p[off];
-}
 
 template <typename T>
 class ZeroedArray {

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "engine/core/assert.h"
-#include "engine/core/zeroed_array.h"
+#include "engine/core/pages.h"
 #include "engine/packet/packet_ref.h"
 
 namespace sluice {
