@@ -283,11 +283,23 @@ bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& 
                                       ClassifyCounts& tally) noexcept {
   if (kind == KeyKind::kNone || kind == KeyKind::kEchoReply || kind == KeyKind::kIcmpError) {
     // No ports and no echo request (an echo reply, or an ICMP error, about no live flow
-    // included) — except a
-    // non-first fragment under a port-only rule: its ports travelled in the first fragment.
-    if (kind == KeyKind::kNone && (b.packet(i).meta().flags & pkt_flag::kFragmentLater) != 0 && target.keep_address) {
+    // included) — except a non-first fragment, whose ports travelled in the first fragment
+    // (one that follows its first was handled by TranslateLaterFragment; this one came before
+    // it, or its first never came): under a port-only rule it passes as it is; under one that
+    // moves the address it leaves with the rule's address, which needs no port (libalias's
+    // FragmentOut does the same), so the datagram reassembles from one source whichever of
+    // its fragments goes first.
+    const bool later_fragment = (b.packet(i).meta().flags & pkt_flag::kFragmentLater) != 0;
+    if (kind == KeyKind::kNone && later_fragment && target.keep_address) {
       b.set_next(i, Next::kAccept);
       tally.Bump(ClassifyCounter::kNatFragmentPassed);
+    } else if (kind == KeyKind::kNone && later_fragment) {
+      PacketBuffer& pkt = b.packet(i);
+      const bool changed = SetAddress(pkt, Side::kSrc, pkt.meta().l3, target.address);
+      FinishChecksums(pkt, changed, /*full=*/false);
+      if (changed) pkt.meta().flags |= pkt_flag::kModified;
+      Translated(b, i, target.rule_number, tally);
+      tally.Bump(ClassifyCounter::kNatFragmentsAhead);
     } else {
       b.Drop(i, DropReason::kNatUntranslatable);
       tally.Bump(ClassifyCounter::kNatUntranslatable);

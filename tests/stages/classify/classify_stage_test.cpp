@@ -767,16 +767,27 @@ void ClassifyStageTest::ExpectLaterFragmentsFollowTheTranslation(const FragmentC
   }
   EXPECT_EQ(Count(ClassifyCounter::kNatFragments), frags_out.size() - 1 + later.size());
 
-  // A later fragment whose first fragment was never seen (another id) is not translated
-  // (the translate rule drops it; behind options its protocol is theirs, so the rule does
-  // not match it); and none is remembered past the reassembly time.
+  // A later fragment whose first fragment was never seen (another id) goes out with the
+  // rule's address all the same, as libalias's FragmentOut sends it: the address needs no
+  // port. Behind options its protocol is theirs, so the rule does not match it, and it goes
+  // on as it is. Its first fragment, coming after it, gets the same address, so the
+  // datagram reassembles from one source.
   const auto stray = testing::FragmentPacket(UdpDatagram(c, /*out=*/true, 5000, 300), 96, /*id=*/0x4321);
   const auto s = Run({stray.back()}, 3 * kSec);
-  EXPECT_EQ(s[0].src, c.inside);
-  EXPECT_FALSE(s[0].modified);
-  if (!c.dest_opts) {
-    EXPECT_EQ(s[0].reason, DropReason::kNatUntranslatable);
+  const auto s_first = Run({stray.front()}, 3 * kSec);
+  if (c.dest_opts) {
+    EXPECT_EQ(s[0].src, c.inside);
+    EXPECT_FALSE(s[0].modified);
+  } else {
+    EXPECT_EQ(s[0].next, Next::kAccept);
+    EXPECT_EQ(s[0].src, c.xaddr);
+    EXPECT_TRUE(s[0].modified);
+    EXPECT_TRUE(s[0].ip_ok);
+    EXPECT_EQ(Count(ClassifyCounter::kNatFragmentsAhead), 1u);
+    EXPECT_EQ(s_first[0].src, c.xaddr);
   }
+  // None is remembered past the reassembly time: a later fragment coming in then is not
+  // translated (nothing says which inside host it is for).
   const auto late = Run({later.back()}, 2 * kSec + NatFragments::kTimeoutNs);
   EXPECT_EQ(late[0].dst, c.xaddr) << "expired: not translated";
 }
