@@ -284,22 +284,27 @@ bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& 
   if (kind == KeyKind::kNone || kind == KeyKind::kEchoReply || kind == KeyKind::kIcmpError) {
     // No ports and no echo request (an echo reply, or an ICMP error, about no live flow
     // included) — except a non-first fragment, whose ports travelled in the first fragment
-    // (one that follows its first was handled by TranslateLaterFragment; this one came before
-    // it, or its first never came): under a port-only rule it passes as it is; under one that
-    // moves the address it leaves with the rule's address, which needs no port (libalias's
-    // FragmentOut does the same), so the datagram reassembles from one source whichever of
-    // its fragments goes first.
-    const bool later_fragment = (b.packet(i).meta().flags & pkt_flag::kFragmentLater) != 0;
-    if (kind == KeyKind::kNone && later_fragment && target.keep_address) {
+    // (one whose first was remembered went through TranslateLaterFragment; this one has
+    // nothing remembered: it came ahead of its first, or its first never came or was
+    // forgotten). Under a port-only rule it passes as it is. Under one that moves the
+    // address, one going out leaves with the rule's address, which needs no port, as
+    // libalias's FragmentOut sends it: when its first gets the same rule's address (one
+    // masquerade rule), the datagram reassembles from one source whichever fragment goes
+    // first. One coming in (its direction says so, or it is addressed to the rule's address
+    // already) names no inside host, and is untranslatable.
+    const PacketMeta& m = b.packet(i).meta();
+    const bool later_fragment = kind == KeyKind::kNone && (m.flags & pkt_flag::kFragmentLater) != 0;
+    const bool going_out = m.direction != Direction::kIn && f.dst != target.address;
+    if (later_fragment && target.keep_address) {
       b.set_next(i, Next::kAccept);
       tally.Bump(ClassifyCounter::kNatFragmentPassed);
-    } else if (kind == KeyKind::kNone && later_fragment) {
+    } else if (later_fragment && going_out) {
       PacketBuffer& pkt = b.packet(i);
-      const bool changed = SetAddress(pkt, Side::kSrc, pkt.meta().l3, target.address);
+      const bool changed = SetAddress(pkt, Side::kSrc, m.l3, target.address);
       FinishChecksums(pkt, changed, /*full=*/false);
       if (changed) pkt.meta().flags |= pkt_flag::kModified;
       Translated(b, i, target.rule_number, tally);
-      tally.Bump(ClassifyCounter::kNatFragmentsAhead);
+      tally.Bump(ClassifyCounter::kNatFragmentAhead);
     } else {
       b.Drop(i, DropReason::kNatUntranslatable);
       tally.Bump(ClassifyCounter::kNatUntranslatable);

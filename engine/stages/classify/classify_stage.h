@@ -82,8 +82,9 @@ namespace sluice {
     "later fragments given what their first fragment's translation gave it (address, edits)")        \
   X(kNatFragmentPassed, "nat_fragment_passed",                                                      \
     "non-first fragments a port-only translate rule matched: passed (their ports are in fragment 1)") \
-  X(kNatFragmentsAhead, "nat_fragments_ahead",                                                      \
-    "non-first fragments with nothing remembered (ahead of their first): given the rule's address")   \
+  X(kNatFragmentAhead, "nat_fragment_ahead",                                                        \
+    "non-first fragments going out that an address translate rule matched with nothing remembered "   \
+    "(ahead of their first, or its entry gone): given the rule's address")                            \
   X(kRuleSetSwaps, "rule_set_swaps", "times this stage took up a newly published rule set")
 
 enum class ClassifyCounter : uint8_t { SLUICE_CLASSIFY_COUNTERS(SLUICE_COUNTER_ENUMERATOR) };

@@ -9,8 +9,9 @@
 // Direct-mapped and fixed in size, allocated with the stage: a newer datagram takes an older
 // one's slot, and an entry lives kTimeoutNs (the reassembly time limit of Linux's
 // ipfrag_time). A later fragment that finds nothing (it overtook its first fragment, or its
-// entry was taken) is not translated, and the rules decide (a translate rule drops it as
-// nat_untranslatable).
+// entry was taken) goes to the rules: a translate rule that moves the address gives one
+// going out the rule's address, as libalias's FragmentOut does (nat_fragment_ahead), and
+// drops one coming in (nat_untranslatable); a port-only one passes it.
 #pragma once
 
 #include <cstdint>

@@ -31,6 +31,7 @@ struct Seen {
   std::string src, dst;
   uint16_t sport = 0, dport = 0;  // TCP/UDP ports, or the ICMP echo id in both
   bool ip_ok, l4_ok;
+  std::vector<uint8_t> after_ip;  // the bytes behind the IP header (for a later fragment: payload)
 };
 
 // Addresses for the fragment tests: an inside host and its network, a peer, and the address
@@ -103,7 +104,7 @@ class ClassifyStageTest : public ::testing::Test {
     for (uint32_t i = 0; i < b.size(); ++i) {
       const PacketBuffer& pkt = b.packet(i);
       const PacketMeta& m = pkt.meta();
-      Seen s{b.next(i), b.reason(i), m.rule, m.mark, (m.flags & pkt_flag::kModified) != 0, "", "", 0, 0, false, false};
+      Seen s{b.next(i), b.reason(i), m.rule, m.mark, (m.flags & pkt_flag::kModified) != 0, "", "", 0, 0, false, false, {}};
       const uint8_t* ip = pkt.data() + m.l3_off;
       const bool v6 = m.l3 == L3Type::kIpv6;
       s.src = AddrText(ip + (v6 ? 8 : 12), v6);
@@ -116,6 +117,8 @@ class ClassifyStageTest : public ::testing::Test {
       }
       s.ip_ok = testing::RefIpHeaderChecksumOk(ip, pkt.len() - m.l3_off);
       s.l4_ok = testing::RefL4ChecksumOk(ip, pkt.len() - m.l3_off);
+      const uint32_t ip_header = v6 ? 40 : (ip[0] & 0x0fu) * 4u;
+      if (m.l3_off + ip_header <= pkt.len()) s.after_ip.assign(ip + ip_header, pkt.data() + pkt.len());
       if (b.next(i) == Next::kRewrite) plans_.push_back(b.plan(i));
       out.push_back(s);
     }
@@ -767,12 +770,18 @@ void ClassifyStageTest::ExpectLaterFragmentsFollowTheTranslation(const FragmentC
   }
   EXPECT_EQ(Count(ClassifyCounter::kNatFragments), frags_out.size() - 1 + later.size());
 
-  // A later fragment whose first fragment was never seen (another id) goes out with the
-  // rule's address all the same, as libalias's FragmentOut sends it: the address needs no
-  // port. Behind options its protocol is theirs, so the rule does not match it, and it goes
-  // on as it is. Its first fragment, coming after it, gets the same address, so the
-  // datagram reassembles from one source.
-  const auto stray = testing::FragmentPacket(UdpDatagram(c, /*out=*/true, 5000, 300), 96, /*id=*/0x4321);
+  // A later fragment whose first fragment was never seen (another datagram, from another
+  // port) goes out with the rule's address all the same, as libalias's FragmentOut sends it:
+  // the address needs no port. Its first fragment, coming after it, creates the flow with
+  // the same address, so the datagram reassembles from one source; what follows the IP
+  // header is left as it was. Behind options its protocol is theirs, so the rule does not
+  // match it, and it goes on as it is.
+  const auto stray = testing::FragmentPacket(UdpDatagram(c, /*out=*/true, 5001, 300), 96, /*id=*/0x4321);
+  const bool v6 = std::string_view(c.family) == "ipv6";
+  const std::size_t stray_ip = v6 ? 48 : 20;  // IPv6: the fragment header is behind it
+  const TestPacket& ahead = stray.back();
+  const std::vector<uint8_t> stray_payload(ahead.bytes.begin() + ahead.l3_off + stray_ip,
+                                           ahead.bytes.begin() + ahead.l3_off + ahead.ip_len);
   const auto s = Run({stray.back()}, 3 * kSec);
   const auto s_first = Run({stray.front()}, 3 * kSec);
   if (c.dest_opts) {
@@ -783,13 +792,32 @@ void ClassifyStageTest::ExpectLaterFragmentsFollowTheTranslation(const FragmentC
     EXPECT_EQ(s[0].src, c.xaddr);
     EXPECT_TRUE(s[0].modified);
     EXPECT_TRUE(s[0].ip_ok);
-    EXPECT_EQ(Count(ClassifyCounter::kNatFragmentsAhead), 1u);
+    EXPECT_EQ(std::vector<uint8_t>(s[0].after_ip.begin() + (v6 ? 8 : 0), s[0].after_ip.end()), stray_payload);
+    EXPECT_EQ(Count(ClassifyCounter::kNatFragmentAhead), 1u);
+    EXPECT_EQ(s_first[0].next, Next::kAccept);
     EXPECT_EQ(s_first[0].src, c.xaddr);
+    EXPECT_EQ(Count(ClassifyCounter::kNatCreated), 2u) << "the first fragment made its own flow";
   }
   // None is remembered past the reassembly time: a later fragment coming in then is not
   // translated (nothing says which inside host it is for).
   const auto late = Run({later.back()}, 2 * kSec + NatFragments::kTimeoutNs);
   EXPECT_EQ(late[0].dst, c.xaddr) << "expired: not translated";
+}
+
+// A rule that matches both ways (no source network) sees replies too: a later fragment
+// coming in ahead of its first, addressed to the translated address already, names no
+// inside host. It must not leave with the rule's address as its source as well.
+TEST_F(ClassifyStageTest, ALaterFragmentComingInWithNothingRememberedIsUntranslatable) {
+  Load(Masquerade{.protos = R"("udp")", .src = "0.0.0.0/0", .address = "198.18.0.1"}.Toml());
+  const TestPacket reply = PacketBuilder().Ipv4("198.19.0.9", "198.18.0.1").Udp(53, 20000).Payload(300).Build();
+  const auto frags = testing::FragmentPacket(reply, 96);
+  ASSERT_GE(frags.size(), 2u);
+  const auto s = Run({frags.back()}, kSec);
+  EXPECT_EQ(s[0].src, "198.19.0.9");
+  EXPECT_EQ(s[0].dst, "198.18.0.1");
+  EXPECT_FALSE(s[0].modified);
+  EXPECT_EQ(s[0].reason, DropReason::kNatUntranslatable);
+  EXPECT_EQ(Count(ClassifyCounter::kNatFragmentAhead), 0u);
 }
 
 TEST_F(ClassifyStageTest, LaterFragmentsOfAnAddressTranslationGetTheAddressToo) {
