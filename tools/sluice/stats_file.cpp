@@ -78,15 +78,18 @@ Status WriteFileAtomically(const std::string& path_given, const std::string& con
   FILE* f = std::fopen(tmp.c_str(), "w");
   if (f == nullptr) return IoError(tmp + ": " + std::strerror(errno));
   const bool wrote = std::fwrite(contents.data(), 1, contents.size(), f) == contents.size();
-  // No fsync: readers see the old file or the new one whole, which is what the rename is for.
-  // What a crash loses is a report of counters, not state anything is rebuilt from, and an
-  // fsync per write cost 13-32 ms here (a journal commit), at the end of every replay and on
-  // every interval of the daemon's textfile.
+  // No fsync: running readers see the old file or the new one whole, which is what the
+  // rename is for. A crash may leave it empty or short (the next write replaces it): it is a
+  // report of counters, not state anything is rebuilt from, and an fsync per write cost
+  // 13-32 ms here (a journal commit), at the end of every replay and on every interval of
+  // the daemon's textfile.
   const bool flushed = std::fflush(f) == 0;
+  const int flush_error = errno;
   const bool closed = std::fclose(f) == 0;
   if (!wrote || !flushed || !closed) {
+    const int e = !closed ? errno : flush_error;
     std::remove(tmp.c_str());
-    return IoError(tmp + ": write failed: " + std::strerror(errno));
+    return IoError(tmp + ": write failed: " + std::strerror(e));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int e = errno;
