@@ -286,7 +286,7 @@ bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& 
     // included) — except a non-first fragment, whose ports travelled in the first fragment
     // (one whose first was remembered went through TranslateLaterFragment; this one has
     // nothing remembered: it came ahead of its first, or its first never came or was
-    // forgotten). Under a port-only rule it passes as it is. Under one that moves the
+    // forgotten). Under a port-only rule it passes with its address. Under one that moves the
     // address, one going out leaves with the rule's address, which needs no port, as
     // libalias's FragmentOut sends it: when its first gets the same rule's address (one
     // masquerade rule), the datagram reassembles from one source whichever fragment goes
@@ -296,7 +296,7 @@ bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& 
     const bool later_fragment = kind == KeyKind::kNone && (m.flags & pkt_flag::kFragmentLater) != 0;
     const bool going_out = m.direction != Direction::kIn && f.dst != target.address;
     if (later_fragment && target.keep_address) {
-      b.set_next(i, Next::kAccept);
+      Translated(b, i, target.rule_number, tally);  // the rule's edits, as its first gets them
       tally.Bump(ClassifyCounter::kNatFragmentPassed);
     } else if (later_fragment && going_out) {
       PacketBuffer& pkt = b.packet(i);

@@ -81,7 +81,8 @@ namespace sluice {
   X(kNatFragments, "nat_fragments",                                                                  \
     "later fragments given what their first fragment's translation gave it (address, edits)")        \
   X(kNatFragmentPassed, "nat_fragment_passed",                                                      \
-    "non-first fragments a port-only translate rule matched: passed (their ports are in fragment 1)") \
+    "non-first fragments a port-only translate rule matched with nothing remembered: passed, "         \
+    "with the rule's edits (their ports are in fragment 1)")                                          \
   X(kNatFragmentAhead, "nat_fragment_ahead",                                                        \
     "non-first fragments going out that an address translate rule matched with nothing remembered "   \
     "(ahead of their first, or its entry gone): given the rule's address")                            \

@@ -1077,6 +1077,20 @@ rewrite = { dscp = 12 }
     EXPECT_EQ(f[1] >> 2, 12);
     EXPECT_TRUE(testing::RefIpHeaderChecksumOk(f.data(), f.size()));
   }
+  // Later fragments ahead of their first (nothing remembered for them) get their rule's
+  // edits too, under either rule.
+  auto ahead = [](const char* src, uint16_t sport, uint16_t id) {
+    return testing::FragmentPacket(PacketBuilder().Ipv4(src, "198.19.0.9").Udp(sport, 53).Payload(200).Build(), 96, id)
+        .back();
+  };
+  const auto masq_ahead = RunWithRewrite({ahead("10.1.2.3", 5002, 0x6161)}, kSec);
+  const auto port_only_ahead = RunWithRewrite({ahead("198.18.0.7", 6002, 0x7171)}, kSec);
+  EXPECT_EQ(masq_ahead[0][1] >> 2, 10);
+  EXPECT_EQ(AddrText(masq_ahead[0].data() + 12, false), "198.18.0.1");
+  EXPECT_TRUE(testing::RefIpHeaderChecksumOk(masq_ahead[0].data(), masq_ahead[0].size()));
+  EXPECT_EQ(port_only_ahead[0][1] >> 2, 12);
+  EXPECT_EQ(AddrText(port_only_ahead[0].data() + 12, false), "198.18.0.7");
+  EXPECT_TRUE(testing::RefIpHeaderChecksumOk(port_only_ahead[0].data(), port_only_ahead[0].size()));
   // A router's error about the masqueraded datagram: translated, and given the rule's DSCP.
   const uint16_t xport = LoadBe16(masq[0].data() + 20);
   const TestPacket sent = PacketBuilder().Ipv4("198.18.0.1", "198.19.0.9").Udp(xport, 53).Payload(20).Build();
