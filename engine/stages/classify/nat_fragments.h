@@ -11,7 +11,7 @@
 // ipfrag_time). A later fragment that finds nothing (it overtook its first fragment, or its
 // entry was taken) goes to the rules: a translate rule that moves the address gives one
 // going out the rule's address, as libalias's FragmentOut does (nat_fragment_ahead), and
-// drops one coming in (nat_untranslatable); a port-only one passes it.
+// drops one coming in (nat_untranslatable); a port-only one passes it with the rule's edits.
 #pragma once
 
 #include <cstdint>
