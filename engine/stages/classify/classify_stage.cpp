@@ -299,10 +299,7 @@ bool ClassifyStage::CreateTranslation(Batch& b, uint32_t i, const PacketFields& 
       Translated(b, i, target.rule_number, tally);  // the rule's edits, as its first gets them
       tally.Bump(ClassifyCounter::kNatFragmentPassed);
     } else if (later_fragment && going_out) {
-      PacketBuffer& pkt = b.packet(i);
-      const bool changed = SetAddress(pkt, Side::kSrc, m.l3, target.address);
-      FinishChecksums(pkt, changed, /*full=*/false);
-      if (changed) pkt.meta().flags |= pkt_flag::kModified;
+      ApplyFragmentAddress(b.packet(i), Side::kSrc, target.address);
       Translated(b, i, target.rule_number, tally);
       tally.Bump(ClassifyCounter::kNatFragmentAhead);
     } else {
@@ -372,9 +369,7 @@ bool ClassifyStage::TranslateLaterFragment(Batch& b, uint32_t i, uint64_t now, C
   uint32_t rule_number = 0;
   if (!NatFragments::KeyOf(pkt, &key) || !fragments_.Find(key, now, &side, &addr, &rule_number)) return false;
   if (side != NatFragments::Side::kNone) {
-    const bool changed = SetAddress(pkt, side == NatFragments::Side::kSrc ? Side::kSrc : Side::kDst, m.l3, addr);
-    FinishChecksums(pkt, changed, /*full=*/false);
-    if (changed) pkt.meta().flags |= pkt_flag::kModified;
+    ApplyFragmentAddress(pkt, side == NatFragments::Side::kSrc ? Side::kSrc : Side::kDst, addr);
   }
   Translated(b, i, rule_number, tally);
   tally.Bump(ClassifyCounter::kNatFragments);

@@ -15,6 +15,13 @@ bool SetAddress(PacketBuffer& pkt, Side side, L3Type family, U128 value) noexcep
   return SetIpv6Address(pkt, side, bytes);
 }
 
+bool ApplyFragmentAddress(PacketBuffer& pkt, Side side, U128 value) noexcept {
+  const bool changed = SetAddress(pkt, side, pkt.meta().l3, value);
+  FinishChecksums(pkt, changed, /*full=*/false);
+  if (changed) pkt.meta().flags |= pkt_flag::kModified;
+  return changed;
+}
+
 namespace {
 
 bool IsIcmpEcho(uint8_t proto) noexcept { return proto == ip_proto::kIcmp || proto == ip_proto::kIcmp6; }

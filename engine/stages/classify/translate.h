@@ -34,6 +34,10 @@ KeyKind TranslationKey(const PacketBuffer& pkt, const PacketFields& f, FlowKey* 
 // with incremental checksum updates. Returns whether a byte changed.
 bool SetAddress(PacketBuffer& pkt, Side side, L3Type family, U128 value) noexcept;
 
+// A later fragment's side of a translation: its address only (its ports are in the first
+// fragment), the IPv4 header checksum updated, kModified set when a byte changed. Returns that.
+bool ApplyFragmentAddress(PacketBuffer& pkt, Side side, U128 value) noexcept;
+
 // Rewrites the packet for `flow` in direction `dir`: original → source address (when the
 // translation changes it) and source port / echo id; reply → destination address and port /
 // echo id back to the inside host's. Sets kModified when a byte changed. Returns that.
