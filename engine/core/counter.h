@@ -17,6 +17,14 @@ namespace sluice {
 
 class Counter {
  public:
+  Counter() = default;
+  // A copy is a snapshot: what a reader sums per-worker counters into.
+  Counter(const Counter& o) noexcept : v_(o.Load()) {}
+  Counter& operator=(const Counter& o) noexcept {
+    v_.store(o.Load(), std::memory_order_relaxed);
+    return *this;
+  }
+
   void Add(uint64_t n = 1) noexcept {
     v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }

@@ -177,7 +177,7 @@ class OfflinePipeline::RunContext {
         bursts_(new Burst[window_]),
         emit_(window_, kSpin) {
     locals_.reserve(threads);
-    for (uint32_t t = 0; t < threads; ++t) locals_.push_back(std::make_unique<Local>(p.pool_));
+    for (uint32_t t = 0; t < threads; ++t) locals_.push_back(std::make_unique<Local>(p.pool_, *p.workers_[t]));
     shard_sections_.reserve(shards_);
     for (uint32_t s = 0; s < shards_; ++s) shard_sections_.push_back(std::make_unique<OrderedSection>(window_, kSpin));
   }
@@ -185,8 +185,9 @@ class OfflinePipeline::RunContext {
   // What the arena thread `index` keeps for itself: buffers and batches it retired, which it
   // reads the next bursts into while they are still in its cache (index 0 outside the graph).
   struct alignas(64) Local {
-    explicit Local(BufferPool& pool) : buffers(pool) {}
+    Local(BufferPool& pool, WorkerStats& stats) : buffers(pool), stats(stats) {}
     PoolCache buffers;
+    WorkerStats& stats;  // the pipeline's, for this arena thread
     std::array<Batch*, kMaxShards + 1> batches{};  // a burst's worth: the burst and its parts
     uint32_t batch_count = 0;
   };
@@ -210,10 +211,10 @@ class OfflinePipeline::RunContext {
       m.rx_ns = now;
       bytes += m.len;
     }
-    p_.run_->packets_in.Add(b->size());
-    p_.run_->bytes_in.Add(bytes);
+    local.stats.run.packets_in.Add(b->size());
+    local.stats.run.bytes_in.Add(bytes);
     b->set_seq(next_seq_++);
-    RunStage(p_.parse_, p_.parse_stats_, *b);  // once per burst, for every shard
+    RunStage(p_.parse_, local.stats.parse, *b);  // once per burst, for every shard
     return b;
   }
 
@@ -234,8 +235,8 @@ class OfflinePipeline::RunContext {
       shard_sections_[s]->Run(seq, [&, s](uint64_t n) noexcept {
         Burst& b = bursts_[n % window_];
         if (Batch* part = b.part[s]) {
-          RunStage(p_.shards_[s].classify, p_.shard_stats_[s].classify, *part);
-          RunStage(p_.shards_[s].rewrite, p_.shard_stats_[s].rewrite, *part);
+          RunStage(p_.shards_[s].classify, local.stats.classify[s], *part);
+          RunStage(p_.shards_[s].rewrite, local.stats.rewrite[s], *part);
         }
         if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) emit_.Run(n, emit);
       });
@@ -309,7 +310,7 @@ class OfflinePipeline::RunContext {
       if (burst.part[s] != nullptr) parts[count++] = burst.part[s];
     }
     const uint64_t now = NowNs();
-    for (std::size_t k = 0; k < count; ++k) RecordAndAccount(*parts[k], *p_.run_, now);
+    for (std::size_t k = 0; k < count; ++k) RecordAndAccount(*parts[k], local.stats.run, now);
 
     std::array<PacketBuffer*, kMaxBatch> ordered;
     uint32_t n = 0;
@@ -363,12 +364,34 @@ OfflinePipeline::OfflinePipeline(const PipelineOptions& options, BufferPool& poo
       pool_(pool),
       parse_(parse),
       shards_(shards.begin(), shards.end()),
-      burst_(BurstSize(options)),
-      shard_stats_(std::make_unique<ShardStats[]>(options.shards)),
-      run_(std::make_unique<RunStats>()) {
+      burst_(BurstSize(options)) {
   options_.bursts_in_flight = BurstsInFlight(options);
   SLUICE_CHECK(shards_.size() == options_.shards);
   SLUICE_CHECK(Validate(options_, pool).ok());
+  for (uint32_t t = 0; t < options_.threads; ++t) workers_.push_back(std::make_unique<WorkerStats>(options_.shards));
+}
+
+RunStats OfflinePipeline::run_stats() const {
+  RunStats sum;
+  for (const auto& w : workers_) sum.Add(w->run);
+  return sum;
+}
+
+template <typename Pick>
+StageStats OfflinePipeline::SumStage(Pick pick) const {
+  StageStats sum;
+  for (const auto& w : workers_) sum.Add(pick(*w));
+  return sum;
+}
+
+StageStats OfflinePipeline::parse_stats() const {
+  return SumStage([](const WorkerStats& w) -> const StageStats& { return w.parse; });
+}
+StageStats OfflinePipeline::classify_stats(uint32_t shard) const {
+  return SumStage([shard](const WorkerStats& w) -> const StageStats& { return w.classify[shard]; });
+}
+StageStats OfflinePipeline::rewrite_stats(uint32_t shard) const {
+  return SumStage([shard](const WorkerStats& w) -> const StageStats& { return w.rewrite[shard]; });
 }
 
 OfflinePipeline::~OfflinePipeline() = default;

@@ -88,11 +88,12 @@ class OfflinePipeline {
   // From any thread: the source reads no further burst; what is in flight drains.
   void Stop() noexcept { stop_.store(true, std::memory_order_relaxed); }
 
-  // Readable while Run() is going (relaxed snapshots) and after it.
-  const RunStats& run_stats() const noexcept { return *run_; }
-  const StageStats& parse_stats() const noexcept { return parse_stats_; }
-  const StageStats& classify_stats(uint32_t shard) const noexcept { return shard_stats_[shard].classify; }
-  const StageStats& rewrite_stats(uint32_t shard) const noexcept { return shard_stats_[shard].rewrite; }
+  // Readable while Run() is going and after it: sums of the arena threads' own counters,
+  // each a relaxed snapshot.
+  RunStats run_stats() const;
+  StageStats parse_stats() const;
+  StageStats classify_stats(uint32_t shard) const;
+  StageStats rewrite_stats(uint32_t shard) const;
   const PipelineOptions& options() const noexcept { return options_; }
   uint32_t burst_size() const noexcept { return burst_; }
 
@@ -100,19 +101,24 @@ class OfflinePipeline {
   class RunContext;
   static Status Finish(PacketSource& source, PacketSink& sink);
 
-  struct ShardStats {
-    StageStats classify;
-    StageStats rewrite;
+  // What one arena thread counted (index 0: RunInline's): each thread bumps only its own, as
+  // VPP's workers do their node counters, so no counter's line moves between cores with the
+  // bursts; the accessors above sum them.
+  struct WorkerStats {
+    explicit WorkerStats(uint32_t shards) : classify(shards), rewrite(shards) {}
+    RunStats run;
+    StageStats parse;
+    std::vector<StageStats> classify, rewrite;  // by shard
   };
+  template <typename Pick>  // Pick(const WorkerStats&) -> const StageStats&
+  StageStats SumStage(Pick pick) const;
 
   PipelineOptions options_;
   BufferPool& pool_;
   StageRef parse_;
   std::vector<ShardStages> shards_;
   uint32_t burst_;
-  StageStats parse_stats_;
-  std::unique_ptr<ShardStats[]> shard_stats_;
-  std::unique_ptr<RunStats> run_;
+  std::vector<std::unique_ptr<WorkerStats>> workers_;  // by arena thread index
   std::atomic<bool> stop_{false};
 };
 

@@ -17,6 +17,12 @@ LatencyHistogram::Snapshot LatencyHistogram::Read() const {
   return s;
 }
 
+void LatencyHistogram::Add(const LatencyHistogram& other) noexcept {
+  for (uint32_t b = 0; b < kBuckets; ++b) Bump(counts_[b], other.counts_[b].load(std::memory_order_relaxed));
+  Bump(sum_us_, other.sum_us_.load(std::memory_order_relaxed));
+  UpdateMax(other.max_.load(std::memory_order_relaxed));
+}
+
 uint64_t LatencyHistogram::Snapshot::Percentile(double q) const noexcept {
   if (total == 0) return 0;
   q = std::clamp(q, 0.0, 1.0);

@@ -4,9 +4,9 @@
 // linear buckets, so any recorded value is reported within 1/2^kSubBits (about 3 %) of itself.
 // Range: 0 .. 2^kMaxBits ns (about 18 minutes); larger values land in the last bucket.
 //
-// One writer (the shard's sink) records; readers copy it off the hot path with Snapshot or
-// merge several into one with Merge. Record() is a handful of instructions and no branch on
-// the data beyond the range check.
+// One writer (the thread retiring its batches) records; readers copy it off the hot path with
+// Read, merge copies with Merge, or sum several (per-thread) histograms with Add. Record() is
+// a handful of instructions and no branch on the data beyond the range check.
 #pragma once
 
 #include <array>
@@ -39,6 +39,11 @@ class LatencyHistogram {
     return ((kSubCount + sub + 1) << shift) - 1;
   }
 
+  LatencyHistogram() = default;
+  // A copy is a snapshot, as Counter's: a reader's, off the hot path.
+  LatencyHistogram(const LatencyHistogram& o) noexcept { Add(o); }
+  LatencyHistogram& operator=(const LatencyHistogram&) = delete;
+
   void Record(uint64_t v) noexcept { RecordMany(v, 1); }
   void RecordMany(uint64_t v, uint64_t n) noexcept {
     Bump(counts_[BucketOf(v)], n);
@@ -61,6 +66,9 @@ class LatencyHistogram {
     void Merge(const Snapshot& other);
   };
   Snapshot Read() const;
+  // Adds another histogram's samples into this one (a reader summing per-worker histograms;
+  // the sub-µs remainders are the writers' own and not carried).
+  void Add(const LatencyHistogram& other) noexcept;
 
  private:
   static void Bump(std::atomic<uint64_t>& c, uint64_t n) noexcept {

@@ -1,17 +1,22 @@
 // Per-stage and per-run counters, in the spirit of VPP's `show runtime` and `show errors`.
 //
-// StageStats belongs to one graph node instance (one stage of one shard): calls, packets,
-// cycles (rdtsc), and the packets this stage sent to kDrop or kSkip, by reason. The node
-// wrapper bumps it once per batch; nobody else writes it.
+// StageStats: one stage's calls, packets, cycles (rdtsc), and the packets it sent to kDrop or
+// kSkip, by reason. RunStage bumps it once per batch.
 //
-// RunStats belongs to the node that retires batches (one writer; packets_in and bytes_in are
-// the source's): what happened to every packet that entered. Its invariant, checked by tests
-// and reported by `replay`:
+// RunStats: what happened to every packet that entered (packets_in and bytes_in are counted
+// where packets are read, the rest where batches retire). Its invariant, checked by tests and
+// reported by `replay`:
 //   packets_in == accepted + rewritten + sum(dropped) + sum(skipped)
+//
+// Each has one writer. The offline graph keeps a set per arena thread and sums them for its
+// readers (Add), as VPP keeps its node counters per worker; the inline graph keeps a set per
+// queue, whose stages run on that queue's thread. A copy is a snapshot.
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "engine/core/counter.h"
 #include "engine/packet/drop_reason.h"
@@ -21,12 +26,23 @@ namespace sluice {
 
 using ReasonCounters = std::array<Counter, kNumDropReasons>;
 
+inline void AddReasons(ReasonCounters& to, const ReasonCounters& from) noexcept {
+  for (std::size_t r = 0; r < to.size(); ++r) to[r].Add(from[r].Load());
+}
+
 // Each on cache lines of its own: the shards' stages run side by side on different threads.
 struct alignas(64) StageStats {
   Counter calls;    // batches processed
   Counter packets;  // packets in those batches
   Counter cycles;   // rdtsc cycles inside Process()
   ReasonCounters ended;  // packets this stage dropped or skipped, by reason
+
+  void Add(const StageStats& o) noexcept {
+    calls.Add(o.calls.Load());
+    packets.Add(o.packets.Load());
+    cycles.Add(o.cycles.Load());
+    AddReasons(ended, o.ended);
+  }
 };
 
 struct alignas(64) RunStats {
@@ -40,6 +56,17 @@ struct alignas(64) RunStats {
   ReasonCounters skipped;  // returned unmodified without classification
   Counter bytes_out;
   LatencyHistogram latency_ns;  // receive to verdict, per packet
+
+  void Add(const RunStats& o) noexcept {
+    for (auto [to, from] : {std::pair{&packets_in, &o.packets_in}, std::pair{&bytes_in, &o.bytes_in},
+                            std::pair{&accepted, &o.accepted}, std::pair{&rewritten, &o.rewritten},
+                            std::pair{&bytes_out, &o.bytes_out}}) {
+      to->Add(from->Load());
+    }
+    AddReasons(dropped, o.dropped);
+    AddReasons(skipped, o.skipped);
+    latency_ns.Add(o.latency_ns);
+  }
 
   uint64_t Dropped() const noexcept {
     uint64_t n = 0;

@@ -24,6 +24,16 @@ TEST(Counter, SingleWriterManyReaders) {
   EXPECT_EQ(c.Load(), 200000u);
 }
 
+TEST(Counter, ACopyIsASnapshot) {
+  Counter c;
+  c.Add(7);
+  Counter copy(c);
+  c.Add(1);
+  EXPECT_EQ(copy.Load(), 7u);
+  copy = c;
+  EXPECT_EQ(copy.Load(), 8u);
+}
+
 TEST(CounterSet, IndexedByEnum) {
   CounterSet<Demo, 2> set;
   set.Add(Demo::kB, 5);

@@ -8,8 +8,11 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
+#include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -102,6 +105,45 @@ TEST(OfflinePipeline, EveryPacketIsAccountedForExactlyOnce) {
       EXPECT_EQ(h.pipeline->parse_stats().packets.Load(), traffic.size());
     }
   }
+}
+
+// Parse that takes a while per burst and notes the threads it ran on: the serial source then
+// runs on whichever thread is free, so both threads read, parse and retire bursts.
+struct SlowParse {
+  void Process(Batch& b) noexcept {
+    {
+      std::lock_guard lock(mu);
+      threads.insert(std::this_thread::get_id());
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    parse.Process(b);
+  }
+  std::mutex mu;
+  std::set<std::thread::id> threads;
+  FakeParse parse;
+};
+
+// Each arena thread counts into its own stats; the accessors sum them. Fails if a reader
+// misses a thread's counts.
+TEST(OfflinePipeline, StatsAreTheSumOfEveryThreadsCounts) {
+  const auto traffic = MakeTraffic(64, 100, 7);  // 6400 packets: 200 bursts of 32
+  auto pool = std::move(BufferPool::Create({.small_buffers = 16384, .large_buffers = 4})).value();
+  SlowParse parse;
+  FakeClassify classify;
+  FakeRewrite rewrite;
+  const std::vector<ShardStages> stages = {{StageRef::Of(classify), StageRef::Of(rewrite)}};
+  OfflinePipeline pipeline({.shards = 1, .threads = 2, .batch_size = 32}, *pool, StageRef::Of(parse), stages);
+  MemorySource src(&traffic, LinkType::kRaw);
+  CaptureSink sink;
+  ASSERT_TRUE(pipeline.Run(src, sink).ok());
+  ASSERT_EQ(parse.threads.size(), 2u) << "both threads must have counted for this test to mean anything";
+  ExpectBalanced(pipeline.run_stats(), traffic.size());
+  EXPECT_EQ(pipeline.run_stats().latency_ns.Read().total, traffic.size());
+  EXPECT_EQ(pipeline.parse_stats().calls.Load(), traffic.size() / 32);
+  EXPECT_EQ(pipeline.parse_stats().packets.Load(), traffic.size());
+  uint64_t skipped = 0;
+  for (const auto& p : traffic) skipped += p[8] == kSkipIt;
+  EXPECT_EQ(pipeline.classify_stats(0).packets.Load(), traffic.size() - skipped);
 }
 
 TEST(OfflinePipeline, PerFlowOrderIsKeptWithTwoThreadsAndFourShards) {

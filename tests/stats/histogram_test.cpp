@@ -74,6 +74,25 @@ TEST(LatencyHistogram, MergeAddsCounts) {
   EXPECT_GE(s.Percentile(1.0), 5000u);
 }
 
+TEST(LatencyHistogram, AddTakesAnotherHistogramsSamplesAndACopyIsTheSame) {
+  LatencyHistogram a, b;
+  a.RecordMany(100, 3);
+  a.Record(2500);  // 2.5 µs: 2 µs into the sum, 500 ns kept back by `a`
+  b.RecordMany(5000, 2);
+  LatencyHistogram sum(a);  // a copy: a's samples
+  sum.Add(b);
+  const auto s = sum.Read();
+  EXPECT_EQ(s.total, 6u);
+  EXPECT_EQ(s.max, 5000u);
+  EXPECT_EQ(s.sum_us, a.Read().sum_us + b.Read().sum_us);
+  EXPECT_EQ(s.sum_us, 12u);  // 0.3 + 2.5 → 2 (the rest kept back by a) + 10
+  EXPECT_EQ(s.counts[LatencyHistogram::BucketOf(100)], 3u);
+  EXPECT_EQ(s.counts[LatencyHistogram::BucketOf(2500)], 1u);
+  EXPECT_EQ(s.counts[LatencyHistogram::BucketOf(5000)], 2u);
+  EXPECT_EQ(a.Read().total, 4u);  // the sources are left as they were
+  EXPECT_EQ(b.Read().total, 2u);
+}
+
 TEST(LatencyHistogram, EmptyReportsZero) {
   LatencyHistogram h;
   EXPECT_EQ(h.Read().Percentile(0.99), 0u);
