@@ -152,6 +152,7 @@ void BM_Pipeline(benchmark::State& state) {
   if (Status s = OfflinePipeline::Validate(opts, Pool()); !s.ok()) return state.SkipWithError(s.message().c_str());
   StageSet::Options stage_options;
   stage_options.shards = opts.shards;
+  stage_options.workers = opts.threads;
   stage_options.flow_hash_seed = 1;
   auto stages = StageSet::Build(config, stage_options);
   if (!stages.ok()) return state.SkipWithError(stages.status().message().c_str());

@@ -1,17 +1,22 @@
 // Counters for the data path: one writer, many readers.
 //
-// Each worker (in practice each shard's stage object) owns its counters and bumps them once
-// per batch; readers (stats export, tests) sum them off the hot path. The store is a relaxed
-// load + add + store, which compiles to a plain add: no lock prefix, no shared cache line
-// between workers. It is still an atomic, so a concurrent reader is defined behaviour (and
-// ThreadSanitizer-clean) and sees a value that was true at some recent moment.
+// Each worker owns its counters and bumps them once per batch (a stage keeps a set per graph
+// thread that may run it: WorkerCounterSets); readers (stats export, tests) sum them off the
+// hot path. The store is a relaxed load + add + store, which compiles to a plain add: no lock
+// prefix, no shared cache line between workers. It is still an atomic, so a concurrent reader
+// is defined behaviour (and ThreadSanitizer-clean) and sees a value that was true at some
+// recent moment.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <vector>
+
+#include "engine/core/assert.h"
 
 namespace sluice {
 
@@ -56,9 +61,39 @@ class CounterSet {
   uint64_t Load(Enum e) const noexcept { return c_[static_cast<std::size_t>(e)].Load(); }
   uint64_t LoadAt(std::size_t i) const noexcept { return c_[i].Load(); }
   static constexpr std::size_t size() noexcept { return N; }
+  void Add(const CounterSet& o) noexcept {
+    for (std::size_t k = 0; k < N; ++k) c_[k].Add(o.c_[k].Load());
+  }
 
  private:
   std::array<Counter, N> c_;
+};
+
+// A stage's CounterSet once per worker (graph thread) that may run it, each on cache lines of
+// its own, as VPP keeps node counters per worker: a shard's stage runs on whichever thread
+// brings the batch, and a worker bumps only its own set (Batch::worker() says which), so no
+// counter line moves between cores. Readers sum them.
+template <typename Enum, std::size_t N>
+class WorkerCounterSets {
+ public:
+  explicit WorkerCounterSets(uint32_t workers) : sets_(std::max<uint32_t>(workers, 1)) {}
+
+  CounterSet<Enum, N>& operator[](uint32_t worker) noexcept {
+    SLUICE_DCHECK(worker < sets_.size());
+    return sets_[worker].set;
+  }
+  uint32_t workers() const noexcept { return static_cast<uint32_t>(sets_.size()); }
+  CounterSet<Enum, N> Sum() const noexcept {
+    CounterSet<Enum, N> sum;
+    for (const Slot& s : sets_) sum.Add(s.set);
+    return sum;
+  }
+
+ private:
+  struct alignas(64) Slot {
+    CounterSet<Enum, N> set;
+  };
+  std::vector<Slot> sets_;
 };
 
 // Bumping: plain integers bumped in the per-packet loop and added to the stage's CounterSet

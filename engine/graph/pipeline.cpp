@@ -177,7 +177,7 @@ class OfflinePipeline::RunContext {
         bursts_(new Burst[window_]),
         emit_(window_, kSpin) {
     locals_.reserve(threads);
-    for (uint32_t t = 0; t < threads; ++t) locals_.push_back(std::make_unique<Local>(p.pool_, *p.workers_[t]));
+    for (uint32_t t = 0; t < threads; ++t) locals_.push_back(std::make_unique<Local>(p.pool_, *p.workers_[t], t));
     shard_sections_.reserve(shards_);
     for (uint32_t s = 0; s < shards_; ++s) shard_sections_.push_back(std::make_unique<OrderedSection>(window_, kSpin));
   }
@@ -185,9 +185,10 @@ class OfflinePipeline::RunContext {
   // What the arena thread `index` keeps for itself: buffers and batches it retired, which it
   // reads the next bursts into while they are still in its cache (index 0 outside the graph).
   struct alignas(64) Local {
-    Local(BufferPool& pool, WorkerStats& stats) : buffers(pool), stats(stats) {}
+    Local(BufferPool& pool, WorkerStats& stats, uint32_t worker) : buffers(pool), stats(stats), worker(worker) {}
     PoolCache buffers;
     WorkerStats& stats;  // the pipeline's, for this arena thread
+    const uint32_t worker;  // this arena thread's index: Batch::worker() for the stages it runs
     std::array<Batch*, kMaxShards + 1> batches{};  // a burst's worth: the burst and its parts
     uint32_t batch_count = 0;
   };
@@ -214,6 +215,7 @@ class OfflinePipeline::RunContext {
     local.stats.run.packets_in.Add(b->size());
     local.stats.run.bytes_in.Add(bytes);
     b->set_seq(next_seq_++);
+    b->set_worker(local.worker);
     RunStage(p_.parse_, local.stats.parse, *b);  // once per burst, for every shard
     return b;
   }
@@ -235,6 +237,7 @@ class OfflinePipeline::RunContext {
       shard_sections_[s]->Run(seq, [&, s](uint64_t n) noexcept {
         Burst& b = bursts_[n % window_];
         if (Batch* part = b.part[s]) {
+          part->set_worker(local.worker);  // the thread whose turn it is, not the one that read it
           RunStage(p_.shards_[s].classify, local.stats.classify[s], *part);
           RunStage(p_.shards_[s].rewrite, local.stats.rewrite[s], *part);
         }
@@ -368,6 +371,11 @@ OfflinePipeline::OfflinePipeline(const PipelineOptions& options, BufferPool& poo
   options_.bursts_in_flight = BurstsInFlight(options);
   SLUICE_CHECK(shards_.size() == options_.shards);
   SLUICE_CHECK(Validate(options_, pool).ok());
+  // Every stage has a counter set for each arena thread (StageSet::Options::workers).
+  SLUICE_CHECK(parse_.workers() >= options_.threads);
+  for (const ShardStages& s : shards_) {
+    SLUICE_CHECK(s.classify.workers() >= options_.threads && s.rewrite.workers() >= options_.threads);
+  }
   for (uint32_t t = 0; t < options_.threads; ++t) workers_.push_back(std::make_unique<WorkerStats>(options_.shards));
 }
 

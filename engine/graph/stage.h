@@ -12,6 +12,7 @@
 
 #include <concepts>
 
+#include "engine/core/limits.h"
 #include "engine/packet/batch.h"
 
 namespace sluice {
@@ -25,16 +26,22 @@ class StageRef {
  public:
   template <Stage S>
   static StageRef Of(S& stage) noexcept {
-    return StageRef(&stage, [](void* self, Batch& b) noexcept { static_cast<S*>(self)->Process(b); });
+    uint32_t workers = kMaxThreads;  // a stage without per-worker state serves any number
+    if constexpr (requires { { stage.workers() } -> std::convertible_to<uint32_t>; }) workers = stage.workers();
+    return StageRef(&stage, [](void* self, Batch& b) noexcept { static_cast<S*>(self)->Process(b); }, workers);
   }
 
   void Process(Batch& b) const noexcept { fn_(obj_, b); }
+  // How many graph threads may run the stage: batches it is given have worker() below this
+  // (a stage with per-worker counters has one set per worker; WorkerCounterSets).
+  uint32_t workers() const noexcept { return workers_; }
 
  private:
   using Fn = void (*)(void*, Batch&) noexcept;
-  StageRef(void* obj, Fn fn) noexcept : obj_(obj), fn_(fn) {}
+  StageRef(void* obj, Fn fn, uint32_t workers) noexcept : obj_(obj), fn_(fn), workers_(workers) {}
   void* obj_;
   Fn fn_;
+  uint32_t workers_;
 };
 
 // A stage that does nothing: what the graph-overhead benchmark runs, and the classify or

@@ -27,6 +27,7 @@ Result<std::unique_ptr<StageSet>> StageSet::Build(const Config& config, const Op
 
   RuleSetOptions rule_options = options.rules;
   rule_options.shards = options.shards;
+  rule_options.workers = options.workers;
   auto handle = RuleSetHandle::Create(config, rule_options);
   if (!handle.ok()) return handle.status();
   set->rules_ = std::move(handle).value();
@@ -36,7 +37,7 @@ Result<std::unique_ptr<StageSet>> StageSet::Build(const Config& config, const Op
   for (uint32_t s = 0; s < options.shards; ++s) {
     FlowTableOptions nat = FlowTableOptions::From(config.nat, nat_seed, s, options.shards);
     nat.hash_seed = options.nat_hash_seed;
-    set->shards_.push_back(std::make_unique<Shard>(parse, *set->rules_, s, nat, set->peers_.get()));
+    set->shards_.push_back(std::make_unique<Shard>(parse, *set->rules_, s, nat, set->peers_.get(), options.workers));
   }
   return set;
 }

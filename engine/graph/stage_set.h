@@ -32,6 +32,10 @@ class StageSet {
  public:
   struct Options {
     uint32_t shards = 1;
+    // The graph threads that may run one stage object: the offline graph's `threads` (a shard's
+    // stages run on whichever thread brings the burst, each counting into its own set); 1 for
+    // the inline graph, whose shards each run on one thread at a time.
+    uint32_t workers = 1;
     uint64_t flow_hash_seed = 0;  // 0: random
     uint64_t nat_hash_seed = 0;   // the flow tables' key hash (FlowTableOptions::hash_seed); 0: random
     // Kernel queues (inline): with more than one shard, the shards ask each other about ICMP
@@ -56,8 +60,8 @@ class StageSet {
  private:
   struct Shard {
     Shard(const ParseConfig& parse_config, const RuleSetHandle& rules, uint32_t shard, const FlowTableOptions& nat,
-          NatPeers* peers)
-        : parse(parse_config), classify(rules, shard, nat, {}, peers) {}
+          NatPeers* peers, uint32_t workers)
+        : parse(parse_config, workers), classify(rules, shard, nat, {}, peers), rewrite(workers) {}
     ParseStage parse;
     ClassifyStage classify;
     RewriteStage rewrite;

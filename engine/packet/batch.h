@@ -59,6 +59,10 @@ class Batch {
   void set_seq(uint64_t seq) noexcept { seq_ = seq; }
   uint32_t shard() const noexcept { return shard_; }
   void set_shard(uint32_t shard) noexcept { shard_ = shard; }
+  // The graph thread running the stages on this batch: which of a stage's per-worker counter
+  // sets it bumps (WorkerCounterSets). 0 unless the graph says otherwise.
+  uint32_t worker() const noexcept { return worker_; }
+  void set_worker(uint32_t worker) noexcept { worker_ = worker; }
 
   // Appends a packet at the end; the batch must not be full.
   void Push(PacketRef ref, Next next = Next::kParse) noexcept {
@@ -160,6 +164,7 @@ class Batch {
   uint32_t limit_ = kDefaultBatch;
   uint64_t seq_ = 0;
   uint32_t shard_ = 0;
+  uint32_t worker_ = 0;
   std::array<Next, kMaxBatch> next_{};
   std::array<DropReason, kMaxBatch> reason_{};
   std::array<const RewritePlan*, kMaxBatch> plan_{};

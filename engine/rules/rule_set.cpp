@@ -1,5 +1,6 @@
 #include "engine/rules/rule_set.h"
 
+#include <algorithm>
 #include <map>
 
 namespace sluice {
@@ -8,6 +9,7 @@ Result<std::shared_ptr<RuleSet>> RuleSet::Compile(const Config& config, const Ru
   if (options.shards < 1) return InvalidArgument("rule set: shards must be at least 1");
   auto rs = std::shared_ptr<RuleSet>(new RuleSet());
   rs->shards_ = options.shards;
+  rs->workers_ = std::max<uint32_t>(options.workers, 1);
   rs->default_action_ = config.classify.default_action;
 
   // Interface names to ids: the backend's numbering, or our own.
@@ -54,17 +56,17 @@ Result<std::shared_ptr<RuleSet>> RuleSet::Compile(const Config& config, const Ru
     rs->rules_.push_back(c);
     rs->info_.push_back({r.number, r.name, r.action});
   }
-  for (uint32_t s = 0; s < options.shards; ++s) {
-    rs->counters_.emplace_back(new RuleCounters[std::max<std::size_t>(1, rs->rules_.size())]());
+  for (uint32_t k = 0; k < rs->shards_ * rs->workers_; ++k) {
+    rs->counters_.emplace_back(new RuleCounters[rs->rules_.size() + 2 * kCounterPad]());
   }
   return rs;
 }
 
 RuleTotals RuleSet::Totals(uint32_t i) const noexcept {
   RuleTotals t;
-  for (const auto& shard : counters_) {
-    t.packets += shard[i].packets.Load();
-    t.bytes += shard[i].bytes.Load();
+  for (const auto& counters : counters_) {
+    t.packets += counters[kCounterPad + i].packets.Load();
+    t.bytes += counters[kCounterPad + i].bytes.Load();
   }
   return t;
 }

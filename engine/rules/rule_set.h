@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/core/assert.h"
 #include "engine/core/counter.h"
 #include "engine/core/status.h"
 #include "engine/rules/classifier.h"
@@ -52,7 +53,7 @@ struct RuleInfo {
   bool operator==(const RuleInfo&) const = default;
 };
 
-// One rule's traffic on one shard.
+// One rule's traffic on one shard, as one worker counted it.
 struct RuleCounters {
   Counter packets;
   Counter bytes;  // IP length
@@ -65,6 +66,7 @@ struct RuleTotals {
 
 struct RuleSetOptions {
   uint32_t shards = 1;
+  uint32_t workers = 1;  // graph threads that may run a shard's classify stage: rule counters per worker
   // Interface name -> the id sources put in meta.in_if / out_if (NFQUEUE: ifindex; divert:
   // the id its interning gave the name). 0 means "unknown": such a name never matches.
   // Unset: names are numbered 1, 2, … in order of first appearance (pcap runs, tests).
@@ -93,13 +95,18 @@ class RuleSet {
     return nullptr;
   }
   bool has_count_rules() const noexcept { return classifier_.has_count_rules(); }
-  RuleCounters* counters(uint32_t shard) const noexcept { return counters_[shard].get(); }
+  // Shard `shard`'s rule counters as worker `worker` (Batch::worker()) bumps them.
+  RuleCounters* counters(uint32_t shard, uint32_t worker) const noexcept {
+    SLUICE_DCHECK(shard < shards_ && worker < workers_);
+    return counters_[shard * workers_ + worker].get() + kCounterPad;
+  }
 
   // ---- off the data path ----
   uint32_t size() const noexcept { return static_cast<uint32_t>(rules_.size()); }
   uint32_t shards() const noexcept { return shards_; }
+  uint32_t workers() const noexcept { return workers_; }
   const RuleInfo& info(uint32_t i) const noexcept { return info_[i]; }
-  RuleTotals Totals(uint32_t i) const noexcept;  // summed over shards
+  RuleTotals Totals(uint32_t i) const noexcept;  // summed over shards and workers
   const ClassifierStats& classifier_stats() const noexcept { return classifier_.stats(); }
   // Set by RuleSetHandle::Publish: 1 for the first rule set, then one more per reload.
   uint64_t generation() const noexcept { return generation_; }
@@ -119,9 +126,12 @@ class RuleSet {
   bool has_translations_ = false;
   std::vector<std::pair<uint32_t, const RewritePlan*>> translation_edits_;  // (rule number, plan): few
   uint32_t shards_ = 1;
-  // [shard][rule]; shared with the next generation when it is the same rules compiled again
-  // (RuleSetHandle::Recompile). Shard s's counters have one writer either way: shard s's
-  // classify stage, which uses one generation at a time.
+  uint32_t workers_ = 1;
+  // [shard * workers + worker][kCounterPad + rule]; shared with the next generation when it is
+  // the same rules compiled again (RuleSetHandle::Recompile). Each array has one writer either
+  // way: one worker running shard s's classify stage, which uses one generation at a time.
+  // kCounterPad entries (a cache line) before and after keep each array's lines its own.
+  static constexpr std::size_t kCounterPad = 64 / sizeof(RuleCounters);
   std::vector<std::shared_ptr<RuleCounters[]>> counters_;
   uint64_t generation_ = 0;
 };

@@ -112,6 +112,7 @@ RunResult Run(const Args& a, std::vector<Flow> flows, uint64_t packets, uint32_t
   auto pool = std::move(BufferPool::Create(pool_config)).value();
   StageSet::Options so;
   so.shards = a.shards;
+  so.workers = a.threads;
   so.flow_hash_seed = 1;
   so.nat_hash_seed = seed;
   auto stages = std::move(StageSet::Build(*load.config, so)).value();

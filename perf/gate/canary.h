@@ -36,7 +36,7 @@ class CanaryRewriteStage {
     }
     sink_ = h;
   }
-  const RewriteCounters& counters() const noexcept { return inner_.counters(); }
+  RewriteCounters counters() const noexcept { return inner_.counters(); }
 
  private:
   RewriteStage inner_;

@@ -78,6 +78,7 @@ FloodRun RunFlood(const Config& config, uint64_t flows, uint64_t packets) {
   pc.small_buffers = static_cast<uint32_t>(OfflinePipeline::SmallBuffersNeeded(opts));
   auto pool = std::move(BufferPool::Create(pc)).value();
   StageSet::Options so;
+  so.workers = opts.threads;
   so.flow_hash_seed = 3;
   auto stages = std::move(StageSet::Build(config, so)).value();
   std::vector<ShardStages> shards = stages->OfflineShards();

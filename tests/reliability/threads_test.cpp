@@ -75,6 +75,7 @@ std::vector<Outcome> RunDemo(uint32_t shards, uint32_t threads, StatsReport* rep
   auto pool = std::move(BufferPool::Create(pc)).value();
   StageSet::Options so;
   so.shards = shards;
+  so.workers = opts.threads;
   so.flow_hash_seed = 17;
   auto stages = std::move(StageSet::Build(*load.config, so)).value();
   std::vector<ShardStages> shard_stages = stages->OfflineShards();

@@ -197,6 +197,7 @@ int Replay(const ReplayArgs& given) {
 
   StageSet::Options stage_options;
   stage_options.shards = opts.shards;
+  stage_options.workers = opts.threads;
   stage_options.flow_hash_seed = a.seed;
   auto stages = StageSet::Build(config, stage_options);
   if (!stages.ok()) return Fail(stages.status()), 1;

@@ -9,6 +9,12 @@
 namespace sluice {
 namespace {
 
+// How many counter sets a shard's stage keeps: one per worker its rule set counts for.
+uint32_t RulesWorkers(const RuleSetHandle& rules) {
+  const std::shared_ptr<const RuleSet> rs = rules.Load();
+  return rs != nullptr ? rs->workers() : 1;
+}
+
 // Adds packets and bytes to rule counters one run at a time: consecutive packets of a batch
 // mostly hit the same rule, so the shard's counter lines are touched once per run.
 class RuleTally {
@@ -62,7 +68,7 @@ class ClassifyStage::PeerLock {
 
 ClassifyStage::ClassifyStage(const RuleSetHandle& rules, uint32_t shard, const FlowTableOptions& nat, StageClock clock,
                              NatPeers* peers)
-    : rules_(rules), shard_(shard), flows_(nat), peers_(peers), clock_(clock) {
+    : rules_(rules), shard_(shard), flows_(nat), peers_(peers), clock_(clock), counters_(RulesWorkers(rules)) {
   TakeSnapshot();
   SLUICE_CHECK(snapshot_ != nullptr);
   SLUICE_CHECK(shard_ < snapshot_->shards());
@@ -108,7 +114,7 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
   const bool want_key =
       rs.has_translations() || flows_.size() != 0 || (peers_ != nullptr && peers_->AnyFlows());
   const bool want_counts = rs.has_count_rules();
-  RuleTally rule_tally(rs.counters(shard_));
+  RuleTally rule_tally(rs.counters(shard_, b.worker()));
 
   // Pass 1: fields and keys; each key's hash, and its first flow-table slot prefetched. The
   // table only changes in pass 3 (lookups here all see the same flows), so the lookups of
@@ -233,7 +239,7 @@ void ClassifyStage::Process(Batch& b, uint64_t now) noexcept {
     }
   }
 
-  tally.AddTo(counters_);
+  tally.AddTo(counters_[b.worker()]);
   nat_flows_.store(flows_.size(), std::memory_order_relaxed);
   if (peers_ != nullptr && (flows_.size() != 0) != had_flows_) {
     had_flows_ = !had_flows_;

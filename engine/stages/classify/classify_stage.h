@@ -116,7 +116,9 @@ class ClassifyStage {
   void Process(Batch& b) noexcept;
   void Process(Batch& b, uint64_t now_ns) noexcept;
 
-  const ClassifyCounters& counters() const noexcept { return counters_; }
+  ClassifyCounters counters() const noexcept { return counters_.Sum(); }  // over the workers
+  // The graph threads that may run this stage: the rule set's (RuleSetOptions::workers).
+  uint32_t workers() const noexcept { return counters_.workers(); }
   // Live translations at the end of the last batch (any thread may read it).
   uint64_t nat_flows() const noexcept { return nat_flows_.load(std::memory_order_relaxed); }
   // The flow table itself: only from the thread that runs Process (or when it is idle).
@@ -179,7 +181,7 @@ class ClassifyStage {
   uint32_t peer_scans_ = 0;  // this batch's so far
   NatFragments fragments_;
   StageClock clock_;
-  ClassifyCounters counters_;
+  WorkerCounterSets<ClassifyCounter, kNumClassifyCounters> counters_;
   std::atomic<uint64_t> nat_flows_{0};
 };
 

@@ -249,7 +249,7 @@ DropReason ParsePacket(PacketBuffer& buf, const ParseConfig& config, ParseCounts
   return r;
 }
 
-ParseStage::ParseStage(const ParseConfig& config) noexcept : config_(config) {
+ParseStage::ParseStage(const ParseConfig& config, uint32_t workers) : config_(config), counters_(workers) {
   SLUICE_CHECK(Validate(config).ok());
 }
 
@@ -269,7 +269,7 @@ void ParseStage::Process(Batch& batch) noexcept {
       batch.Drop(i, r);
     }
   }
-  counts.AddTo(counters_);
+  counts.AddTo(counters_[batch.worker()]);
 }
 
 }  // namespace sluice

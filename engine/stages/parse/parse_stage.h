@@ -102,17 +102,19 @@ using ParseCounts = BatchCounts<ParseCounter, kNumParseCounters>;
 
 class ParseStage {
  public:
-  explicit ParseStage(const ParseConfig& config) noexcept;
+  // `workers`: the graph threads that may run this stage (one counter set each).
+  explicit ParseStage(const ParseConfig& config, uint32_t workers = 1);
 
   // Parses every slot whose next is kParse; see the contract at the top of this file.
   void Process(Batch& batch) noexcept;
 
   const ParseConfig& config() const noexcept { return config_; }
-  const ParseCounters& counters() const noexcept { return counters_; }
+  ParseCounters counters() const noexcept { return counters_.Sum(); }  // over the workers
+  uint32_t workers() const noexcept { return counters_.workers(); }
 
  private:
   ParseConfig config_;
-  ParseCounters counters_;
+  WorkerCounterSets<ParseCounter, kNumParseCounters> counters_;
 };
 
 // One packet, without a batch: the same validation and meta writes as Process, with the

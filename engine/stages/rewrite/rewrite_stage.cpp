@@ -118,7 +118,7 @@ void RewriteStage::Process(Batch& batch) noexcept {
       batch.Drop(i, r);
     }
   }
-  counts.AddTo(counters_);
+  counts.AddTo(counters_[batch.worker()]);
 }
 
 }  // namespace sluice

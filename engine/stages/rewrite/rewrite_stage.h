@@ -59,13 +59,17 @@ using RewriteCounts = BatchCounts<RewriteCounter, kNumRewriteCounters>;
 
 class RewriteStage {
  public:
+  // `workers`: the graph threads that may run this stage (one counter set each).
+  explicit RewriteStage(uint32_t workers = 1) : counters_(workers) {}
+
   // Applies plan(i) to every slot whose next is kRewrite; see the contract above.
   void Process(Batch& batch) noexcept;
 
-  const RewriteCounters& counters() const noexcept { return counters_; }
+  RewriteCounters counters() const noexcept { return counters_.Sum(); }  // over the workers
+  uint32_t workers() const noexcept { return counters_.workers(); }
 
  private:
-  RewriteCounters counters_;
+  WorkerCounterSets<RewriteCounter, kNumRewriteCounters> counters_;
 };
 
 // One packet, without a batch: what Process does to a slot, counters bumped in counts.

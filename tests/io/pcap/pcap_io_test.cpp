@@ -397,7 +397,7 @@ TEST(PcapIo, ParsedFramesAreWrittenWithTheirPaddingAndTrailers) {
     frames[i].insert(frames[i].end(), tail.begin(), tail.end());
   }
   WriteFrames(in, frames);
-  ParseStage parse(ParseConfig{});
+  ParseStage parse(ParseConfig{}, /*workers=*/2);
   uint64_t n = 0;
   ASSERT_TRUE(ReplayWith(in, out, 1, {.pipeline = {.shards = 2, .threads = 2}, .parse = StageRef::Of(parse)}, &n).ok());
   EXPECT_EQ(n, frames.size());

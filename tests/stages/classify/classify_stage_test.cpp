@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/core/byte_order.h"
+#include "engine/graph/stage.h"
 #include "engine/proto/tcp.h"
 #include "engine/stages/parse/parse_stage.h"
 #include "engine/stages/rewrite/rewrite_plan.h"
@@ -974,6 +975,45 @@ match.in_interface = "wan"
   EXPECT_EQ(hits(), 0u) << "other rules: other counters";
   EXPECT_EQ(from(9), Next::kDrop);
   EXPECT_EQ(hits(), 1u);
+}
+
+// The offline graph runs a shard's stage on whichever thread brings the batch: each worker
+// (Batch::worker) counts into its own set, stage counters and rule counters alike, and every
+// reader sums them, across a recompile too.
+TEST_F(ClassifyStageTest, EachWorkerCountsInItsOwnSetAndReadersSumThem) {
+  const ConfigLoad load = LoadConfigText(R"(
+[[rule]]
+number = 1
+name = "dns"
+action = "drop"
+match.dst_port = 53
+)");
+  ASSERT_TRUE(load.ok());
+  RuleSetOptions o;
+  o.workers = 3;
+  auto h = RuleSetHandle::Create(*load.config, o);
+  ASSERT_TRUE(h.ok());
+  RuleSetHandle& handle = *h.value();
+  ClassifyStage stage(handle, 0, FlowTableOptions::From(load.config->nat, 1, 0, 1));
+  EXPECT_EQ(stage.workers(), 3u);
+  EXPECT_EQ(StageRef::Of(stage).workers(), 3u);
+  auto run_on = [&](uint32_t worker, uint32_t packets) {
+    Batch b;
+    for (uint32_t k = 0; k < packets; ++k) Fill(b, {Udp4("198.18.0.1", 1000, "198.19.0.5", 53)});
+    b.set_worker(worker);
+    stage.Process(b, 0);
+    b.RecordVerdicts();
+    b.Clear();
+  };
+  run_on(0, 1);
+  run_on(2, 4);
+  EXPECT_EQ(stage.counters().Load(ClassifyCounter::kClassified), 5u);
+  EXPECT_EQ(stage.counters().Load(ClassifyCounter::kRuleMatched), 5u);
+  EXPECT_EQ(handle.Load()->Totals(0).packets, 5u);
+  ASSERT_TRUE(handle.Recompile(load).ok());
+  run_on(1, 2);
+  EXPECT_EQ(handle.Load()->Totals(0).packets, 7u) << "the same rules keep every worker's counters";
+  EXPECT_EQ(stage.counters().Load(ClassifyCounter::kClassified), 7u);
 }
 
 TEST_F(ClassifyStageTest, RewritePlansReachTheRewriteStage) {

@@ -376,6 +376,24 @@ TEST(ParseStage, OnlyTouchesSlotsBoundForParse) {
   batch.Clear();
 }
 
+TEST(ParseStage, EachWorkerCountsInItsOwnSetAndReadersSumThem) {
+  auto pool = std::move(BufferPool::Create({.small_buffers = 8, .large_buffers = 0})).value();
+  const TestPacket p = PacketBuilder().Ipv4("198.18.0.1", "198.18.0.2").Tcp(1, 2).Build();
+  ParseStage stage({}, /*workers=*/2);
+  EXPECT_EQ(stage.workers(), 2u);
+  for (uint32_t worker : {0u, 1u, 1u}) {
+    Batch batch;
+    testing::PushPackets(*pool, batch, {p, p});
+    batch.set_worker(worker);
+    stage.Process(batch);
+    for (uint32_t i = 0; i < batch.size(); ++i) batch.set_next(i, Next::kAccept);
+    batch.RecordVerdicts();
+    batch.Clear();
+  }
+  EXPECT_EQ(stage.counters().Load(ParseCounter::kParsed), 6u);
+  EXPECT_EQ(stage.counters().Load(ParseCounter::kTcp), 6u);
+}
+
 TEST(ParseStage, AllocatesNothing) {
   auto pool = std::move(BufferPool::Create({.small_buffers = 256, .large_buffers = 0})).value();
   std::vector<TestPacket> mix = {
