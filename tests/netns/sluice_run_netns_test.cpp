@@ -1256,7 +1256,10 @@ TEST_F(SluiceRunNetns, UnderUserNobodyTheDaemonHasOnlyCapNetAdminAndStillVerdict
   EXPECT_EQ(s.SumOverQueues("nfqueue_ids_received"), tx.sent);
 }
 
-// A second daemon on queues another holds exits 1 and says who holds them.
+// A second daemon on queues another holds exits 1 and says who holds them. One that cannot
+// start for a reason found before binding (an unknown --user) says that reason instead: the
+// queues are bound last, after everything that can fail or take long, so a daemon that will
+// not run never holds a queue that nobody reads.
 TEST_F(SluiceRunNetns, ASecondDaemonOnTakenQueuesExitsNamingTheHolder) {
   const std::string config = WriteFile("sluice.toml", Config("", ""));
   Daemon* first = StartRunning(config);
@@ -1272,6 +1275,12 @@ TEST_F(SluiceRunNetns, ASecondDaemonOnTakenQueuesExitsNamingTheHolder) {
       << second->log();
   EXPECT_EQ(q0->copy_mode, 2u);        // NFQNL_COPY_PACKET
   EXPECT_EQ(q0->copy_range, 65531u);   // the whole packet, as much as a verdict can return
+
+  Daemon* third = StartDaemon(config, {"--user", "sluice-no-such-user"});
+  ASSERT_NE(third, nullptr);
+  EXPECT_EQ(third->proc->Wait(20s), 1);
+  EXPECT_NE(third->log().find("no such user 'sluice-no-such-user'"), std::string::npos) << third->log();
+  EXPECT_EQ(third->log().find("already bound"), std::string::npos) << "it tried the queues first:\n" << third->log();
   ASSERT_EQ(first->Terminate(), 0) << first->log();
 }
 
