@@ -194,7 +194,7 @@ class OfflinePipeline::RunContext {
   };
   Local& local(int index) noexcept {
     const auto i = static_cast<std::size_t>(std::max(index, 0));
-    SLUICE_DCHECK(i < locals_.size());
+    SLUICE_CHECK(i < locals_.size());  // its counters and those of every stage it runs are by this index
     return *locals_[i];
   }
 

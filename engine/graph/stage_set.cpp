@@ -7,13 +7,11 @@
 namespace sluice {
 namespace {
 
-// Adds one counter table, summed over every shard's copy of it, as report counters.
-template <typename Table, typename Get>
-void AddTable(const std::string& prefix, const Table& table, Get get, std::size_t shards, StatsReport& r) {
+// Adds one counter table (already summed over shards and workers) as report counters.
+template <typename Table, typename Set>
+void AddTable(const std::string& prefix, const Table& table, const Set& sum, StatsReport& r) {
   for (std::size_t k = 0; k < table.size(); ++k) {
-    uint64_t sum = 0;
-    for (std::size_t s = 0; s < shards; ++s) sum += get(s, k);
-    r.counters.push_back({prefix + std::string(table[k].name), std::string(table[k].description), sum, {}});
+    r.counters.push_back({prefix + std::string(table[k].name), std::string(table[k].description), sum.LoadAt(k), {}});
   }
 }
 
@@ -59,12 +57,17 @@ std::vector<InlineShard> StageSet::InlineShards(std::span<InlineEndpoint* const>
 
 void StageSet::Report(StatsReport& r) const {
   const std::size_t n = shards_.size();
-  AddTable("parse_", kParseCounterTable,
-           [&](std::size_t s, std::size_t k) { return shards_[s]->parse.counters().LoadAt(k); }, n, r);
-  AddTable("classify_", kClassifyCounterTable,
-           [&](std::size_t s, std::size_t k) { return shards_[s]->classify.counters().LoadAt(k); }, n, r);
-  AddTable("rewrite_", kRewriteCounterTable,
-           [&](std::size_t s, std::size_t k) { return shards_[s]->rewrite.counters().LoadAt(k); }, n, r);
+  ParseCounters parse;
+  ClassifyCounters classify;
+  RewriteCounters rewrite;
+  for (const auto& shard : shards_) {  // each counters() sums the stage's workers once
+    parse.Add(shard->parse.counters());
+    classify.Add(shard->classify.counters());
+    rewrite.Add(shard->rewrite.counters());
+  }
+  AddTable("parse_", kParseCounterTable, parse, r);
+  AddTable("classify_", kClassifyCounterTable, classify, r);
+  AddTable("rewrite_", kRewriteCounterTable, rewrite, r);
   for (std::size_t s = 0; s < n; ++s) {
     r.counters.push_back({"nat_flows", "Live translations in the shard's flow table.",
                           shards_[s]->classify.nat_flows(), {{"shard", std::to_string(s)}}, /*gauge=*/true});

@@ -42,7 +42,7 @@ class StageSet {
     // errors their own tables do not know (NatPeers). The offline graph steers errors to their
     // flow's shard itself, so it leaves this off and its shards share nothing.
     bool nat_peers = false;
-    RuleSetOptions rules;         // interface ids; `shards` is filled in from above
+    RuleSetOptions rules;         // interface ids; `shards` and `workers` are filled in from above
   };
 
   static Result<std::unique_ptr<StageSet>> Build(const Config& config, const Options& options);

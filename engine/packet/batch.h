@@ -60,7 +60,8 @@ class Batch {
   uint32_t shard() const noexcept { return shard_; }
   void set_shard(uint32_t shard) noexcept { shard_ = shard; }
   // The graph thread running the stages on this batch: which of a stage's per-worker counter
-  // sets it bumps (WorkerCounterSets). 0 unless the graph says otherwise.
+  // sets it bumps (WorkerCounterSets). 0 unless the graph says otherwise; Clear() keeps it,
+  // as it keeps seq and shard (the graph sets it before every stage call).
   uint32_t worker() const noexcept { return worker_; }
   void set_worker(uint32_t worker) noexcept { worker_ = worker; }
 

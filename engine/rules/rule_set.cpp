@@ -92,6 +92,8 @@ std::shared_ptr<const RuleSet> RuleSetHandle::Load() const {
 void RuleSetHandle::Publish(std::shared_ptr<RuleSet> next) {
   std::shared_ptr<const RuleSet> old;
   {
+    SLUICE_CHECK(next->shards_ == options_.shards && next->workers_ == std::max<uint32_t>(options_.workers, 1) &&
+                 next->counters_.size() == std::size_t{next->shards_} * next->workers_);
     std::lock_guard lock(mu_);
     next->generation_ = generation_.load(std::memory_order_relaxed) + 1;
     old = std::exchange(current_, std::move(next));

@@ -6,8 +6,10 @@
 //   take handle.Load() and keep it; every packet of the batch sees that one snapshot.
 //
 // Contracts
-// - A RuleSet never changes after Compile, except its per-rule counters (per shard, single
-//   writer: the shard's classify stage; relaxed atomics, summed off the hot path).
+// - A RuleSet never changes after Compile, except its per-rule counters (per shard and per
+//   worker, each with a single writer: the graph thread running the shard's classify stage;
+//   relaxed atomics, summed off the hot path). They take shards × workers × (rules + 8) × 16
+//   bytes: 2.6 MB for 1000 rules, 16 shards and 10 threads.
 // - Reload is RCU-style: Publish swaps the pointer under a mutex and bumps an atomic
 //   generation; stages notice with one acquire load per batch and take the mutex only then.
 //   An old snapshot lives until its last holder lets go — a stage between batches, or
@@ -151,7 +153,8 @@ class RuleSetHandle {
   // The current rule set (takes the mutex: once per reload per stage, never per packet).
   std::shared_ptr<const RuleSet> Load() const;
 
-  // Makes `next` current (its generation is set here).
+  // Makes `next` current (its generation is set here). It must have been compiled with this
+  // handle's shards and workers: the stages index its counters by them.
   void Publish(std::shared_ptr<RuleSet> next);
 
   // Reads, validates and compiles the file; publishes only if all of that succeeded. Only

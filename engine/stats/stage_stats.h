@@ -8,9 +8,11 @@
 // reported by `replay`:
 //   packets_in == accepted + rewritten + sum(dropped) + sum(skipped)
 //
-// Each has one writer. The offline graph keeps a set per arena thread and sums them for its
-// readers (Add), as VPP keeps its node counters per worker; the inline graph keeps a set per
-// queue, whose stages run on that queue's thread. A copy is a snapshot.
+// The offline graph keeps a set of each per arena thread, each with that thread as its one
+// writer, and sums them for its readers (Add), as VPP keeps its node counters per worker. The
+// inline graph keeps one set per queue: its StageStats are written by whichever thread runs
+// the queue's stages (one batch at a time), its RunStats by the queue's I/O thread (packets_in,
+// bytes_in) and where its batches retire (the rest). A copy is a snapshot.
 #pragma once
 
 #include <array>

@@ -22,6 +22,7 @@ inline constexpr bool kCanary = true;
 
 class CanaryRewriteStage {
  public:
+  explicit CanaryRewriteStage(uint32_t workers = 1) : inner_(workers) {}
   void Process(Batch& b) noexcept {
     inner_.Process(b);
     uint64_t h = 0;
@@ -37,6 +38,7 @@ class CanaryRewriteStage {
     sink_ = h;
   }
   RewriteCounters counters() const noexcept { return inner_.counters(); }
+  uint32_t workers() const noexcept { return inner_.workers(); }
 
  private:
   RewriteStage inner_;

@@ -77,7 +77,7 @@ TEST(LatencyHistogram, MergeAddsCounts) {
 TEST(LatencyHistogram, AddTakesAnotherHistogramsSamplesAndACopyIsTheSame) {
   LatencyHistogram a, b;
   a.RecordMany(100, 3);
-  a.Record(2500);  // 2.5 µs: 2 µs into the sum, 500 ns kept back by `a`
+  a.Record(2500);  // with the 300 ns before: 2 µs into the sum, 800 ns kept back by `a`
   b.RecordMany(5000, 2);
   LatencyHistogram sum(a);  // a copy: a's samples
   sum.Add(b);

@@ -16,7 +16,7 @@ uint32_t RulesWorkers(const RuleSetHandle& rules) {
 }
 
 // Adds packets and bytes to rule counters one run at a time: consecutive packets of a batch
-// mostly hit the same rule, so the shard's counter lines are touched once per run.
+// mostly hit the same rule, so the worker's counter lines for the shard are touched once per run.
 class RuleTally {
  public:
   explicit RuleTally(RuleCounters* counters) noexcept : counters_(counters) {}

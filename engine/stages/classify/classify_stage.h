@@ -32,8 +32,8 @@
 // per batch. Plans it puts in a batch belong to that snapshot and stay valid until this
 // stage's next Process(): the graph runs a shard's classify and rewrite back to back on a
 // batch (engine/graph/pipeline.cpp), so rewrite always sees live plans.
-// Counters: the table below (per stage, bumped once per batch), rule counters per rule
-// (RuleSet::Totals), drops by reason (the graph's StageStats). Packets of an established
+// Counters: the table below (per stage and per graph thread, bumped once per batch), rule
+// counters per rule (RuleSet::Totals), drops by reason (the graph's StageStats). Packets of an established
 // translation count in nat_out / nat_in, not in the translate rule's counters.
 // Cost: PacketFields extraction, one flow-table probe when translations exist, one classifier
 // lookup; see bench/stages/classify_bench.cpp. With NatPeers, an uncontended lock around the
