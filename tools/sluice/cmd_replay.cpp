@@ -176,8 +176,14 @@ int Replay(const ReplayArgs& given) {
     for (const ConfigError& e : errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
     if (!errors.empty()) return 1;
   }
+  // By default one thread per CPU, but no more than shards: a shard's stages take its bursts
+  // one at a time, so a thread beyond the shard count adds no stage running at once; it only
+  // moves bursts, flow tables and the output between cores (measured with 1 shard, 1M 64 B
+  // packets: 2 threads took 20 % longer than 1).
   const uint32_t cpus = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxThreads);
-  opts.threads = a.threads != 0 ? a.threads : (config.pipeline.threads != 0 ? config.pipeline.threads : cpus);
+  opts.threads = a.threads != 0 ? a.threads
+                 : config.pipeline.threads != 0 ? config.pipeline.threads
+                                                : std::min(cpus, opts.shards);
   opts.batch_size = a.batch != 0 ? a.batch : config.pipeline.batch_size;
 
   auto source = PcapSource::Open(a.input, a.loops);
@@ -290,7 +296,8 @@ void RegisterReplay(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("-o,--output", a->output,
                   "Write accepted packets (rewritten or not) to this pcap file (default: the config's [io.pcap] output)");
   cmd->add_option("--drops", a->drops, "Write dropped packets to this pcap file");
-  cmd->add_option("-t,--threads", a->threads, "Threads (default: the config's pipeline.threads, else one per CPU)")
+  cmd->add_option("-t,--threads", a->threads,
+                  "Threads (default: the config's pipeline.threads, else one per CPU up to one per shard)")
       ->check(CLI::Range(1u, kMaxThreads));
   cmd->add_option("-s,--shards", a->shards, "Shards (default: the config's pipeline.shards)")->check(CLI::Range(1u, 64u));
   cmd->add_option("-b,--batch", a->batch, "Packets per batch (default: the config's pipeline.batch_size)")
