@@ -33,8 +33,8 @@
 // stage's next Process(): the graph runs a shard's classify and rewrite back to back on a
 // batch (engine/graph/pipeline.cpp), so rewrite always sees live plans.
 // Counters: the table below (per stage and per graph thread, bumped once per batch), rule
-// counters per rule (RuleSet::Totals), drops by reason (the graph's StageStats). Packets of an established
-// translation count in nat_out / nat_in, not in the translate rule's counters.
+// counters per rule (RuleSet::Totals), drops by reason (the graph's StageStats). Packets of
+// an established translation count in nat_out / nat_in, not in the translate rule's counters.
 // Cost: PacketFields extraction, one flow-table probe when translations exist, one classifier
 // lookup; see bench/stages/classify_bench.cpp. With NatPeers, an uncontended lock around the
 // batch's expiry and one around its creations (peers contend for it only with ICMP errors).
