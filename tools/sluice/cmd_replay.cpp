@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "engine/core/clock.h"
+#include "engine/core/cpus.h"
 #include "engine/core/limits.h"
 #include "engine/graph/pipeline.h"
 #include "engine/graph/stage_set.h"
@@ -180,7 +181,10 @@ int Replay(const ReplayArgs& given) {
   // one at a time, so a thread beyond the shard count adds no stage running at once; it only
   // moves bursts, flow tables and the output between cores (measured with 1 shard, 1M 64 B
   // packets: 2 threads took 20 % longer than 1).
-  const uint32_t cpus = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxThreads);
+  // The CPUs this process may run on (taskset, a cgroup's cpuset), not every online one.
+  const std::size_t allowed = AllowedCpus().size();
+  const uint32_t cpus = std::clamp(allowed != 0 ? static_cast<uint32_t>(allowed) : std::thread::hardware_concurrency(),
+                                   1u, kMaxThreads);
   opts.threads = a.threads != 0 ? a.threads
                  : config.pipeline.threads != 0 ? config.pipeline.threads
                                                 : std::min(cpus, opts.shards);
