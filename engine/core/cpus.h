@@ -5,10 +5,14 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "engine/core/limits.h"
 
 namespace sluice {
 
@@ -32,6 +36,14 @@ inline std::vector<uint32_t> AllowedCpus() {
     if (e != EINVAL) return cpus;
   }
   return cpus;
+}
+
+// The thread count `pipeline.threads = 0` means: one per CPU this process may run on (taskset,
+// a cgroup's cpuset), not every online one; 1..kMaxThreads.
+inline uint32_t DefaultThreads() {
+  const std::size_t allowed = AllowedCpus().size();
+  const uint32_t cpus = allowed != 0 ? static_cast<uint32_t>(allowed) : std::thread::hardware_concurrency();
+  return std::clamp(cpus, 1u, kMaxThreads);
 }
 
 // Runs `thread` on the given CPUs (none: an error); 0, or the error.

@@ -181,13 +181,9 @@ int Replay(const ReplayArgs& given) {
   // one at a time, so a thread beyond the shard count adds no stage running at once; it only
   // moves bursts, flow tables and the output between cores (measured with 1 shard, 1M 64 B
   // packets: 2 threads took 20 % longer than 1).
-  // The CPUs this process may run on (taskset, a cgroup's cpuset), not every online one.
-  const std::size_t allowed = AllowedCpus().size();
-  const uint32_t cpus = std::clamp(allowed != 0 ? static_cast<uint32_t>(allowed) : std::thread::hardware_concurrency(),
-                                   1u, kMaxThreads);
   opts.threads = a.threads != 0 ? a.threads
                  : config.pipeline.threads != 0 ? config.pipeline.threads
-                                                : std::min(cpus, opts.shards);
+                                                : std::min(DefaultThreads(), opts.shards);
   opts.batch_size = a.batch != 0 ? a.batch : config.pipeline.batch_size;
 
   auto source = PcapSource::Open(a.input, a.loops);

@@ -368,7 +368,7 @@ int Run(const RunArgs& a) {
   InlineOptions opts;
   opts.threads = a.threads != 0 ? a.threads
                  : config.pipeline.threads != 0 ? config.pipeline.threads
-                                                : std::clamp(std::thread::hardware_concurrency(), 1u, kMaxThreads);
+                                                : DefaultThreads();
   opts.batch_size = config.pipeline.batch_size;
   opts.batches_per_shard = config.pipeline.batches_per_shard;
   opts.batch_timeout = std::chrono::microseconds(config.pipeline.batch_timeout_us);
