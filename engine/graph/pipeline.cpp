@@ -185,8 +185,9 @@ class OfflinePipeline::RunContext {
   // What the arena thread `index` keeps for itself: buffers and batches it retired, which it
   // reads the next bursts into while they are still in its cache (index 0 outside the graph).
   struct alignas(64) Local {
-    Local(BufferPool& pool, WorkerStats& stats, uint32_t worker) : buffers(pool), stats(stats), worker(worker) {}
-    PoolCache buffers;
+    Local(BufferPool& pool, WorkerStats& stats, uint32_t worker)
+        : buffers(pool, PoolCache::kDefaultSize, PoolCache::Share::kReserved), stats(stats), worker(worker) {}
+    PoolCache buffers;  // its room is counted in SmallBuffersNeeded, so it may hold all of it
     WorkerStats& stats;  // the pipeline's, for this arena thread
     const uint32_t worker;  // this arena thread's index: Batch::worker() for the stages it runs
     std::array<Batch*, kMaxShards + 1> batches{};  // a burst's worth: the burst and its parts

@@ -119,7 +119,8 @@ class BufferPool {
 // buffer cache). Not thread-safe: one owner thread at a time.
 //
 // Each class's cache holds at most min(size, capacity of the class / kCapacityShare) buffers,
-// so no cache can hoard a small class: with 64 large buffers and a cache size of 512, one cache
+// (unless the small class's room was reserved for it: Share::kReserved), so no cache can
+// hoard a small class: with 64 large buffers and a cache size of 512, one cache
 // would otherwise keep every large buffer it ever saw returned, and a source reading through
 // another cache would find none. A class of fewer than 2 × kCapacityShare buffers is not cached
 // at all: its Gets and Puts go straight to the pool. The large class is cached at most
@@ -132,7 +133,13 @@ class PoolCache {
   static constexpr uint32_t kCapacityShare = 16;
   static constexpr uint32_t kLargeCacheMax = 32;
 
-  explicit PoolCache(BufferPool& pool, uint32_t size = kDefaultSize);
+  // kReserved: the pool was sized with `size` small buffers set aside for this cache, so its
+  // small class may hold all of them, whatever share of the pool that is. The offline graph's
+  // thread caches are so (OfflinePipeline::SmallBuffersNeeded counts one per thread): held to
+  // a share of a pool sized that tightly, they held less than a burst, and each burst's
+  // buffers went through the central stacks to whichever thread read next, cold.
+  enum class Share : uint8_t { kCapped, kReserved };
+  explicit PoolCache(BufferPool& pool, uint32_t size = kDefaultSize, Share share = Share::kCapped);
   ~PoolCache();  // returns everything it holds to the pool
   PoolCache(const PoolCache&) = delete;
   PoolCache& operator=(const PoolCache&) = delete;

@@ -180,6 +180,38 @@ TEST(PoolCache, AClassTooSmallToShareGoesStraightBackToThePool) {
   }
 }
 
+// A cache whose room the pool was sized for (Share::kReserved: the offline graph's thread
+// caches) keeps up to its size of the small class, not a share of the pool: a burst's buffers
+// go back to the cache that will read the next burst, not through the central stacks. The
+// large class stays capped as before.
+TEST(PoolCache, AReservedCacheHoldsItsSizeOfTheSmallClassWhateverThePoolsSize) {
+  auto pool = MakePool(1024, 64);  // a share of it would be 1024 / 16 = 64 small buffers
+  PoolCache capped(*pool, 512);
+  PoolCache reserved(*pool, 512, PoolCache::Share::kReserved);
+  std::vector<PacketBuffer*> got(300);
+  for (PoolCache* c : {&capped, &reserved}) {
+    ASSERT_EQ(pool->GetBulk(SizeClass::kSmall, got.data(), 300), 300u);
+    c->PutBulk(got.data(), 300);
+  }
+  EXPECT_LE(capped.cached(SizeClass::kSmall), 1024u / PoolCache::kCapacityShare);
+  EXPECT_EQ(reserved.cached(SizeClass::kSmall), 300u);
+  // Taken back out without a central move: the buffers it just had, warmest first.
+  const uint64_t central = pool->Stats().free_central[0];
+  ASSERT_EQ(reserved.GetBulk(SizeClass::kSmall, got.data(), 300), 300u);
+  EXPECT_EQ(pool->Stats().free_central[0], central);
+  reserved.PutBulk(got.data(), 300);
+
+  ASSERT_EQ(pool->GetBulk(SizeClass::kLarge, got.data(), 64), 64u);
+  reserved.PutBulk(got.data(), 64);
+  EXPECT_LE(reserved.cached(SizeClass::kLarge), 64u / PoolCache::kCapacityShare);
+  // Never beyond its size: the rest goes back in bulk.
+  PoolCache small_reserved(*pool, 16, PoolCache::Share::kReserved);
+  reserved.Flush();
+  ASSERT_EQ(pool->GetBulk(SizeClass::kSmall, got.data(), 100), 100u);
+  small_reserved.PutBulk(got.data(), 100);
+  EXPECT_LE(small_reserved.cached(SizeClass::kSmall), 16u);
+}
+
 // However large the large class, a cache keeps at most kLargeCacheMax of it: with 16 NFQUEUE
 // shards, 32 caches once parked more large buffers than the class held, and a queue with a
 // burst of GSO super-packets found none (reviewed; the daemon's sizing counts this bound).
