@@ -216,16 +216,20 @@ class OfflinePipeline::RunContext {
     local.stats.run.packets_in.Add(b->size());
     local.stats.run.bytes_in.Add(bytes);
     b->set_seq(next_seq_++);
-    b->set_worker(local.worker);
-    RunStage(p_.parse_, local.stats.parse, *b);  // once per burst, for every shard
     return b;
   }
 
-  // The rest of a burst's journey, on the calling thread where it can be: split by flow hash,
-  // classify and rewrite each shard's part in that shard's burst order, then emit the burst in
-  // input order. Returns how many bursts this call retired (one token back for each); a part
-  // or burst whose turn has not come is left to the thread whose turn it is.
+  // The rest of a burst's journey, on the calling thread where it can be: parse it, split it
+  // by flow hash, classify and rewrite each shard's part in that shard's burst order, then emit
+  // the burst in input order. Returns how many bursts this call retired (one token back for
+  // each); a part or burst whose turn has not come is left to the thread whose turn it is.
+  //
+  // Parse needs no order (it keeps nothing from one packet to the next), so it runs here,
+  // beside other threads' bursts, and not in the serial source, where it was a fifth of a
+  // replay's serial read that no second thread could share.
   uint32_t Work(Batch* burst, Local& local) noexcept {
+    burst->set_worker(local.worker);
+    RunStage(p_.parse_, local.stats.parse, *burst);  // once per burst, for every shard
     const uint64_t seq = burst->seq();
     Burst& br = bursts_[seq % window_];
     Dispatch(burst, br, local);
@@ -445,7 +449,7 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
     // tsan::…: the edges oneTBB makes inside libtbb (the graph's start and end, each serial
     // node's runs, each put), stated for ThreadSanitizer; nothing outside the tsan preset.
 
-    // source: reads a burst and parses it, on the thread that read it; one burst per message.
+    // source: reads a burst, serially, in input order; one burst per message. Parse is work's.
     flow::input_node<Batch*> source_node(g, [&](tbb::flow_control& fc) -> Batch* {
       tsan::GraphBody body;
       tsan::SerialBody serial(&source_node);

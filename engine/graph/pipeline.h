@@ -6,15 +6,16 @@
 // pipeline.cpp, node by node, edge by edge.
 //
 //   source ─► tokens ─► work (one burst per task, bursts side by side on the arena's threads)
-//   (read a   (limit)     dispatch ─┬─► [classify[0] → rewrite[0]] ─┬─► [emit] ─► sink
-//    burst,                (by flow ├─► [classify[1] → rewrite[1]] ─┤   (input order)
-//    parse it)              hash)   └─► …   [ ]: an ordered section ┘
+//   (read a   (limit)     parse,   ─┬─► [classify[0] → rewrite[0]] ─┬─► [emit] ─► sink
+//    burst)               dispatch  ├─► [classify[1] → rewrite[1]] ─┤   (input order)
+//                         (by flow  └─► …   [ ]: an ordered section ┘
+//                          hash)
 //      ▲                                                               │
 //      └──────────────────── a token back per retired burst ◄──────────┘
 //
 // Contracts
 // - The message is a Batch. The source reads a burst of up to batch_size × shards (≤ 256)
-//   packets and parses it; work splits it by the symmetric flow hash parse computed, so both
+//   packets; work parses it and splits it by the symmetric flow hash parse computed, so both
 //   directions of a flow meet the same shard's stages (and its flow table), and emits each
 //   burst whole, in input order. Output is therefore identical whatever the number of threads
 //   or shards.
@@ -28,7 +29,8 @@
 //   (ordered_section.h): they take bursts one at a time, in input order, on whichever thread
 //   brings them. A shard's stages therefore see its batches in input order, so per-flow order
 //   holds. A thread whose turn has not come waits briefly, then leaves its part to the thread
-//   ahead of it. The source node is serial.
+//   ahead of it. The source node is serial; parse is not: it may run on several threads at
+//   once, each burst counted in its thread's set (Batch::worker()).
 // - Back-pressure: at most `bursts_in_flight` bursts are between source and sink; the
 //   source is not asked for more until one is emitted (it may hold one more, read ahead,
 //   until the limit lets it through). Buffers and batches are sized from that.

@@ -107,9 +107,9 @@ TEST(OfflinePipeline, EveryPacketIsAccountedForExactlyOnce) {
   }
 }
 
-// A stage that takes a while per batch and notes the threads it ran on. With parse slow, a
-// burst's work slow too, the next burst's read waits long enough for the other thread to take
-// it: both threads read, parse and retire bursts.
+// A stage that takes a while per batch and notes the threads it ran on. With parse and
+// classify slow (both in a burst's work), the thread that read a burst is busy long enough for
+// the other thread to read the next: both threads read, parse and retire bursts.
 template <typename S>
 struct Slow {
   void Process(Batch& b) noexcept {
@@ -151,6 +151,46 @@ TEST(OfflinePipeline, StatsAreTheSumOfEveryThreadsCounts) {
     EXPECT_EQ(pipeline.classify_stats(0).packets.Load(), traffic.size() - skipped);
   }
   EXPECT_TRUE(both) << "both threads must have counted for this test to mean anything";
+}
+
+// Parse keeps nothing from one packet to the next, so the graph runs it in each burst's work,
+// beside other threads' bursts, and not in the serial source (where it was a fifth of a
+// replay's serial read). A slow parse that notes how many of its calls overlap sees two at
+// once; with parse in the source it could never see more than one. Retried like the test
+// above, since oneTBB's worker may not wake in time for the first run.
+TEST(OfflinePipeline, ParseRunsOnSeveralThreadsAtOnce) {
+  struct Overlapping {
+    void Process(Batch& b) noexcept {
+      {
+        std::lock_guard lock(mu);
+        most = std::max(most, ++inside);
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      stage.Process(b);
+      std::lock_guard lock(mu);
+      --inside;
+    }
+    std::mutex mu;
+    int inside = 0, most = 0;
+    FakeParse stage;
+  };
+  const auto traffic = MakeTraffic(64, 100, 7);  // 6400 packets: 200 bursts of 32
+  auto pool = std::move(BufferPool::Create({.small_buffers = 16384, .large_buffers = 4})).value();
+  int most = 0;
+  for (int attempt = 0; attempt < 10 && most < 2; ++attempt) {
+    Overlapping parse;
+    FakeClassify classify;
+    FakeRewrite rewrite;
+    const std::vector<ShardStages> stages = {{StageRef::Of(classify), StageRef::Of(rewrite)}};
+    OfflinePipeline pipeline({.shards = 1, .threads = 2, .batch_size = 32}, *pool, StageRef::Of(parse), stages);
+    MemorySource src(&traffic, LinkType::kRaw);
+    CaptureSink sink;
+    ASSERT_TRUE(pipeline.Run(src, sink).ok());
+    ExpectBalanced(pipeline.run_stats(), traffic.size());
+    EXPECT_EQ(pipeline.parse_stats().packets.Load(), traffic.size());
+    most = parse.most;
+  }
+  EXPECT_EQ(most, 2) << "two threads must parse bursts at once";
 }
 
 TEST(OfflinePipeline, PerFlowOrderIsKeptWithTwoThreadsAndFourShards) {
