@@ -3,8 +3,8 @@
 // libpcap reads every format and is the reference; on the hot path it costs two fread calls
 // per record on the way in and two fwrite calls on the way out — a quarter of a whole replay's
 // time in `perf record` (replay of 1M x 64 B, one port rewrite). So the classic pcap format
-// (the 24-byte header and 16-byte record headers, host byte order) is read straight from an
-// mmap of the file and written through one large buffer with plain write(2). Everything else
+// (the 24-byte header and 16-byte record headers, host byte order) is read in 256 KiB
+// read(2)s into one buffer and written through one large buffer with plain write(2). Everything else
 // — pcapng, byte-swapped files (libpcap fixes some link types' pseudo-headers on the way in) —
 // goes through libpcap. Both readers give the same records; tests hold them to it over the
 // whole tcpdump corpus.
@@ -49,12 +49,13 @@ class PcapRecordReader {
   const PcapFormat& format() const noexcept { return format_; }
   // Why Next returned kError (names the file and the record).
   const std::string& error() const noexcept { return error_; }
-  bool mapped() const noexcept { return mapped_; }
+  // True for the direct reader (classic pcap read by sluice itself), false for libpcap's.
+  bool direct() const noexcept { return direct_; }
 
  protected:
   PcapFormat format_;
   std::string error_;
-  bool mapped_ = false;
+  bool direct_ = false;
 };
 
 // Classic pcap out, through one buffer: the header libpcap would write for `format`, then

@@ -1,4 +1,4 @@
-// PcapSource: packets from a pcap or pcapng file (PcapRecordReader: classic pcap mapped,
+// PcapSource: packets from a pcap or pcapng file (PcapRecordReader: classic pcap read directly,
 // everything else through libpcap).
 //
 // Link types decoded by parse (Ethernet, raw IP, Linux SLL/SLL2, BSD loopback, IPv4, IPv6)

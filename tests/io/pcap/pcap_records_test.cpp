@@ -1,4 +1,4 @@
-// The mapped classic-pcap reader gives exactly the records libpcap gives, over the whole
+// The direct classic-pcap reader gives exactly the records libpcap gives, over the whole
 // tcpdump corpus (malformed files included: same records before the same failure), and the
 // buffered writer writes what libpcap's pcap_dump would.
 #include "engine/io/pcap/pcap_records.h"
@@ -48,14 +48,14 @@ Stream ReadWithLibpcap(const std::string& path) {
   return s;
 }
 
-Stream ReadWithRecords(const std::string& path, bool* mapped) {
+Stream ReadWithRecords(const std::string& path, bool* direct) {
   Stream s;
   auto r = PcapRecordReader::Open(path);
   if (!r.ok()) {
     s.error = true;
     return s;
   }
-  *mapped = (*r)->mapped();
+  *direct = (*r)->direct();
   const int64_t scale = (*r)->format().nanosecond ? 1 : 1000;
   PcapRecord rec;
   PcapRecordReader::Result rc;
@@ -67,38 +67,38 @@ Stream ReadWithRecords(const std::string& path, bool* mapped) {
 }
 
 TEST(PcapRecords, SameRecordsAsLibpcapOverTheWholeCorpus) {
-  uint64_t files = 0, mapped_files = 0, records = 0, failing = 0;
+  uint64_t files = 0, direct_files = 0, records = 0, failing = 0;
   for (const auto& entry : fs::directory_iterator(fs::path(SLUICE_SOURCE_DIR) / "tests/corpus/tcpdump")) {
     const std::string path = entry.path().string();
     if (path.ends_with(".md") || path.ends_with("LICENSE")) continue;
     SCOPED_TRACE(path);
-    bool mapped = false;
+    bool direct = false;
     const Stream want = ReadWithLibpcap(path);
-    const Stream got = ReadWithRecords(path, &mapped);
+    const Stream got = ReadWithRecords(path, &direct);
     ASSERT_EQ(got.error, want.error);
     ASSERT_EQ(got.records.size(), want.records.size());
     for (std::size_t i = 0; i < want.records.size(); ++i) ASSERT_EQ(got.records[i], want.records[i]) << "record " << i;
     ++files;
-    mapped_files += mapped;
+    direct_files += direct;
     records += want.records.size();
     failing += want.error;
   }
   EXPECT_EQ(files, 830u);
-  EXPECT_GT(mapped_files, 700u);  // most of the corpus is classic pcap: the fast path is what runs
-  std::printf("%llu files (%llu mapped), %llu records, %llu ending in an error\n", (unsigned long long)files,
-              (unsigned long long)mapped_files, (unsigned long long)records, (unsigned long long)failing);
+  EXPECT_GT(direct_files, 700u);  // most of the corpus is classic pcap: the fast path is what runs
+  std::printf("%llu files (%llu direct), %llu records, %llu ending in an error\n", (unsigned long long)files,
+              (unsigned long long)direct_files, (unsigned long long)records, (unsigned long long)failing);
 }
 
 // A file cut anywhere: the same whole records, then the same verdict (end or error).
-// The mapped reader takes only what it reads exactly as libpcap does: version 2.4 files of link
+// The direct reader takes only what it reads exactly as libpcap does: version 2.4 files of link
 // types whose records libpcap caps at MAXIMUM_SNAPLEN. Others go through libpcap itself.
 TEST(PcapRecords, OtherVersionsAndLinkTypesGoThroughLibpcap) {
   testing::TempDir dir;
   const std::string base = dir.path() + "/base.pcap";
   ASSERT_TRUE(WritePcap({.seed = 21}, 50, base).ok());
-  bool mapped = false;
-  ReadWithRecords(base, &mapped);
-  EXPECT_TRUE(mapped) << "a plain 2.4 Ethernet file takes the mapped reader";
+  bool direct = false;
+  ReadWithRecords(base, &direct);
+  EXPECT_TRUE(direct) << "a plain 2.4 Ethernet file takes the direct reader";
   const struct {
     const char* name;
     std::size_t offset;  // in the file header
@@ -113,9 +113,9 @@ TEST(PcapRecords, OtherVersionsAndLinkTypesGoThroughLibpcap) {
     const std::string path = dir.path() + "/edited.pcap";
     std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     const Stream want = ReadWithLibpcap(path);
-    mapped = true;
-    const Stream got = ReadWithRecords(path, &mapped);
-    EXPECT_FALSE(mapped);
+    direct = true;
+    const Stream got = ReadWithRecords(path, &direct);
+    EXPECT_FALSE(direct);
     EXPECT_EQ(got.error, want.error);
     EXPECT_EQ(got.records, want.records);
   }
@@ -130,12 +130,58 @@ TEST(PcapRecords, CutFilesEndLikeLibpcapAtEveryLength) {
     SCOPED_TRACE(n);
     fs::copy_file(whole, cut, fs::copy_options::overwrite_existing);
     fs::resize_file(cut, n);
-    bool mapped = false;
+    bool direct = false;
     const Stream want = ReadWithLibpcap(cut);
-    const Stream got = ReadWithRecords(cut, &mapped);
-    ASSERT_TRUE(mapped);
+    const Stream got = ReadWithRecords(cut, &direct);
+    ASSERT_TRUE(direct);
     ASSERT_EQ(got.error, want.error);
     ASSERT_EQ(got.records, want.records);
+  }
+}
+
+// The direct reader reads the file a chunk at a time: records that straddle two chunks, one
+// as large as libpcap allows (larger than a chunk), and a file many chunks long come out as
+// libpcap gives them, and so do the same files cut inside the large record.
+TEST(PcapRecords, RecordsAcrossChunksAndTheLargestRecordReadLikeLibpcap) {
+  testing::TempDir dir;
+  const std::string path = dir.File("chunks.pcap"), cut = dir.File("cut.pcap");
+  PcapFormat format;  // Ethernet, snaplen 262144: libpcap's largest record for it
+  {
+    auto w = PcapRecordWriter::Open(path, format);
+    ASSERT_TRUE(w.ok());
+    std::vector<uint8_t> bytes(262144);
+    for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7 + i / 251);
+    // Odd sizes, so that records end at every offset against the chunk boundaries.
+    uint32_t size = 60;
+    for (int i = 0; i < 4000; ++i) {
+      const uint32_t caplen = i == 1500 ? 262144 : size;
+      PcapRecord r{.sec = 1700000000 + i, .frac = i, .caplen = caplen, .len = caplen + (i % 3),
+                   .data = bytes.data() + (i % 97)};
+      if (i == 1500) r.data = bytes.data();
+      (*w)->Write(r);
+      size = 60 + (size * 37 + 11) % 1400;
+    }
+    ASSERT_TRUE((*w)->Close().ok());
+  }
+  ASSERT_GT(fs::file_size(path), 3u * (256u << 10)) << "several chunks long";
+  bool direct = false;
+  const Stream want = ReadWithLibpcap(path);
+  const Stream got = ReadWithRecords(path, &direct);
+  ASSERT_TRUE(direct);
+  ASSERT_EQ(want.records.size(), 4000u);
+  EXPECT_FALSE(got.error);
+  EXPECT_EQ(got.records, want.records);
+  // Cut before, inside and just after the large record's header, and inside its bytes.
+  std::size_t offset = 24;
+  for (std::size_t i = 0; i < 1500; ++i) offset += 16 + want.records[i].caplen;
+  for (const std::size_t at : {offset - 1, offset + 8, offset + 16, offset + 16 + 100000, offset + 16 + 262143}) {
+    SCOPED_TRACE(at);
+    fs::copy_file(path, cut, fs::copy_options::overwrite_existing);
+    fs::resize_file(cut, at);
+    const Stream w = ReadWithLibpcap(cut);
+    const Stream g = ReadWithRecords(cut, &direct);
+    EXPECT_EQ(g.error, w.error);
+    EXPECT_EQ(g.records, w.records);
   }
 }
 
@@ -145,7 +191,7 @@ TEST(PcapRecords, WriterMatchesPcapDumpByteForByte) {
   ASSERT_TRUE(WritePcap({.seed = 4, .flows = 50, .sizes = SizeMix::kImix, .ipv6_share = 0.3}, 3000, in).ok());
   auto reader = PcapRecordReader::Open(in);
   ASSERT_TRUE(reader.ok());
-  ASSERT_TRUE((*reader)->mapped());
+  ASSERT_TRUE((*reader)->direct());
   auto writer = PcapRecordWriter::Open(ours, (*reader)->format());
   ASSERT_TRUE(writer.ok());
   pcap_t* dead = pcap_open_dead(DLT_EN10MB, static_cast<int>((*reader)->format().snaplen));
