@@ -125,6 +125,20 @@ struct Slow {
   S stage;
 };
 
+// One run of `traffic` on 2 threads and 1 shard, batch 32, through the given parse and
+// classify stand-ins and `rewrite`; the pipeline is returned for its counters.
+template <typename Parse, typename Classify>
+std::unique_ptr<OfflinePipeline> RunOnTwoThreads(Parse& parse, Classify& classify, FakeRewrite& rewrite, BufferPool& pool,
+                                                 const std::vector<std::vector<uint8_t>>& traffic) {
+  const std::vector<ShardStages> stages = {{StageRef::Of(classify), StageRef::Of(rewrite)}};
+  auto pipeline = std::make_unique<OfflinePipeline>(PipelineOptions{.shards = 1, .threads = 2, .batch_size = 32}, pool,
+                                                    StageRef::Of(parse), stages);
+  MemorySource src(&traffic, LinkType::kRaw);
+  CaptureSink sink;
+  EXPECT_TRUE(pipeline->Run(src, sink).ok());
+  return pipeline;
+}
+
 // Each arena thread counts into its own stats; the accessors sum them. Fails if a reader
 // misses a thread's counts. The run is repeated (a few times at most) until both threads
 // took part: on a loaded machine oneTBB's worker may not wake in time for the first.
@@ -138,17 +152,13 @@ TEST(OfflinePipeline, StatsAreTheSumOfEveryThreadsCounts) {
     Slow<FakeParse> parse;
     Slow<FakeClassify> classify;
     FakeRewrite rewrite;
-    const std::vector<ShardStages> stages = {{StageRef::Of(classify), StageRef::Of(rewrite)}};
-    OfflinePipeline pipeline({.shards = 1, .threads = 2, .batch_size = 32}, *pool, StageRef::Of(parse), stages);
-    MemorySource src(&traffic, LinkType::kRaw);
-    CaptureSink sink;
-    ASSERT_TRUE(pipeline.Run(src, sink).ok());
+    const auto pipeline = RunOnTwoThreads(parse, classify, rewrite, *pool, traffic);
     both = parse.threads.size() == 2;
-    ExpectBalanced(pipeline.run_stats(), traffic.size());
-    EXPECT_EQ(pipeline.run_stats().latency_ns.Read().total, traffic.size());
-    EXPECT_EQ(pipeline.parse_stats().calls.Load(), traffic.size() / 32);
-    EXPECT_EQ(pipeline.parse_stats().packets.Load(), traffic.size());
-    EXPECT_EQ(pipeline.classify_stats(0).packets.Load(), traffic.size() - skipped);
+    ExpectBalanced(pipeline->run_stats(), traffic.size());
+    EXPECT_EQ(pipeline->run_stats().latency_ns.Read().total, traffic.size());
+    EXPECT_EQ(pipeline->parse_stats().calls.Load(), traffic.size() / 32);
+    EXPECT_EQ(pipeline->parse_stats().packets.Load(), traffic.size());
+    EXPECT_EQ(pipeline->classify_stats(0).packets.Load(), traffic.size() - skipped);
   }
   EXPECT_TRUE(both) << "both threads must have counted for this test to mean anything";
 }
@@ -181,13 +191,9 @@ TEST(OfflinePipeline, ParseRunsOnSeveralThreadsAtOnce) {
     Overlapping parse;
     FakeClassify classify;
     FakeRewrite rewrite;
-    const std::vector<ShardStages> stages = {{StageRef::Of(classify), StageRef::Of(rewrite)}};
-    OfflinePipeline pipeline({.shards = 1, .threads = 2, .batch_size = 32}, *pool, StageRef::Of(parse), stages);
-    MemorySource src(&traffic, LinkType::kRaw);
-    CaptureSink sink;
-    ASSERT_TRUE(pipeline.Run(src, sink).ok());
-    ExpectBalanced(pipeline.run_stats(), traffic.size());
-    EXPECT_EQ(pipeline.parse_stats().packets.Load(), traffic.size());
+    const auto pipeline = RunOnTwoThreads(parse, classify, rewrite, *pool, traffic);
+    ExpectBalanced(pipeline->run_stats(), traffic.size());
+    EXPECT_EQ(pipeline->parse_stats().packets.Load(), traffic.size());
     most = parse.most;
   }
   EXPECT_EQ(most, 2) << "two threads must parse bursts at once";
