@@ -61,7 +61,7 @@ class DirectReader final : public PcapRecordReader {
 
   Result Next(PcapRecord& out) noexcept override {
     if (!Have(kRecordHeader)) {
-      if (!error_.empty()) return Result::kError;
+      if (read_failed_) return Result::kError;
       if (end_ == pos_) return Result::kEnd;
       return Fail("truncated dump file; tried to read " + std::to_string(kRecordHeader) +
                   " header bytes, only got " + std::to_string(end_ - pos_));
@@ -70,7 +70,7 @@ class DirectReader final : public PcapRecordReader {
     std::memcpy(&h, buf_.get() + pos_, sizeof h);
     if (h.caplen > kMaxCaplen) return Fail("invalid packet capture length " + std::to_string(h.caplen));
     if (!Have(kRecordHeader + h.caplen)) {
-      if (!error_.empty()) return Result::kError;
+      if (read_failed_) return Result::kError;
       return Fail("truncated dump file; tried to read " + std::to_string(h.caplen) + " captured bytes, only got " +
                   std::to_string(end_ - pos_ - kRecordHeader));
     }
@@ -92,7 +92,7 @@ class DirectReader final : public PcapRecordReader {
 
  private:
   // Whether n bytes from pos_ are in the buffer, reading on as needed (n <= kCapacity). False
-  // when the file has fewer left, or a read failed (error_ says so).
+  // when the file has fewer left, or a read failed (read_failed_, and error_ says why).
   bool Have(std::size_t n) noexcept {
     if (end_ - pos_ >= n) return true;
     // What is left of the last record read goes to the front (less than a record); the
@@ -105,7 +105,8 @@ class DirectReader final : public PcapRecordReader {
       const ssize_t got = ::pread(fd_, buf_.get() + end_, want, static_cast<off_t>(offset_));
       if (got < 0) {
         if (errno == EINTR) continue;
-        Fail(std::string("read failed: ") + std::strerror(errno));
+        read_failed_ = true;
+        Fail(std::string("error reading dump file: ") + std::strerror(errno));  // libpcap's words
         return false;
       }
       if (got == 0) {
@@ -129,6 +130,7 @@ class DirectReader final : public PcapRecordReader {
   std::unique_ptr<uint8_t[]> buf_;
   std::size_t pos_ = 0, end_ = 0;  // the unread bytes are buf_[pos_, end_)
   uint64_t records_ = 0;
+  bool read_failed_ = false;
   uint32_t snapshot_ = kMaxCaplen;  // libpcap's effective snapshot length for the file
 };
 

@@ -139,50 +139,105 @@ TEST(PcapRecords, CutFilesEndLikeLibpcapAtEveryLength) {
   }
 }
 
-// The direct reader reads the file a chunk at a time: records that straddle two chunks, one
-// as large as libpcap allows (larger than a chunk), and a file many chunks long come out as
-// libpcap gives them, and so do the same files cut inside the large record.
-TEST(PcapRecords, RecordsAcrossChunksAndTheLargestRecordReadLikeLibpcap) {
+// Writes records of the given captured lengths (bytes from a fixed pattern, timestamps and wire
+// lengths varying with the index): Ethernet, snaplen 262144, libpcap's largest record for it.
+void WriteRecords(const std::string& path, const std::vector<uint32_t>& caplens) {
+  static const std::vector<uint8_t> bytes = [] {
+    std::vector<uint8_t> b(262144 + 97);
+    for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<uint8_t>(i * 7 + i / 251);
+    return b;
+  }();
+  auto w = PcapRecordWriter::Open(path, PcapFormat{});
+  ASSERT_TRUE(w.ok());
+  for (std::size_t i = 0; i < caplens.size(); ++i) {
+    const PcapRecord r{.sec = 1700000000 + static_cast<int64_t>(i), .frac = static_cast<int64_t>(i),
+                       .caplen = caplens[i], .len = caplens[i] + static_cast<uint32_t>(i % 3), .data = bytes.data() + i % 97};
+    (*w)->Write(r);
+  }
+  ASSERT_TRUE((*w)->Close().ok());
+}
+
+// The direct reader reads the file 256 KiB at a time from offset 24 (DirectReader::kChunk).
+// Around the first chunk's end, a record's header starts `shift` bytes before it (0: the
+// record before ends exactly there; 1..15: the header is split; 16: its bytes start there).
+// That record is as large as libpcap allows, so with its header split it takes two more
+// reads; small records follow into a third chunk. Each such file, and the file cut at and
+// around those points, reads as libpcap reads it.
+TEST(PcapRecords, RecordsSplitByTheReadsComeOutAsLibpcapsDo) {
+  constexpr uint32_t kChunk = 256 << 10;  // DirectReader::kChunk
   testing::TempDir dir;
-  const std::string path = dir.File("chunks.pcap"), cut = dir.File("cut.pcap");
-  PcapFormat format;  // Ethernet, snaplen 262144: libpcap's largest record for it
-  {
-    auto w = PcapRecordWriter::Open(path, format);
-    ASSERT_TRUE(w.ok());
-    std::vector<uint8_t> bytes(262144);
-    for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7 + i / 251);
-    // Odd sizes, so that records end at every offset against the chunk boundaries.
-    uint32_t size = 60;
-    for (int i = 0; i < 4000; ++i) {
-      const uint32_t caplen = i == 1500 ? 262144 : size;
-      PcapRecord r{.sec = 1700000000 + i, .frac = i, .caplen = caplen, .len = caplen + (i % 3),
-                   .data = bytes.data() + (i % 97)};
-      if (i == 1500) r.data = bytes.data();
-      (*w)->Write(r);
-      size = 60 + (size * 37 + 11) % 1400;
+  const std::string path = dir.File("split.pcap"), cut = dir.File("cut.pcap");
+  for (uint32_t shift = 0; shift <= 20; ++shift) {
+    SCOPED_TRACE(shift);
+    std::vector<uint32_t> caplens = {kChunk - 16 - shift, 262144};
+    for (uint32_t i = 0; i < 60; ++i) caplens.push_back(60 + (i * 389) % 1400);
+    WriteRecords(path, caplens);
+    bool direct = false;
+    const Stream want = ReadWithLibpcap(path);
+    const Stream got = ReadWithRecords(path, &direct);
+    ASSERT_TRUE(direct);
+    ASSERT_EQ(want.records.size(), caplens.size());
+    ASSERT_FALSE(want.error);
+    ASSERT_EQ(got.error, want.error);
+    ASSERT_EQ(got.records, want.records);
+    const std::size_t edge = 24 + kChunk - shift;  // where the large record's header starts
+    for (const std::size_t at : {edge, edge + 8, edge + 16, edge + 16 + 100000, edge + 16 + 262144, edge + 16 + 262144 + 10}) {
+      SCOPED_TRACE(at);
+      fs::copy_file(path, cut, fs::copy_options::overwrite_existing);
+      fs::resize_file(cut, at);
+      const Stream w = ReadWithLibpcap(cut);
+      const Stream g = ReadWithRecords(cut, &direct);
+      ASSERT_EQ(g.error, w.error);
+      ASSERT_EQ(g.records, w.records);
     }
-    ASSERT_TRUE((*w)->Close().ok());
   }
-  ASSERT_GT(fs::file_size(path), 3u * (256u << 10)) << "several chunks long";
-  bool direct = false;
-  const Stream want = ReadWithLibpcap(path);
-  const Stream got = ReadWithRecords(path, &direct);
-  ASSERT_TRUE(direct);
-  ASSERT_EQ(want.records.size(), 4000u);
-  EXPECT_FALSE(got.error);
-  EXPECT_EQ(got.records, want.records);
-  // Cut before, inside and just after the large record's header, and inside its bytes.
-  std::size_t offset = 24;
-  for (std::size_t i = 0; i < 1500; ++i) offset += 16 + want.records[i].caplen;
-  for (const std::size_t at : {offset - 1, offset + 8, offset + 16, offset + 16 + 100000, offset + 16 + 262143}) {
-    SCOPED_TRACE(at);
-    fs::copy_file(path, cut, fs::copy_options::overwrite_existing);
-    fs::resize_file(cut, at);
-    const Stream w = ReadWithLibpcap(cut);
-    const Stream g = ReadWithRecords(cut, &direct);
-    EXPECT_EQ(g.error, w.error);
-    EXPECT_EQ(g.records, w.records);
+}
+
+// What the direct reader reads is the file as it was when opened: records appended after are
+// not read (the file ends cleanly where it ended), and a file cut short while it is read ends
+// where the cut is, with libpcap's error for a record cut off.
+TEST(PcapRecords, TheDirectReaderReadsTheFileAsItWasWhenOpenedUnlessCutShort) {
+  testing::TempDir dir;
+  const std::string path = dir.File("grow.pcap"), same = dir.File("same.pcap");
+  std::vector<uint32_t> caplens;
+  for (uint32_t i = 0; i < 1000; ++i) caplens.push_back(60 + (i * 389) % 1400);  // ~700 KiB: 3 chunks
+  WriteRecords(path, caplens);
+  const Stream whole = ReadWithLibpcap(path);
+  ASSERT_EQ(whole.records.size(), caplens.size());
+  {
+    auto r = PcapRecordReader::Open(path);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->direct());
+    std::ofstream(path, std::ios::binary | std::ios::app).write("0123456789abcdef0123456789", 26);  // more bytes
+    std::vector<Rec> got;
+    PcapRecord rec;
+    PcapRecordReader::Result rc;
+    while ((rc = (*r)->Next(rec)) == PcapRecordReader::Result::kRecord) {
+      got.push_back({rec.sec, rec.frac * 1000, rec.caplen, rec.len, {rec.data, rec.data + rec.caplen}});
+    }
+    EXPECT_EQ(rc, PcapRecordReader::Result::kEnd) << (*r)->error();
+    EXPECT_EQ(got, whole.records);
   }
+  WriteRecords(path, caplens);
+  const std::size_t cut_at = (std::size_t{256} << 10) + 24 + 5000;  // inside the second chunk
+  fs::copy_file(path, same, fs::copy_options::overwrite_existing);
+  fs::resize_file(same, cut_at);
+  const Stream want = ReadWithLibpcap(same);
+  ASSERT_TRUE(want.error);
+  auto r = PcapRecordReader::Open(path);
+  ASSERT_TRUE(r.ok());
+  PcapRecord rec;
+  std::vector<Rec> got;
+  ASSERT_EQ((*r)->Next(rec), PcapRecordReader::Result::kRecord);  // the first chunk is in
+  got.push_back({rec.sec, rec.frac * 1000, rec.caplen, rec.len, {rec.data, rec.data + rec.caplen}});
+  fs::resize_file(path, cut_at);
+  PcapRecordReader::Result rc;
+  while ((rc = (*r)->Next(rec)) == PcapRecordReader::Result::kRecord) {
+    got.push_back({rec.sec, rec.frac * 1000, rec.caplen, rec.len, {rec.data, rec.data + rec.caplen}});
+  }
+  EXPECT_EQ(rc, PcapRecordReader::Result::kError);
+  EXPECT_NE((*r)->error().find("truncated dump file"), std::string::npos) << (*r)->error();
+  EXPECT_EQ(got, want.records);
 }
 
 TEST(PcapRecords, WriterMatchesPcapDumpByteForByte) {
