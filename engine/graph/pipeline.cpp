@@ -199,7 +199,8 @@ class OfflinePipeline::RunContext {
     return *locals_[i];
   }
 
-  // source: the next burst, numbered in input order, parsed; nullptr when the input is done.
+  // source: the next burst, numbered in input order (not yet parsed: Work parses it); nullptr
+  // when the input is done.
   Batch* ReadBurst(Local& local) {
     if (!more_ || p_.stop_.load(std::memory_order_relaxed)) return nullptr;
     Batch* b = GetBatch(local);
@@ -467,10 +468,10 @@ Status OfflinePipeline::Run(PacketSource& source, PacketSink& sink) {
     // tokens: at most bursts_in_flight bursts between source and sink.
     flow::limiter_node<Batch*> tokens(g, options_.bursts_in_flight);
 
-    // work: the rest of each burst's journey (dispatch, each shard's classify and rewrite in
-    // that shard's order, emission in input order), bursts side by side; a token back per
-    // burst retired. oneTBB runs a message's task on the thread that put it when it can (the
-    // put returns the task to run next), so a burst stays on the thread that read it.
+    // work: the rest of each burst's journey (parse, dispatch, each shard's classify and
+    // rewrite in that shard's order, emission in input order), bursts side by side; a token
+    // back per burst retired. oneTBB runs a message's task on the thread that put it when it
+    // can (the put returns the task to run next), so a burst stays on the thread that read it.
     using WorkNode = flow::multifunction_node<Batch*, std::tuple<flow::continue_msg>>;
     WorkNode work_node(g, flow::unlimited, [&](Batch* b, WorkNode::output_ports_type& out) noexcept {
       tsan::Acquire(b);

@@ -69,8 +69,9 @@ struct ShardStages {
 
 class OfflinePipeline {
  public:
-  // `parse` serves every shard (it runs before dispatch); `shards` has options.shards entries.
-  // The stages must outlive the pipeline.
+  // `parse` serves every shard (it runs before dispatch), and may be called on several threads
+  // at once, each with its own Batch::worker(); `shards` has options.shards entries, whose
+  // stages are called one at a time. The stages must outlive the pipeline.
   OfflinePipeline(const PipelineOptions& options, BufferPool& pool, StageRef parse,
                   std::span<const ShardStages> shards);
   ~OfflinePipeline();

@@ -83,6 +83,9 @@ std::vector<Outcome> RunDemo(uint32_t shards, uint32_t threads, StatsReport* rep
   MemorySource source(&Traffic(), LinkType::kEthernet);
   RecordingSink sink;
   EXPECT_TRUE((threads == 0 ? pipeline.RunInline(source, sink) : pipeline.Run(source, sink)).ok());
+  // The pool is sized exactly (SmallBuffersNeeded) and each thread's cache may keep its whole
+  // room (PoolCache::Share::kReserved): no read may still find it short.
+  EXPECT_EQ(pool->Stats().exhausted, 0u);
   if (report != nullptr) {
     AddRun(pipeline.run_stats(), *report);
     stages->Report(*report);
