@@ -128,7 +128,8 @@ bool BufferPool::Owns(const PacketBuffer* b) const noexcept {
   return false;
 }
 
-PoolCache::PoolCache(BufferPool& pool, uint32_t size, Share share_of_small) : pool_(pool), size_(std::max(size, 2u)) {
+PoolCache::PoolCache(BufferPool& pool, uint32_t size, Share share_of_small)
+    : pool_(pool), size_(std::max(size, 2u)) {
   for (std::size_t ci = 0; ci < kNumSizeClasses; ++ci) {
     const uint32_t capacity = pool.Capacity(static_cast<SizeClass>(ci));
     const bool reserved = share_of_small == Share::kReserved && static_cast<SizeClass>(ci) == SizeClass::kSmall;

@@ -4,10 +4,10 @@
 // per record on the way in and two fwrite calls on the way out — a quarter of a whole replay's
 // time in `perf record` (replay of 1M x 64 B, one port rewrite). So the classic pcap format
 // (the 24-byte header and 16-byte record headers, host byte order) is read in 256 KiB
-// read(2)s into one buffer and written through one large buffer with plain write(2). Everything else
-// — pcapng, byte-swapped files (libpcap fixes some link types' pseudo-headers on the way in) —
-// goes through libpcap. Both readers give the same records; tests hold them to it over the
-// whole tcpdump corpus.
+// read(2)s into one buffer and written through one large buffer with plain write(2).
+// Everything else — pcapng, byte-swapped files (libpcap fixes some link types' pseudo-headers
+// on the way in) — goes through libpcap. Both readers give the same records; tests hold them
+// to it over the whole tcpdump corpus.
 #pragma once
 
 #include <cstdint>

@@ -150,8 +150,11 @@ void WriteRecords(const std::string& path, const std::vector<uint32_t>& caplens)
   auto w = PcapRecordWriter::Open(path, PcapFormat{});
   ASSERT_TRUE(w.ok());
   for (std::size_t i = 0; i < caplens.size(); ++i) {
-    const PcapRecord r{.sec = 1700000000 + static_cast<int64_t>(i), .frac = static_cast<int64_t>(i),
-                       .caplen = caplens[i], .len = caplens[i] + static_cast<uint32_t>(i % 3), .data = bytes.data() + i % 97};
+    const PcapRecord r{.sec = 1700000000 + static_cast<int64_t>(i),
+                       .frac = static_cast<int64_t>(i),
+                       .caplen = caplens[i],
+                       .len = caplens[i] + static_cast<uint32_t>(i % 3),
+                       .data = bytes.data() + i % 97};
     (*w)->Write(r);
   }
   ASSERT_TRUE((*w)->Close().ok());
@@ -181,7 +184,8 @@ TEST(PcapRecords, RecordsSplitByTheReadsComeOutAsLibpcapsDo) {
     ASSERT_EQ(got.error, want.error);
     ASSERT_EQ(got.records, want.records);
     const std::size_t edge = 24 + kChunk - shift;  // where the large record's header starts
-    for (const std::size_t at : {edge, edge + 8, edge + 16, edge + 16 + 100000, edge + 16 + 262144, edge + 16 + 262144 + 10}) {
+    const std::size_t after_large = edge + 16 + 262144;
+    for (const std::size_t at : {edge, edge + 8, edge + 16, edge + 16 + 100000, after_large, after_large + 10}) {
       SCOPED_TRACE(at);
       fs::copy_file(path, cut, fs::copy_options::overwrite_existing);
       fs::resize_file(cut, at);
