@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 namespace sluice {
 namespace {
@@ -35,6 +36,26 @@ struct RecordHeader {
 };
 static_assert(sizeof(RecordHeader) == kRecordHeader);
 
+// Owners of what Open acquires, so that nothing leaks if a later step throws (bad_alloc).
+struct PcapClose {
+  void operator()(pcap_t* p) const noexcept { pcap_close(p); }
+};
+using PcapHandle = std::unique_ptr<pcap_t, PcapClose>;
+
+class OwnedFd {
+ public:
+  explicit OwnedFd(int fd) noexcept : fd_(fd) {}
+  OwnedFd(OwnedFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  OwnedFd& operator=(OwnedFd&&) = delete;
+  ~OwnedFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const noexcept { return fd_; }
+
+ private:
+  int fd_;
+};
+
 bool MaxCaplenIsLibpcaps(int dlt) noexcept {
   constexpr int kDbus = 231, kUsbPcap = 249, kEbhscr = 279;  // pcap-common.c, max_snaplen_for_dlt
   return dlt != kDbus && dlt != kUsbPcap && dlt != kEbhscr;
@@ -52,12 +73,11 @@ class DirectReader final : public PcapRecordReader {
   // Room for a chunk behind the largest record libpcap reads, header included.
   static constexpr std::size_t kCapacity = kChunk + kRecordHeader + kMaxCaplen;
 
-  DirectReader(std::string path, int fd, std::size_t size)
-      : path_(std::move(path)), fd_(fd), size_(size), offset_(kFileHeader),
+  DirectReader(std::string path, OwnedFd&& fd, std::size_t size)
+      : path_(std::move(path)), fd_(std::move(fd)), size_(size), offset_(kFileHeader),
         buf_(std::make_unique_for_overwrite<uint8_t[]>(kCapacity)) {
     direct_ = true;
   }
-  ~DirectReader() override { ::close(fd_); }
 
   Result Next(PcapRecord& out) noexcept override {
     if (!Have(kRecordHeader)) {
@@ -102,7 +122,7 @@ class DirectReader final : public PcapRecordReader {
     pos_ = 0;
     while (end_ < n && offset_ < size_) {
       const std::size_t want = std::min({kChunk, kCapacity - end_, size_ - offset_});
-      const ssize_t got = ::pread(fd_, buf_.get() + end_, want, static_cast<off_t>(offset_));
+      const ssize_t got = ::pread(fd_.get(), buf_.get() + end_, want, static_cast<off_t>(offset_));
       if (got < 0) {
         if (errno == EINTR) continue;
         read_failed_ = true;
@@ -124,7 +144,7 @@ class DirectReader final : public PcapRecordReader {
     return Result::kError;
   }
   std::string path_;
-  int fd_;
+  OwnedFd fd_;
   std::size_t size_;    // the file's size when opened: reading stops there
   std::size_t offset_;  // where the next read starts in the file
   std::unique_ptr<uint8_t[]> buf_;
@@ -139,20 +159,20 @@ class DirectReader final : public PcapRecordReader {
 // microseconds, as the file has them, so that what is written keeps the input's precision.
 class LibpcapReader final : public PcapRecordReader {
  public:
-  LibpcapReader(std::string path, pcap_t* p, bool micro) : path_(std::move(path)), p_(p), micro_(micro) {
-    format_.dlt = pcap_datalink(p);
-    format_.snaplen = static_cast<uint32_t>(pcap_snapshot(p));
+  LibpcapReader(std::string path, PcapHandle&& p, bool micro)
+      : path_(std::move(path)), p_(std::move(p)), micro_(micro) {
+    format_.dlt = pcap_datalink(p_.get());
+    format_.snaplen = static_cast<uint32_t>(pcap_snapshot(p_.get()));
     format_.nanosecond = !micro;
   }
-  ~LibpcapReader() override { pcap_close(p_); }
 
   Result Next(PcapRecord& out) noexcept override {
     pcap_pkthdr* h = nullptr;
     const u_char* data = nullptr;
-    const int rc = pcap_next_ex(p_, &h, &data);
+    const int rc = pcap_next_ex(p_.get(), &h, &data);
     if (rc == PCAP_ERROR_BREAK) return Result::kEnd;
     if (rc != 1) {
-      error_ = path_ + ": after " + std::to_string(records_) + " records: " + pcap_geterr(p_);
+      error_ = path_ + ": after " + std::to_string(records_) + " records: " + pcap_geterr(p_.get());
       return Result::kError;
     }
     out.sec = h->ts.tv_sec;
@@ -168,7 +188,7 @@ class LibpcapReader final : public PcapRecordReader {
 
  private:
   std::string path_;
-  pcap_t* p_;
+  PcapHandle p_;
   bool micro_;
   uint64_t records_ = 0;
 };
@@ -201,36 +221,36 @@ uint32_t LinktypeOfDlt(int dlt) {
 sluice::Result<std::unique_ptr<PcapRecordReader>> PcapRecordReader::Open(const std::string& path) {
   // libpcap opens every file first: it decides what is readable and says why not.
   char err[PCAP_ERRBUF_SIZE] = {};
-  pcap_t* p = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
+  PcapHandle p(pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err));
   if (p == nullptr) return IoError(path + ": " + err);
+  const int dlt = pcap_datalink(p.get());
 
   FileHeader h{};
   struct stat st{};
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  OwnedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   // The direct reader takes what it reads exactly as libpcap would: host byte order, version
   // 2.4 (libpcap swaps caplen and len in some older versions' records), and a link type whose
   // largest record is libpcap's MAXIMUM_SNAPLEN (D-Bus, EBHSCR and USBPcap allow more).
-  const bool header = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+  const bool header = fd.get() >= 0 && fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) &&
                       static_cast<std::size_t>(st.st_size) >= kFileHeader &&
-                      pread(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h);
+                      pread(fd.get(), &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h);
   const bool classic = header && (h.magic == kMagicMicro || h.magic == kMagicNano) && h.version_major == 2 &&
-                       h.version_minor == 4 && MaxCaplenIsLibpcaps(pcap_datalink(p));
+                       h.version_minor == 4 && MaxCaplenIsLibpcaps(dlt);
   if (classic) {
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);  // a larger read-ahead; advice only
-    auto r = std::make_unique<DirectReader>(path, fd, static_cast<std::size_t>(st.st_size));  // owns fd
+    posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);  // a larger read-ahead; advice only
     PcapFormat f;
     f.linktype = h.linktype;
-    f.dlt = pcap_datalink(p);
+    f.dlt = dlt;
     f.snaplen = h.snaplen;
     f.nanosecond = h.magic == kMagicNano;
-    r->SetFormat(f, static_cast<uint32_t>(pcap_snapshot(p)));
-    pcap_close(p);
-    return std::unique_ptr<PcapRecordReader>(std::move(r));
+    const auto snapshot = static_cast<uint32_t>(pcap_snapshot(p.get()));
+    auto r = std::make_unique<DirectReader>(path, std::move(fd), static_cast<std::size_t>(st.st_size));
+    r->SetFormat(f, snapshot);
+    return std::unique_ptr<PcapRecordReader>(std::move(r));  // `p` closes: libpcap only vetted the file
   }
-  if (fd >= 0) ::close(fd);
   const bool micro = header && (h.magic == kMagicMicro || h.magic == __builtin_bswap32(kMagicMicro));
-  auto r = std::make_unique<LibpcapReader>(path, p, micro);
-  r->SetLinktype(LinktypeOfDlt(pcap_datalink(p)));
+  auto r = std::make_unique<LibpcapReader>(path, std::move(p), micro);
+  r->SetLinktype(LinktypeOfDlt(dlt));
   return std::unique_ptr<PcapRecordReader>(std::move(r));
 }
 
