@@ -177,7 +177,9 @@ class OfflinePipeline::RunContext {
         bursts_(new Burst[window_]),
         emit_(window_, kSpin) {
     locals_.reserve(threads);
-    for (uint32_t t = 0; t < threads; ++t) locals_.push_back(std::make_unique<Local>(p.pool_, *p.workers_[t], t));
+    for (uint32_t t = 0; t < threads; ++t) {
+      locals_.push_back(std::make_unique<Local>(p.pool_, *p.workers_[t], t, window_, shards_));
+    }
     shard_sections_.reserve(shards_);
     for (uint32_t s = 0; s < shards_; ++s) shard_sections_.push_back(std::make_unique<OrderedSection>(window_, kSpin));
   }
@@ -185,13 +187,20 @@ class OfflinePipeline::RunContext {
   // What the arena thread `index` keeps for itself: buffers and batches it retired, which it
   // reads the next bursts into while they are still in its cache (index 0 outside the graph).
   struct alignas(64) Local {
-    Local(BufferPool& pool, WorkerStats& stats, uint32_t worker)
-        : buffers(pool, PoolCache::kDefaultSize, PoolCache::Share::kReserved), stats(stats), worker(worker) {}
+    Local(BufferPool& pool, WorkerStats& stats, uint32_t worker, uint32_t window, uint32_t shards)
+        : buffers(pool, PoolCache::kDefaultSize, PoolCache::Share::kReserved),
+          stats(stats),
+          worker(worker),
+          done(window),
+          emitted(std::size_t{window} * shards) {}
     PoolCache buffers;  // its room is counted in SmallBuffersNeeded, so it may hold all of it
     WorkerStats& stats;  // the pipeline's, for this arena thread
     const uint32_t worker;  // this arena thread's index: Batch::worker() for the stages it runs
     std::array<Batch*, kMaxShards + 1> batches{};  // a burst's worth: the burst and its parts
     uint32_t batch_count = 0;
+    std::vector<uint64_t> done;  // Work's list of bursts to emit
+    std::vector<Batch*> emitted;  // the batches of bursts it emitted, not yet recycled
+    uint32_t emitted_count = 0;
   };
   Local& local(int index) noexcept {
     const auto i = static_cast<std::size_t>(std::max(index, 0));
@@ -234,11 +243,14 @@ class OfflinePipeline::RunContext {
     const uint64_t seq = burst->seq();
     Burst& br = bursts_[seq % window_];
     Dispatch(burst, br, local);
-    uint32_t retired = 0;
-    auto emit = [&](uint64_t n) noexcept {
-      Emit(bursts_[n % window_], local);
-      ++retired;
-    };
+    // Bursts whose last shard part this call finished, in the order it finished them (their
+    // numbers rise: a section runs them in order, and the sections are taken in shard order).
+    // They are emitted after the shard's section is left, not inside it: nested, the section
+    // stayed closed to the next burst for the whole emission, which made a shard's stages
+    // and the sink one serial step (at 2 threads, a replay's threads waited there for a
+    // quarter of their time).
+    uint64_t* const done = local.done.data();  // room for the window: a burst finishes once
+    uint32_t done_count = 0;
     for (uint32_t s = 0; s < shards_; ++s) {
       shard_sections_[s]->Run(seq, [&, s](uint64_t n) noexcept {
         Burst& b = bursts_[n % window_];
@@ -247,8 +259,21 @@ class OfflinePipeline::RunContext {
           RunStage(p_.shards_[s].classify, local.stats.classify[s], *part);
           RunStage(p_.shards_[s].rewrite, local.stats.rewrite[s], *part);
         }
-        if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) emit_.Run(n, emit);
+        if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+          SLUICE_DCHECK(done_count < window_);
+          done[done_count++] = n;
+        }
       });
+    }
+    // Emission in three steps, so that the one that must be in input order, handing the
+    // burst to the sink, is all the emit section holds: verdicts are recorded, counted and
+    // merged into input order here, beside other threads' work; the buffers and batches go
+    // back once the section has been left.
+    uint32_t retired = 0;
+    for (uint32_t i = 0; i < done_count; ++i) {
+      Finish(bursts_[done[i] % window_], local);
+      retired += emit_.Run(done[i], [&](uint64_t n) noexcept { Consume(bursts_[n % window_], local); });
+      Recycle(local);
     }
     return retired;
   }
@@ -270,12 +295,14 @@ class OfflinePipeline::RunContext {
   struct alignas(64) Burst {
     std::array<Batch*, kMaxShards> part{};  // nullptr: no packets for that shard
     std::atomic<uint32_t> remaining{0};     // shards whose section has not yet passed it
+    uint32_t count = 0;                     // packets in `ordered`
+    std::array<PacketBuffer*, kMaxBatch> ordered;  // the parts' packets in input order (Finish)
   };
 
   // Splits a burst by flow hash into one batch per shard that has packets. A burst for one
   // shard (or an empty one) goes through whole.
   void Dispatch(Batch* burst, Burst& out, Local& local) noexcept {
-    tsan::Acquire(&out);  // the slot's last burst was emitted: its token let this one be read
+    tsan::Acquire(&out);  // the slot's last burst went to the sink (Consume) before this one was read
     out.part = {};
     out.remaining.store(shards_, std::memory_order_relaxed);
     if (shards_ == 1 || burst->empty()) {
@@ -309,10 +336,9 @@ class OfflinePipeline::RunContext {
     }
   }
 
-  // Records every packet's verdict and accounts it, hands the burst to the sink in input order
-  // (each part is in input order already: merge on the ordinal ReadBurst stamped), then
-  // returns the buffers and the batches.
-  void Emit(Burst& burst, Local& local) noexcept {
+  // Records every packet's verdict and accounts it, then lists the burst's packets in input
+  // order (each part is in input order already: merge on the ordinal ReadBurst stamped).
+  void Finish(Burst& burst, Local& local) noexcept {
     std::array<Batch*, kMaxShards> parts;
     std::size_t count = 0;
     for (uint32_t s = 0; s < shards_; ++s) {
@@ -321,10 +347,9 @@ class OfflinePipeline::RunContext {
     const uint64_t now = NowNs();
     for (std::size_t k = 0; k < count; ++k) RecordAndAccount(*parts[k], local.stats.run, now);
 
-    std::array<PacketBuffer*, kMaxBatch> ordered;
     uint32_t n = 0;
     if (count == 1) {
-      for (uint32_t i = 0; i < parts[0]->size(); ++i) ordered[n++] = &parts[0]->packet(i);
+      for (uint32_t i = 0; i < parts[0]->size(); ++i) burst.ordered[n++] = &parts[0]->packet(i);
     } else {
       std::array<uint32_t, kMaxShards> head{};
       for (;;) {
@@ -339,17 +364,32 @@ class OfflinePipeline::RunContext {
           }
         }
         if (best < 0) break;
-        ordered[n++] = &parts[best]->packet(head[best]++);
+        burst.ordered[n++] = &parts[best]->packet(head[best]++);
       }
     }
-    sink_.Consume(std::span<PacketBuffer* const>(ordered.data(), n));
+    burst.count = n;
+  }
 
-    std::array<PacketBuffer*, kMaxBatch> bufs;
-    for (std::size_t k = 0; k < count; ++k) {
-      local.buffers.PutBulk(bufs.data(), parts[k]->TakeBuffers(bufs.data()));
-      PutBatch(local, parts[k]);
+  // The burst to the sink: all the emit section does, in input order. The burst's batches are
+  // listed for Recycle, and its slot is free from here on: a token another thread returns for
+  // a later burst lets the source read the burst that reuses it.
+  void Consume(Burst& burst, Local& local) noexcept {
+    sink_.Consume(std::span<PacketBuffer* const>(burst.ordered.data(), burst.count));
+    for (uint32_t s = 0; s < shards_; ++s) {
+      if (Batch* part = burst.part[s]) local.emitted[local.emitted_count++] = part;
     }
-    tsan::Release(&burst);  // to the Dispatch that reuses the slot, after this burst's token
+    tsan::Release(&burst);  // to the Dispatch that reuses the slot
+  }
+
+  // The batches of the bursts this thread emitted, with their buffers, back to its caches.
+  void Recycle(Local& local) noexcept {
+    std::array<PacketBuffer*, kMaxBatch> bufs;
+    for (uint32_t i = 0; i < local.emitted_count; ++i) {
+      Batch* part = local.emitted[i];
+      local.buffers.PutBulk(bufs.data(), part->TakeBuffers(bufs.data()));
+      PutBatch(local, part);
+    }
+    local.emitted_count = 0;
   }
 
   OfflinePipeline& p_;
