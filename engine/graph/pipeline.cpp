@@ -40,8 +40,27 @@ uint32_t BurstsInFlight(const PipelineOptions& o) {
   return std::max({4 * o.threads, 2u, 2 * o.shards});
 }
 
+// How many batches per shard one burst gathers. What the graph does once per burst (a token,
+// the source node's turn, a turn at each shard's ordered section and at the emission) moves
+// cache lines between threads, 0.1-0.5 us a round trip on the 2-vCPU VM sluice is measured
+// on; gathering up to four batches per shard pays it once per up to 256 packets (measured:
+// `sluice replay -t 2 -s 2`, 1M x 64 B, batch 64, alternated runs: median 0.100 -> 0.090 s;
+// 1 thread 0.127 -> 0.123 s). A batch size under 16 is asked for to keep latency down, and
+// four such batches per shard would split a burst into many parts, each a batch set aside:
+// those bursts stay one batch per shard.
+uint32_t BatchesPerBurst(const PipelineOptions& o) {
+  if (o.batch_size < 16) return 1;
+  return std::clamp<uint32_t>(kMaxBatch / (o.batch_size * o.shards), 1, 4);
+}
+
 uint32_t BurstSize(const PipelineOptions& o) {
-  return std::min<uint32_t>(kMaxBatch, o.batch_size * o.shards);
+  return std::min<uint32_t>(kMaxBatch, BatchesPerBurst(o) * o.batch_size * o.shards);
+}
+
+// The most batches a burst is split into: each shard's packets in batches of batch_size, the
+// last one of each possibly part full (and never more than one per packet).
+uint32_t MaxParts(const PipelineOptions& o) {
+  return std::min<uint32_t>(kMaxBatch, (BurstSize(o) + o.batch_size - 1) / o.batch_size + o.shards);
 }
 
 // oneTBB allows the whole process the machine's CPUs' worth of threads: an arena asking for
@@ -173,12 +192,15 @@ class OfflinePipeline::RunContext {
         sink_(sink),
         shards_(p.options_.shards),
         window_(p.options_.bursts_in_flight),
-        batches_(window_ * (shards_ + 1) + 2 + threads * (shards_ + 1), kMaxBatch),
+        max_parts_(MaxParts(p.options_)),
+        // Each burst in flight and each thread's cache: the burst's batch and its parts; one
+        // more burst the source has read ahead.
+        batches_((window_ + threads) * (max_parts_ + 1) + 2, kMaxBatch),
         bursts_(new Burst[window_]),
         emit_(window_, kSpin) {
     locals_.reserve(threads);
     for (uint32_t t = 0; t < threads; ++t) {
-      locals_.push_back(std::make_unique<Local>(p.pool_, *p.workers_[t], t, window_, shards_));
+      locals_.push_back(std::make_unique<Local>(p.pool_, *p.workers_[t], t, window_, max_parts_));
     }
     shard_sections_.reserve(shards_);
     for (uint32_t s = 0; s < shards_; ++s) shard_sections_.push_back(std::make_unique<OrderedSection>(window_, kSpin));
@@ -187,18 +209,20 @@ class OfflinePipeline::RunContext {
   // What the arena thread `index` keeps for itself: buffers and batches it retired, which it
   // reads the next bursts into while they are still in its cache (index 0 outside the graph).
   struct alignas(64) Local {
-    Local(BufferPool& pool, WorkerStats& stats, uint32_t worker, uint32_t window, uint32_t shards)
+    Local(BufferPool& pool, WorkerStats& stats, uint32_t worker, uint32_t window,
+          uint32_t max_parts)
         : buffers(pool, PoolCache::kDefaultSize, PoolCache::Share::kReserved),
           stats(stats),
           worker(worker),
+          batches(max_parts + 1),
           done(window),
-          emitted(std::size_t{window} * shards) {}
+          emitted(std::size_t{window} * max_parts) {}
     PoolCache buffers;  // its room is counted in SmallBuffersNeeded, so it may hold all of it
     WorkerStats& stats;  // the pipeline's, for this arena thread
     const uint32_t worker;  // this arena thread's index: Batch::worker() for the stages it runs
-    std::array<Batch*, kMaxShards + 1> batches{};  // a burst's worth: the burst and its parts
+    std::vector<Batch*> batches;  // a burst's worth: the burst and its parts
     uint32_t batch_count = 0;
-    std::vector<uint64_t> done;  // Work's list of bursts to emit
+    std::vector<uint64_t> done;   // Work's list of bursts to emit
     std::vector<Batch*> emitted;  // the batches of bursts it emitted, not yet recycled
     uint32_t emitted_count = 0;
   };
@@ -230,7 +254,7 @@ class OfflinePipeline::RunContext {
   }
 
   // The rest of a burst's journey, on the calling thread where it can be: parse it, split it
-  // by flow hash, classify and rewrite each shard's part in that shard's burst order, then emit
+  // by flow hash, classify and rewrite each shard's batches in that shard's burst order, then emit
   // the burst in input order. Returns how many bursts this call retired (one token back for
   // each); a part or burst whose turn has not come is left to the thread whose turn it is.
   //
@@ -247,17 +271,17 @@ class OfflinePipeline::RunContext {
     // numbers rise: a section runs them in order, and the sections are taken in shard order).
     // They are emitted after the shard's section is left, not inside it: nested, the section
     // stayed closed to the next burst for the whole emission, which made a shard's stages
-    // and the sink one serial step (at 2 threads, a replay's threads waited there for a
-    // quarter of their time).
+    // and the sink one serial step.
     uint64_t* const done = local.done.data();  // room for the window: a burst finishes once
     uint32_t done_count = 0;
     for (uint32_t s = 0; s < shards_; ++s) {
       shard_sections_[s]->Run(seq, [&, s](uint64_t n) noexcept {
         Burst& b = bursts_[n % window_];
-        if (Batch* part = b.part[s]) {
-          part->set_worker(local.worker);  // the thread whose turn it is, not the one that read it
-          RunStage(p_.shards_[s].classify, local.stats.classify[s], *part);
-          RunStage(p_.shards_[s].rewrite, local.stats.rewrite[s], *part);
+        for (uint16_t k = b.first_part[s]; k != Burst::kNone; k = b.next_part[k]) {
+          Batch& part = *b.part[k];
+          part.set_worker(local.worker);  // the thread whose turn it is, not the one that read it
+          RunStage(p_.shards_[s].classify, local.stats.classify[s], part);
+          RunStage(p_.shards_[s].rewrite, local.stats.rewrite[s], part);
         }
         if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
           SLUICE_DCHECK(done_count < window_);
@@ -272,7 +296,8 @@ class OfflinePipeline::RunContext {
     uint32_t retired = 0;
     for (uint32_t i = 0; i < done_count; ++i) {
       Finish(bursts_[done[i] % window_], local);
-      retired += emit_.Run(done[i], [&](uint64_t n) noexcept { Consume(bursts_[n % window_], local); });
+      retired +=
+          emit_.Run(done[i], [&](uint64_t n) noexcept { Consume(bursts_[n % window_], local); });
       Recycle(local);
     }
     return retired;
@@ -293,30 +318,57 @@ class OfflinePipeline::RunContext {
 
   // A burst between its dispatch and its emission, at seq % window (a line of its own).
   struct alignas(64) Burst {
-    std::array<Batch*, kMaxShards> part{};  // nullptr: no packets for that shard
-    std::atomic<uint32_t> remaining{0};     // shards whose section has not yet passed it
-    uint32_t count = 0;                     // packets in `ordered`
-    std::array<PacketBuffer*, kMaxBatch> ordered;  // the parts' packets in input order (Finish)
+    static constexpr uint16_t kNone = 0xffff;
+    std::atomic<uint32_t> remaining{0};  // shards whose section has not yet passed it
+    uint32_t parts = 0;
+    uint32_t count = 0;        // packets
+    uint64_t first_token = 0;  // its first packet's io_token (ReadBurst numbers them)
+    std::array<uint16_t, kMaxShards> first_part;   // each shard's first part, or kNone
+    std::array<uint16_t, kMaxBatch> next_part;     // the same shard's next part, or kNone
+    std::array<Batch*, kMaxBatch> part;            // [0, parts), in the order Dispatch made them
+    std::array<PacketBuffer*, kMaxBatch> ordered;  // the packets in input order (Finish)
   };
 
-  // Splits a burst by flow hash into one batch per shard that has packets. A burst for one
-  // shard (or an empty one) goes through whole.
+  // Splits a burst into parts: each shard's packets, in input order, in batches of at most
+  // batch_size. With one shard the burst's own batch stays the first part.
   void Dispatch(Batch* burst, Burst& out, Local& local) noexcept {
-    tsan::Acquire(&out);  // the slot's last burst went to the sink (Consume) before this one was read
-    out.part = {};
+    // The slot's last burst went to the sink (Consume) before this one could be read.
+    tsan::Acquire(&out);
+    const uint32_t n = burst->size();
+    const uint32_t batch = p_.options_.batch_size;
     out.remaining.store(shards_, std::memory_order_relaxed);
-    if (shards_ == 1 || burst->empty()) {
-      out.part[0] = burst;
+    out.count = n;
+    out.first_token = n != 0 ? burst->packet(0).meta().io_token : 0;
+    std::fill_n(out.first_part.begin(), shards_, Burst::kNone);
+    std::array<uint16_t, kMaxShards> last{};
+    auto add_part = [&](uint32_t s, Batch* part) noexcept {
+      const auto k = static_cast<uint16_t>(out.parts++);
+      out.part[k] = part;
+      out.next_part[k] = Burst::kNone;
+      (out.first_part[s] == Burst::kNone ? out.first_part[s] : out.next_part[last[s]]) = k;
+      last[s] = k;
+    };
+    auto new_part = [&](uint32_t s) noexcept {
+      Batch* part = GetBatch(local);
+      part->set_seq(burst->seq());
+      part->set_shard(s);
+      add_part(s, part);
+    };
+    out.parts = 0;
+    if (shards_ == 1) {
+      add_part(0, burst);
+      if (n <= batch) return;
+      for (uint32_t i = batch; i < n; ++i) {
+        if (i % batch == 0) new_part(0);
+        out.part[last[0]]->MoveSlotFrom(*burst, i);
+      }
+      burst->Truncate(batch);
       return;
     }
-    for (uint32_t i = 0; i < burst->size(); ++i) {
+    for (uint32_t i = 0; i < n; ++i) {
       const uint32_t s = ShardOf(burst->packet(i).meta().flow_hash, shards_);
-      if (out.part[s] == nullptr) {
-        out.part[s] = GetBatch(local);
-        out.part[s]->set_seq(burst->seq());
-        out.part[s]->set_shard(s);
-      }
-      out.part[s]->MoveSlotFrom(*burst, i);
+      if (out.first_part[s] == Burst::kNone || out.part[last[s]]->size() == batch) new_part(s);
+      out.part[last[s]]->MoveSlotFrom(*burst, i);
     }
     burst->Clear();  // every slot was moved out
     PutBatch(local, burst);
@@ -329,7 +381,7 @@ class OfflinePipeline::RunContext {
     return b;
   }
   void PutBatch(Local& local, Batch* b) noexcept {
-    if (local.batch_count < shards_ + 1) {
+    if (local.batch_count < local.batches.size()) {
       local.batches[local.batch_count++] = b;
     } else {
       batches_.Put(b);
@@ -337,37 +389,18 @@ class OfflinePipeline::RunContext {
   }
 
   // Records every packet's verdict and accounts it, then lists the burst's packets in input
-  // order (each part is in input order already: merge on the ordinal ReadBurst stamped).
+  // order: each in its place by the ordinal ReadBurst stamped, which is consecutive in a burst.
   void Finish(Burst& burst, Local& local) noexcept {
-    std::array<Batch*, kMaxShards> parts;
-    std::size_t count = 0;
-    for (uint32_t s = 0; s < shards_; ++s) {
-      if (burst.part[s] != nullptr) parts[count++] = burst.part[s];
-    }
     const uint64_t now = NowNs();
-    for (std::size_t k = 0; k < count; ++k) RecordAndAccount(*parts[k], local.stats.run, now);
-
-    uint32_t n = 0;
-    if (count == 1) {
-      for (uint32_t i = 0; i < parts[0]->size(); ++i) burst.ordered[n++] = &parts[0]->packet(i);
-    } else {
-      std::array<uint32_t, kMaxShards> head{};
-      for (;;) {
-        int best = -1;
-        uint64_t best_token = 0;
-        for (std::size_t k = 0; k < count; ++k) {
-          if (head[k] == parts[k]->size()) continue;
-          const uint64_t token = parts[k]->packet(head[k]).meta().io_token;
-          if (best < 0 || token < best_token) {
-            best = static_cast<int>(k);
-            best_token = token;
-          }
-        }
-        if (best < 0) break;
-        burst.ordered[n++] = &parts[best]->packet(head[best]++);
+    for (uint32_t k = 0; k < burst.parts; ++k) {
+      Batch& part = *burst.part[k];
+      RecordAndAccount(part, local.stats.run, now);
+      for (uint32_t i = 0; i < part.size(); ++i) {
+        const uint64_t at = part.packet(i).meta().io_token - burst.first_token;
+        SLUICE_CHECK(at < burst.count);
+        burst.ordered[at] = &part.packet(i);
       }
     }
-    burst.count = n;
   }
 
   // The burst to the sink: all the emit section does, in input order. The burst's batches are
@@ -375,9 +408,7 @@ class OfflinePipeline::RunContext {
   // a later burst lets the source read the burst that reuses it.
   void Consume(Burst& burst, Local& local) noexcept {
     sink_.Consume(std::span<PacketBuffer* const>(burst.ordered.data(), burst.count));
-    for (uint32_t s = 0; s < shards_; ++s) {
-      if (Batch* part = burst.part[s]) local.emitted[local.emitted_count++] = part;
-    }
+    for (uint32_t k = 0; k < burst.parts; ++k) local.emitted[local.emitted_count++] = burst.part[k];
     tsan::Release(&burst);  // to the Dispatch that reuses the slot
   }
 
@@ -397,6 +428,7 @@ class OfflinePipeline::RunContext {
   PacketSink& sink_;
   const uint32_t shards_;
   const uint32_t window_;
+  const uint32_t max_parts_;  // MaxParts: batches one burst is split into, at most
   BatchPool batches_;
   std::vector<std::unique_ptr<Local>> locals_;  // one per arena thread
   uint64_t next_seq_ = 0;

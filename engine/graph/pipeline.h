@@ -14,11 +14,13 @@
 //      └──────────────────── a token back per retired burst ◄──────────┘
 //
 // Contracts
-// - The message is a Batch. The source reads a burst of up to batch_size × shards (≤ 256)
-//   packets; work parses it and splits it by the symmetric flow hash parse computed, so both
-//   directions of a flow meet the same shard's stages (and its flow table), and emits each
-//   burst whole, in input order. Output is therefore identical whatever the number of threads
-//   or shards.
+// - The message is a Batch. The source reads a burst of up to four batches per shard
+//   (batch_size × shards × 4, at most 256 packets; one batch per shard when batch_size is
+//   under 16); work parses it and splits it by the symmetric flow hash parse computed, so
+//   both directions of a flow meet the same shard's stages (and its flow table), into batches
+//   of at most batch_size, and emits each burst whole, in input order. Output is therefore
+//   identical whatever the number of threads or shards. (Bursts gather several batches
+//   because what the graph does per burst passes cache lines between threads.)
 // - Run to completion: oneTBB runs the work task of a burst on the thread that read it (the
 //   put hands the task back to run next), so a burst is parsed, classified, rewritten and
 //   emitted where its bytes already are, and its buffers and batches go back to that thread's

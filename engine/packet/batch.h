@@ -154,6 +154,13 @@ class Batch {
     return n;
   }
 
+  // Ends the batch at slot n: the slots from n on must have been moved out (MoveSlotFrom).
+  void Truncate(uint32_t n) noexcept {
+    SLUICE_CHECK(n <= size_);
+    for (uint32_t i = n; i < size_; ++i) SLUICE_DCHECK(ref_[i].get() == nullptr);
+    size_ = n;
+  }
+
   // Empties the batch; any packet still in it dies through its PacketRef.
   void Clear() noexcept {
     for (uint32_t i = 0; i < size_; ++i) ref_[i] = PacketRef();

@@ -7,6 +7,7 @@
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_arena.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -107,6 +108,54 @@ TEST(OfflinePipeline, EveryPacketIsAccountedForExactlyOnce) {
   }
 }
 
+// The graph reads bursts of up to four batches per shard (so that handing a burst between
+// threads is paid once per several batches) but hands each shard's stages batches of at most
+// batch_size, in input order: also when one flow, hence one shard, has every packet.
+TEST(OfflinePipeline, StagesSeeBatchesOfAtMostTheBatchSize) {
+  struct Sizes {
+    void Process(Batch& b) noexcept {
+      largest = std::max(largest, b.size());
+      ++calls;
+      stage.Process(b);
+    }
+    uint32_t largest = 0;
+    uint64_t calls = 0;
+    FakeClassify stage;
+  };
+  for (uint32_t flows : {1u, 50u}) {
+    for (uint32_t shards : {1u, 2u}) {
+      SCOPED_TRACE(::testing::Message() << flows << " flows, " << shards << " shards");
+      const auto traffic = MakeTraffic(flows, 3000 / flows, 5);
+      auto pool =
+          std::move(BufferPool::Create({.small_buffers = 16384, .large_buffers = 4})).value();
+      FakeParse parse;
+      std::vector<Sizes> classify(shards);
+      std::vector<FakeRewrite> rewrite(shards);
+      std::vector<ShardStages> stages;
+      for (uint32_t s = 0; s < shards; ++s)
+        stages.push_back({StageRef::Of(classify[s]), StageRef::Of(rewrite[s])});
+      OfflinePipeline pipeline({.shards = shards, .threads = 2, .batch_size = 24}, *pool,
+                               StageRef::Of(parse), stages);
+      EXPECT_EQ(pipeline.burst_size(), shards == 1 ? 96u : 192u);
+      MemorySource src(&traffic, LinkType::kRaw);
+      CaptureSink sink;
+      ASSERT_TRUE(pipeline.Run(src, sink).ok());
+      ExpectBalanced(pipeline.run_stats(), traffic.size());
+      uint64_t calls = 0;
+      for (uint32_t s = 0; s < shards; ++s) {
+        EXPECT_LE(classify[s].largest, 24u) << s;
+        EXPECT_EQ(rewrite[s].order_violations, 0u) << s;
+        calls += classify[s].calls;
+      }
+      // A burst's packets of one shard fill its batches in turn: with one flow, every batch
+      // but a burst's last is full.
+      if (flows == 1) {
+        EXPECT_EQ(calls, (traffic.size() + 23) / 24);
+      }
+    }
+  }
+}
+
 // A stage that takes a while per batch and notes the threads it ran on. With parse and
 // classify slow (both in a burst's work), the thread that read a burst is busy long enough for
 // the other thread to read the next: both threads read, parse and retire bursts.
@@ -143,7 +192,9 @@ std::unique_ptr<OfflinePipeline> RunOnTwoThreads(Parse& parse, Classify& classif
 // misses a thread's counts. The run is repeated (a few times at most) until both threads
 // took part: on a loaded machine oneTBB's worker may not wake in time for the first.
 TEST(OfflinePipeline, StatsAreTheSumOfEveryThreadsCounts) {
-  const auto traffic = MakeTraffic(64, 100, 7);  // 6400 packets: 200 bursts of 32
+  // 6400 packets: 50 bursts of 4 batches of 32 (the graph gathers up to 4 per shard), parsed
+  // a burst at a time and classified a batch at a time.
+  const auto traffic = MakeTraffic(64, 100, 7);
   uint64_t skipped = 0;
   for (const auto& p : traffic) skipped += p[8] == kSkipIt;
   auto pool = std::move(BufferPool::Create({.small_buffers = 16384, .large_buffers = 4})).value();
@@ -156,8 +207,10 @@ TEST(OfflinePipeline, StatsAreTheSumOfEveryThreadsCounts) {
     both = parse.threads.size() == 2;
     ExpectBalanced(pipeline->run_stats(), traffic.size());
     EXPECT_EQ(pipeline->run_stats().latency_ns.Read().total, traffic.size());
-    EXPECT_EQ(pipeline->parse_stats().calls.Load(), traffic.size() / 32);
+    ASSERT_EQ(pipeline->burst_size(), 128u);
+    EXPECT_EQ(pipeline->parse_stats().calls.Load(), traffic.size() / 128);
     EXPECT_EQ(pipeline->parse_stats().packets.Load(), traffic.size());
+    EXPECT_EQ(pipeline->classify_stats(0).calls.Load(), traffic.size() / 32);
     EXPECT_EQ(pipeline->classify_stats(0).packets.Load(), traffic.size() - skipped);
   }
   EXPECT_TRUE(both) << "both threads must have counted for this test to mean anything";
@@ -184,7 +237,9 @@ TEST(OfflinePipeline, ParseRunsOnSeveralThreadsAtOnce) {
     int inside = 0, most = 0;
     FakeParse stage;
   };
-  const auto traffic = MakeTraffic(64, 100, 7);  // 6400 packets: 200 bursts of 32
+  // 6400 packets: 50 bursts of 4 batches of 32 (the graph gathers up to 4 per shard), parsed
+  // a burst at a time and classified a batch at a time.
+  const auto traffic = MakeTraffic(64, 100, 7);
   auto pool = std::move(BufferPool::Create({.small_buffers = 16384, .large_buffers = 4})).value();
   int most = 0;
   for (int attempt = 0; attempt < 10 && most < 2; ++attempt) {
