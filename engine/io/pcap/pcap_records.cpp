@@ -74,7 +74,10 @@ class DirectReader final : public PcapRecordReader {
   static constexpr std::size_t kCapacity = kChunk + kRecordHeader + kMaxCaplen;
 
   DirectReader(std::string path, OwnedFd&& fd, std::size_t size)
-      : path_(std::move(path)), fd_(std::move(fd)), size_(size), offset_(kFileHeader),
+      : path_(std::move(path)),
+        fd_(std::move(fd)),
+        size_(size),
+        offset_(kFileHeader),
         buf_(std::make_unique_for_overwrite<uint8_t[]>(kCapacity)) {
     direct_ = true;
   }
@@ -221,7 +224,8 @@ uint32_t LinktypeOfDlt(int dlt) {
 sluice::Result<std::unique_ptr<PcapRecordReader>> PcapRecordReader::Open(const std::string& path) {
   // libpcap opens every file first: it decides what is readable and says why not.
   char err[PCAP_ERRBUF_SIZE] = {};
-  PcapHandle p(pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err));
+  PcapHandle p(
+      pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err));
   if (p == nullptr) return IoError(path + ": " + err);
   const int dlt = pcap_datalink(p.get());
 
@@ -234,8 +238,8 @@ sluice::Result<std::unique_ptr<PcapRecordReader>> PcapRecordReader::Open(const s
   const bool header = fd.get() >= 0 && fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) &&
                       static_cast<std::size_t>(st.st_size) >= kFileHeader &&
                       pread(fd.get(), &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h);
-  const bool classic = header && (h.magic == kMagicMicro || h.magic == kMagicNano) && h.version_major == 2 &&
-                       h.version_minor == 4 && MaxCaplenIsLibpcaps(dlt);
+  const bool classic = header && (h.magic == kMagicMicro || h.magic == kMagicNano) &&
+                       h.version_major == 2 && h.version_minor == 4 && MaxCaplenIsLibpcaps(dlt);
   if (classic) {
     posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);  // a larger read-ahead; advice only
     PcapFormat f;
@@ -244,9 +248,11 @@ sluice::Result<std::unique_ptr<PcapRecordReader>> PcapRecordReader::Open(const s
     f.snaplen = h.snaplen;
     f.nanosecond = h.magic == kMagicNano;
     const auto snapshot = static_cast<uint32_t>(pcap_snapshot(p.get()));
-    auto r = std::make_unique<DirectReader>(path, std::move(fd), static_cast<std::size_t>(st.st_size));
+    auto r =
+        std::make_unique<DirectReader>(path, std::move(fd), static_cast<std::size_t>(st.st_size));
     r->SetFormat(f, snapshot);
-    return std::unique_ptr<PcapRecordReader>(std::move(r));  // `p` closes: libpcap only vetted the file
+    return std::unique_ptr<PcapRecordReader>(
+        std::move(r));  // `p` closes: libpcap only vetted the file
   }
   const bool micro = header && (h.magic == kMagicMicro || h.magic == __builtin_bswap32(kMagicMicro));
   auto r = std::make_unique<LibpcapReader>(path, std::move(p), micro);

@@ -25,7 +25,7 @@ std::atomic<uint64_t> failed_reads{0};
 
 ssize_t Pread(int fd, void* buf, size_t n, off_t offset) {
   const ino_t inode = fail_inode.load();
-  struct stat st{};
+  struct stat st {};
   if (inode != 0 && offset >= fail_from.load() && fstat(fd, &st) == 0 && st.st_ino == inode) {
     failed_reads.fetch_add(1);
     errno = EIO;
@@ -37,8 +37,12 @@ ssize_t Pread(int fd, void* buf, size_t n, off_t offset) {
 }  // namespace
 
 // Both names: which one a caller binds to depends on _FILE_OFFSET_BITS.
-extern "C" ssize_t pread(int fd, void* buf, size_t n, off_t offset) { return Pread(fd, buf, n, offset); }
-extern "C" ssize_t pread64(int fd, void* buf, size_t n, off_t offset) { return Pread(fd, buf, n, offset); }
+extern "C" ssize_t pread(int fd, void* buf, size_t n, off_t offset) {
+  return Pread(fd, buf, n, offset);
+}
+extern "C" ssize_t pread64(int fd, void* buf, size_t n, off_t offset) {
+  return Pread(fd, buf, n, offset);
+}
 
 namespace sluice {
 namespace {
@@ -60,7 +64,7 @@ TEST(PcapReadError, AReadErrorEndsTheFileAfterTheRecordsReadBeforeIt) {
   ASSERT_TRUE(want.error.empty()) << want.error;
   ASSERT_EQ(want.records.size(), packets.size());
 
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   auto r = PcapRecordReader::Open(path);  // reads the file header with pread, at offset 0
   ASSERT_TRUE(r.ok()) << r.status().message();
@@ -95,7 +99,8 @@ TEST(PcapReadError, AReadErrorEndsTheFileAfterTheRecordsReadBeforeIt) {
   const std::string& error = (*r)->error();
   EXPECT_NE(error.find(path), std::string::npos) << error;
   EXPECT_NE(error.find("error reading dump file: Input/output error"), std::string::npos) << error;
-  EXPECT_NE(error.find("after " + std::to_string(in_first) + " records"), std::string::npos) << error;
+  EXPECT_NE(error.find("after " + std::to_string(in_first) + " records"), std::string::npos)
+      << error;
 }
 
 }  // namespace
