@@ -60,7 +60,8 @@ uint32_t BurstSize(const PipelineOptions& o) {
 // The most batches a burst is split into: each shard's packets in batches of batch_size, the
 // last one of each possibly part full (and never more than one per packet).
 uint32_t MaxParts(const PipelineOptions& o) {
-  return std::min<uint32_t>(kMaxBatch, (BurstSize(o) + o.batch_size - 1) / o.batch_size + o.shards);
+  const uint32_t burst = BurstSize(o);
+  return std::min(burst, (burst + o.batch_size - 1) / o.batch_size + o.shards);
 }
 
 // oneTBB allows the whole process the machine's CPUs' worth of threads: an arena asking for
@@ -216,15 +217,20 @@ class OfflinePipeline::RunContext {
           worker(worker),
           batches(max_parts + 1),
           done(window),
-          emitted(std::size_t{window} * max_parts) {}
+          emitted() {
+      // Room for the parts of as many bursts as one emission usually takes in a row; more
+      // (many threads parking bursts at once) grows it, once.
+      emitted.reserve(std::size_t{std::min(window, 16u)} * max_parts);
+    }
     PoolCache buffers;  // its room is counted in SmallBuffersNeeded, so it may hold all of it
     WorkerStats& stats;  // the pipeline's, for this arena thread
     const uint32_t worker;  // this arena thread's index: Batch::worker() for the stages it runs
     std::vector<Batch*> batches;  // a burst's worth: the burst and its parts
     uint32_t batch_count = 0;
-    std::vector<uint64_t> done;   // Work's list of bursts to emit
+    // Work's own lists, reused from call to call: a thread runs one Work at a time (stages
+    // and sinks never wait on oneTBB work, which could start another Work on the thread).
+    std::vector<uint64_t> done;   // bursts to emit
     std::vector<Batch*> emitted;  // the batches of bursts it emitted, not yet recycled
-    uint32_t emitted_count = 0;
   };
   Local& local(int index) noexcept {
     const auto i = static_cast<std::size_t>(std::max(index, 0));
@@ -267,11 +273,11 @@ class OfflinePipeline::RunContext {
     const uint64_t seq = burst->seq();
     Burst& br = bursts_[seq % window_];
     Dispatch(burst, br, local);
-    // Bursts whose last shard part this call finished, in the order it finished them (their
-    // numbers rise: a section runs them in order, and the sections are taken in shard order).
-    // They are emitted after the shard's section is left, not inside it: nested, the section
-    // stayed closed to the next burst for the whole emission, which made a shard's stages
-    // and the sink one serial step.
+    // Bursts whose last shard part this call finished, in the order it finished them (rising,
+    // as one section's run finishes them; emission does not depend on it, since a number
+    // whose turn has not come is parked). They are emitted after the shard's section is
+    // left, not inside it: nested, the section stayed closed to the next burst for the whole
+    // emission, which made a shard's stages and the sink one serial step.
     uint64_t* const done = local.done.data();  // room for the window: a burst finishes once
     uint32_t done_count = 0;
     for (uint32_t s = 0; s < shards_; ++s) {
@@ -316,7 +322,7 @@ class OfflinePipeline::RunContext {
   // with 2 threads that cost more than the waiting (measured: no polling at all ran 2.5× slower).
   static constexpr uint32_t kSpin = 4096;
 
-  // A burst between its dispatch and its emission, at seq % window (a line of its own).
+  // A burst between its dispatch and its emission, at seq % window (its own lines).
   struct alignas(64) Burst {
     static constexpr uint16_t kNone = 0xffff;
     std::atomic<uint32_t> remaining{0};  // shards whose section has not yet passed it
@@ -390,6 +396,8 @@ class OfflinePipeline::RunContext {
 
   // Records every packet's verdict and accounts it, then lists the burst's packets in input
   // order: each in its place by the ordinal ReadBurst stamped, which is consecutive in a burst.
+  // The latency counted (receive to verdict) ends here, where the verdicts are known: the
+  // wait for earlier bursts to reach the sink is not in it.
   void Finish(Burst& burst, Local& local) noexcept {
     const uint64_t now = NowNs();
     for (uint32_t k = 0; k < burst.parts; ++k) {
@@ -408,19 +416,18 @@ class OfflinePipeline::RunContext {
   // a later burst lets the source read the burst that reuses it.
   void Consume(Burst& burst, Local& local) noexcept {
     sink_.Consume(std::span<PacketBuffer* const>(burst.ordered.data(), burst.count));
-    for (uint32_t k = 0; k < burst.parts; ++k) local.emitted[local.emitted_count++] = burst.part[k];
+    local.emitted.insert(local.emitted.end(), burst.part.begin(), burst.part.begin() + burst.parts);
     tsan::Release(&burst);  // to the Dispatch that reuses the slot
   }
 
   // The batches of the bursts this thread emitted, with their buffers, back to its caches.
   void Recycle(Local& local) noexcept {
     std::array<PacketBuffer*, kMaxBatch> bufs;
-    for (uint32_t i = 0; i < local.emitted_count; ++i) {
-      Batch* part = local.emitted[i];
+    for (Batch* part : local.emitted) {
       local.buffers.PutBulk(bufs.data(), part->TakeBuffers(bufs.data()));
       PutBatch(local, part);
     }
-    local.emitted_count = 0;
+    local.emitted.clear();  // keeps its room
   }
 
   OfflinePipeline& p_;

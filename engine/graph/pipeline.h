@@ -14,13 +14,14 @@
 //      └──────────────────── a token back per retired burst ◄──────────┘
 //
 // Contracts
-// - The message is a Batch. The source reads a burst of up to four batches per shard
-//   (batch_size × shards × 4, at most 256 packets; one batch per shard when batch_size is
-//   under 16); work parses it and splits it by the symmetric flow hash parse computed, so
-//   both directions of a flow meet the same shard's stages (and its flow table), into batches
-//   of at most batch_size, and emits each burst whole, in input order. Output is therefore
-//   identical whatever the number of threads or shards. (Bursts gather several batches
-//   because what the graph does per burst passes cache lines between threads.)
+// - The message is a Batch. The source reads a burst of one to four batches per shard, as
+//   many as fit in 256 packets (batch_size × shards × 1..4; one batch per shard when
+//   batch_size is under 16); work parses it and splits it by the symmetric flow hash parse
+//   computed, so both directions of a flow meet the same shard's stages (and its flow
+//   table), into batches of at most batch_size, and emits each burst whole, in input order.
+//   Output is therefore identical whatever the number of threads or shards. (Bursts gather
+//   several batches because what the graph does per burst passes cache lines between
+//   threads.)
 // - Run to completion: oneTBB runs the work task of a burst on the thread that read it (the
 //   put hands the task back to run next), so a burst is parsed, classified, rewritten and
 //   emitted where its bytes already are, and its buffers and batches go back to that thread's
@@ -34,8 +35,9 @@
 //   ahead of it. The source node is serial; parse is not: it may run on several threads at
 //   once, each burst counted in its thread's set (Batch::worker()).
 // - Back-pressure: at most `bursts_in_flight` bursts are between source and sink; the
-//   source is not asked for more until one is emitted (it may hold one more, read ahead,
-//   until the limit lets it through). Buffers and batches are sized from that.
+//   source is not asked for more until one is retired (emitted, and its buffers taken back;
+//   it may hold one more, read ahead, until the limit lets it through). Buffers and batches
+//   are sized from that.
 // - Drain: when the source ends or Stop() is called, every packet already read reaches the
 //   sink with its verdict before Run() returns.
 // - `threads` is the whole arena: the thread calling Run() plus threads-1 workers.

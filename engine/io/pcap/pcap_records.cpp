@@ -251,8 +251,8 @@ sluice::Result<std::unique_ptr<PcapRecordReader>> PcapRecordReader::Open(const s
     auto r =
         std::make_unique<DirectReader>(path, std::move(fd), static_cast<std::size_t>(st.st_size));
     r->SetFormat(f, snapshot);
-    return std::unique_ptr<PcapRecordReader>(
-        std::move(r));  // `p` closes: libpcap only vetted the file
+    // `p` closes as this returns: libpcap only vetted the file.
+    return std::unique_ptr<PcapRecordReader>(std::move(r));
   }
   const bool micro = header && (h.magic == kMagicMicro || h.magic == __builtin_bswap32(kMagicMicro));
   auto r = std::make_unique<LibpcapReader>(path, std::move(p), micro);

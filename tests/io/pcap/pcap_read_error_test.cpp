@@ -1,6 +1,7 @@
 // A read error in the middle of a capture file (EIO from a failing disk), which no file on a
 // healthy disk can give: this executable defines pread itself, ahead of libc's, and fails the
 // calls it is told to. It is an executable of its own so that no other test reads through it.
+// Linux on a 64-bit ABI (the system call takes the offset whole).
 #include <errno.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -18,15 +19,20 @@
 
 namespace {
 
-// The file (by inode) whose reads at or past `fail_from` fail with EIO; 0: none.
+// The file (by device and inode) whose reads at or past `fail_from` fail with EIO; inode 0:
+// none.
+std::atomic<dev_t> fail_device{0};
 std::atomic<ino_t> fail_inode{0};
 std::atomic<off_t> fail_from{0};
 std::atomic<uint64_t> failed_reads{0};
 
+static_assert(sizeof(off_t) == 8, "the offset goes to the system call in one register");
+
 ssize_t Pread(int fd, void* buf, size_t n, off_t offset) {
   const ino_t inode = fail_inode.load();
   struct stat st {};
-  if (inode != 0 && offset >= fail_from.load() && fstat(fd, &st) == 0 && st.st_ino == inode) {
+  if (inode != 0 && offset >= fail_from.load() && fstat(fd, &st) == 0 && st.st_ino == inode &&
+      st.st_dev == fail_device.load()) {
     failed_reads.fetch_add(1);
     errno = EIO;
     return -1;
@@ -36,11 +42,9 @@ ssize_t Pread(int fd, void* buf, size_t n, off_t offset) {
 
 }  // namespace
 
-// Both names: which one a caller binds to depends on _FILE_OFFSET_BITS.
+// Declared by <unistd.h>: with _FILE_OFFSET_BITS=64 the name is pread64's, and this defines
+// that one.
 extern "C" ssize_t pread(int fd, void* buf, size_t n, off_t offset) {
-  return Pread(fd, buf, n, offset);
-}
-extern "C" ssize_t pread64(int fd, void* buf, size_t n, off_t offset) {
   return Pread(fd, buf, n, offset);
 }
 
@@ -71,6 +75,7 @@ TEST(PcapReadError, AReadErrorEndsTheFileAfterTheRecordsReadBeforeIt) {
   ASSERT_TRUE((*r)->direct());
   constexpr off_t kSecondChunk = 24 + (off_t{256} << 10);
   fail_from = kSecondChunk;
+  fail_device = st.st_dev;
   fail_inode = st.st_ino;
 
   // The records that end inside the first chunk.
