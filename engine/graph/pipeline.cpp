@@ -215,9 +215,8 @@ class OfflinePipeline::RunContext {
         : buffers(pool, PoolCache::kDefaultSize, PoolCache::Share::kReserved),
           stats(stats),
           worker(worker),
-          batches(max_parts + 1),
-          done(window),
-          emitted() {
+          batches(max_parts + 1) {
+      done.reserve(window);  // a burst is finished once, and at most `window` are in flight
       // Room for the parts of as many bursts as one emission usually takes in a row; more
       // (many threads parking bursts at once) grows it, once.
       emitted.reserve(std::size_t{std::min(window, 16u)} * max_parts);
@@ -278,8 +277,7 @@ class OfflinePipeline::RunContext {
     // whose turn has not come is parked). They are emitted after the shard's section is
     // left, not inside it: nested, the section stayed closed to the next burst for the whole
     // emission, which made a shard's stages and the sink one serial step.
-    uint64_t* const done = local.done.data();  // room for the window: a burst finishes once
-    uint32_t done_count = 0;
+    local.done.clear();
     for (uint32_t s = 0; s < shards_; ++s) {
       shard_sections_[s]->Run(seq, [&, s](uint64_t n) noexcept {
         Burst& b = bursts_[n % window_];
@@ -289,10 +287,7 @@ class OfflinePipeline::RunContext {
           RunStage(p_.shards_[s].classify, local.stats.classify[s], part);
           RunStage(p_.shards_[s].rewrite, local.stats.rewrite[s], part);
         }
-        if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-          SLUICE_DCHECK(done_count < window_);
-          done[done_count++] = n;
-        }
+        if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) local.done.push_back(n);
       });
     }
     // Emission in three steps, so that the one that must be in input order, handing the
@@ -300,10 +295,10 @@ class OfflinePipeline::RunContext {
     // merged into input order here, beside other threads' work; the buffers and batches go
     // back once the section has been left.
     uint32_t retired = 0;
-    for (uint32_t i = 0; i < done_count; ++i) {
-      Finish(bursts_[done[i] % window_], local);
+    for (const uint64_t seq_done : local.done) {
+      Finish(bursts_[seq_done % window_], local);
       retired +=
-          emit_.Run(done[i], [&](uint64_t n) noexcept { Consume(bursts_[n % window_], local); });
+          emit_.Run(seq_done, [&](uint64_t n) noexcept { Consume(bursts_[n % window_], local); });
       Recycle(local);
     }
     return retired;

@@ -41,6 +41,8 @@ class CaptureSink final : public PacketSink {
   uint64_t seen = 0;
 };
 
+// The pipeline on stand-in stages, one classify (of type Classify) and rewrite per shard.
+template <typename Classify = FakeClassify>
 struct Harness {
   explicit Harness(PipelineOptions o) : options(o), rewrites(o.shards), classifies(o.shards) {
     pool = std::move(BufferPool::Create({.small_buffers = 16384, .large_buffers = 4})).value();
@@ -58,7 +60,7 @@ struct Harness {
   std::unique_ptr<BufferPool> pool;
   FakeParse parse;
   std::vector<FakeRewrite> rewrites;
-  std::vector<FakeClassify> classifies;
+  std::vector<Classify> classifies;
   std::vector<ShardStages> stages;
   std::unique_ptr<OfflinePipeline> pipeline;
 };
@@ -127,26 +129,17 @@ TEST(OfflinePipeline, StagesSeeBatchesOfAtMostTheBatchSize) {
       SCOPED_TRACE(::testing::Message() << flows << " flows, " << shards << " shards");
       // 3050 packets, 2 more than a multiple of 24: each run's last burst ends in a part of 2.
       const auto traffic = MakeTraffic(flows, 3050 / flows, 5);
-      auto pool =
-          std::move(BufferPool::Create({.small_buffers = 16384, .large_buffers = 4})).value();
-      FakeParse parse;
-      std::vector<Sizes> classify(shards);
-      std::vector<FakeRewrite> rewrite(shards);
-      std::vector<ShardStages> stages;
-      for (uint32_t s = 0; s < shards; ++s)
-        stages.push_back({StageRef::Of(classify[s]), StageRef::Of(rewrite[s])});
-      OfflinePipeline pipeline({.shards = shards, .threads = 2, .batch_size = 24}, *pool,
-                               StageRef::Of(parse), stages);
-      EXPECT_EQ(pipeline.burst_size(), shards == 1 ? 96u : 192u);
+      Harness<Sizes> h({.shards = shards, .threads = 2, .batch_size = 24});
+      EXPECT_EQ(h.pipeline->burst_size(), shards == 1 ? 96u : 192u);
       MemorySource src(&traffic, LinkType::kRaw);
       CaptureSink sink;
-      ASSERT_TRUE(pipeline.Run(src, sink).ok());
-      ExpectBalanced(pipeline.run_stats(), traffic.size());
+      ASSERT_TRUE(h.pipeline->Run(src, sink).ok());
+      ExpectBalanced(h.pipeline->run_stats(), traffic.size());
+      EXPECT_EQ(h.OrderViolations(), 0u);
       uint64_t calls = 0;
-      for (uint32_t s = 0; s < shards; ++s) {
-        EXPECT_LE(classify[s].largest, 24u) << s;
-        EXPECT_EQ(rewrite[s].order_violations, 0u) << s;
-        calls += classify[s].calls;
+      for (const Sizes& classify : h.classifies) {
+        EXPECT_LE(classify.largest, 24u);
+        calls += classify.calls;
       }
       // A burst's packets of one shard fill its batches in turn: with one flow, every batch
       // but a burst's last is full.

@@ -48,6 +48,11 @@ Stream ReadWithLibpcap(const std::string& path) {
   return s;
 }
 
+// A record as the reader handed it out; `scale` takes its fraction of a second to nanoseconds.
+Rec RecOf(const PcapRecord& r, int64_t scale) {
+  return {r.sec, r.frac * scale, r.caplen, r.len, {r.data, r.data + r.caplen}};
+}
+
 Stream ReadWithRecords(const std::string& path, bool* direct) {
   Stream s;
   auto r = PcapRecordReader::Open(path);
@@ -60,7 +65,7 @@ Stream ReadWithRecords(const std::string& path, bool* direct) {
   PcapRecord rec;
   PcapRecordReader::Result rc;
   while ((rc = (*r)->Next(rec)) == PcapRecordReader::Result::kRecord) {
-    s.records.push_back({rec.sec, rec.frac * scale, rec.caplen, rec.len, {rec.data, rec.data + rec.caplen}});
+    s.records.push_back(RecOf(rec, scale));
   }
   s.error = rc == PcapRecordReader::Result::kError;
   return s;
@@ -217,7 +222,7 @@ TEST(PcapRecords, TheDirectReaderReadsTheFileAsItWasWhenOpenedUnlessCutShort) {
     PcapRecord rec;
     PcapRecordReader::Result rc;
     while ((rc = (*r)->Next(rec)) == PcapRecordReader::Result::kRecord) {
-      got.push_back({rec.sec, rec.frac * 1000, rec.caplen, rec.len, {rec.data, rec.data + rec.caplen}});
+      got.push_back(RecOf(rec, 1000));  // written in microseconds
     }
     EXPECT_EQ(rc, PcapRecordReader::Result::kEnd) << (*r)->error();
     EXPECT_EQ(got, whole.records);
@@ -233,11 +238,11 @@ TEST(PcapRecords, TheDirectReaderReadsTheFileAsItWasWhenOpenedUnlessCutShort) {
   PcapRecord rec;
   std::vector<Rec> got;
   ASSERT_EQ((*r)->Next(rec), PcapRecordReader::Result::kRecord);  // the first chunk is in
-  got.push_back({rec.sec, rec.frac * 1000, rec.caplen, rec.len, {rec.data, rec.data + rec.caplen}});
+  got.push_back(RecOf(rec, 1000));  // written in microseconds
   fs::resize_file(path, cut_at);
   PcapRecordReader::Result rc;
   while ((rc = (*r)->Next(rec)) == PcapRecordReader::Result::kRecord) {
-    got.push_back({rec.sec, rec.frac * 1000, rec.caplen, rec.len, {rec.data, rec.data + rec.caplen}});
+    got.push_back(RecOf(rec, 1000));  // written in microseconds
   }
   EXPECT_EQ(rc, PcapRecordReader::Result::kError);
   EXPECT_NE((*r)->error().find("truncated dump file"), std::string::npos) << (*r)->error();
