@@ -221,7 +221,7 @@ class OfflinePipeline::RunContext {
       // (many threads parking bursts at once) grows it, once.
       emitted.reserve(std::size_t{std::min(window, 16u)} * max_parts);
     }
-    PoolCache buffers;  // its room is counted in SmallBuffersNeeded, so it may hold all of it
+    PoolCache buffers;   // its room is counted in SmallBuffersNeeded, so it may hold all of it
     WorkerStats& stats;  // the pipeline's, for this arena thread
     const uint32_t worker;  // this arena thread's index: Batch::worker() for the stages it runs
     std::vector<Batch*> batches;  // a burst's worth: the burst and its parts

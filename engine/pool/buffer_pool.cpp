@@ -132,7 +132,8 @@ PoolCache::PoolCache(BufferPool& pool, uint32_t size, Share share_of_small)
     : pool_(pool), size_(std::max(size, 2u)) {
   for (std::size_t ci = 0; ci < kNumSizeClasses; ++ci) {
     const uint32_t capacity = pool.Capacity(static_cast<SizeClass>(ci));
-    const bool reserved = share_of_small == Share::kReserved && static_cast<SizeClass>(ci) == SizeClass::kSmall;
+    const bool reserved =
+        share_of_small == Share::kReserved && static_cast<SizeClass>(ci) == SizeClass::kSmall;
     const uint32_t share = reserved ? capacity : capacity / kCapacityShare;
     const uint32_t most = static_cast<SizeClass>(ci) == SizeClass::kLarge ? std::min(size_, kLargeCacheMax) : size_;
     limit_[ci] = share < 2 ? 0 : std::min(share, most);  // an overflow moves limit / 2 >= 1 out

@@ -122,8 +122,8 @@ class BufferPool {
 // (of the small-buffer class, `size` when its room was set aside: Share::kReserved), so no
 // cache can hoard a class of few buffers: with 64 large buffers and a cache size of 512, one
 // cache would otherwise keep every large buffer it ever saw returned, and a source reading
-// through another cache would find none. A class of fewer than 2 × kCapacityShare buffers is not cached
-// at all: its Gets and Puts go straight to the pool. The large class is cached at most
+// through another cache would find none. A class of fewer than 2 × kCapacityShare buffers is not
+// cached at all: its Gets and Puts go straight to the pool. The large class is cached at most
 // kLargeCacheMax deep whatever its size: its buffers are for the rare long packet (GSO,
 // jumbo), a pool lock per 16 of them costs nothing beside their bytes, and many shards' caches
 // must not park what one queue's burst of super-packets needs (see LargeBuffersForGso).
@@ -139,7 +139,8 @@ class PoolCache {
   // a share of a pool sized that tightly, they held less than a burst, and each burst's
   // buffers went through the central stacks to whichever thread read next, cold.
   enum class Share : uint8_t { kCapped, kReserved };
-  explicit PoolCache(BufferPool& pool, uint32_t size = kDefaultSize, Share share_of_small = Share::kCapped);
+  explicit PoolCache(BufferPool& pool, uint32_t size = kDefaultSize,
+                     Share share_of_small = Share::kCapped);
   ~PoolCache();  // returns everything it holds to the pool
   PoolCache(const PoolCache&) = delete;
   PoolCache& operator=(const PoolCache&) = delete;

@@ -171,11 +171,13 @@ struct Slow {
 // One run of `traffic` on 2 threads and 1 shard, batch 32, through the given parse and
 // classify stand-ins and `rewrite`; the pipeline is returned for its counters.
 template <typename Parse, typename Classify>
-std::unique_ptr<OfflinePipeline> RunOnTwoThreads(Parse& parse, Classify& classify, FakeRewrite& rewrite,
-                                                 BufferPool& pool, const std::vector<std::vector<uint8_t>>& traffic) {
+std::unique_ptr<OfflinePipeline> RunOnTwoThreads(Parse& parse, Classify& classify,
+                                                 FakeRewrite& rewrite, BufferPool& pool,
+                                                 const std::vector<std::vector<uint8_t>>& traffic) {
   const std::vector<ShardStages> stages = {{StageRef::Of(classify), StageRef::Of(rewrite)}};
-  auto pipeline = std::make_unique<OfflinePipeline>(PipelineOptions{.shards = 1, .threads = 2, .batch_size = 32}, pool,
-                                                    StageRef::Of(parse), stages);
+  auto pipeline = std::make_unique<OfflinePipeline>(
+      PipelineOptions{.shards = 1, .threads = 2, .batch_size = 32}, pool, StageRef::Of(parse),
+      stages);
   MemorySource src(&traffic, LinkType::kRaw);
   CaptureSink sink;
   EXPECT_TRUE(pipeline->Run(src, sink).ok());

@@ -94,8 +94,8 @@ class DirectReader final : public PcapRecordReader {
     if (h.caplen > kMaxCaplen) return Fail("invalid packet capture length " + std::to_string(h.caplen));
     if (!Have(kRecordHeader + h.caplen)) {
       if (read_failed_) return Result::kError;
-      return Fail("truncated dump file; tried to read " + std::to_string(h.caplen) + " captured bytes, only got " +
-                  std::to_string(end_ - pos_ - kRecordHeader));
+      return Fail("truncated dump file; tried to read " + std::to_string(h.caplen) +
+                  " captured bytes, only got " + std::to_string(end_ - pos_ - kRecordHeader));
     }
     out.sec = h.sec;
     out.frac = h.frac;

@@ -90,8 +90,9 @@ TEST(PcapRecords, SameRecordsAsLibpcapOverTheWholeCorpus) {
   }
   EXPECT_EQ(files, 830u);
   EXPECT_GT(direct_files, 700u);  // most of the corpus is classic pcap: the fast path is what runs
-  std::printf("%llu files (%llu direct), %llu records, %llu ending in an error\n", (unsigned long long)files,
-              (unsigned long long)direct_files, (unsigned long long)records, (unsigned long long)failing);
+  std::printf("%llu files (%llu direct), %llu records, %llu ending in an error\n",
+              (unsigned long long)files, (unsigned long long)direct_files,
+              (unsigned long long)records, (unsigned long long)failing);
 }
 
 // A file cut anywhere: the same whole records, then the same verdict (end or error).
@@ -190,7 +191,8 @@ TEST(PcapRecords, RecordsSplitByTheReadsComeOutAsLibpcapsDo) {
     ASSERT_EQ(got.records, want.records);
     const std::size_t edge = 24 + kChunk - shift;  // where the large record's header starts
     const std::size_t after_large = edge + 16 + 262144;
-    for (const std::size_t at : {edge, edge + 8, edge + 16, edge + 16 + 100000, after_large, after_large + 10}) {
+    for (const std::size_t at :
+         {edge, edge + 8, edge + 16, edge + 16 + 100000, after_large, after_large + 10}) {
       SCOPED_TRACE(at);
       fs::copy_file(path, cut, fs::copy_options::overwrite_existing);
       fs::resize_file(cut, at);
@@ -209,7 +211,8 @@ TEST(PcapRecords, TheDirectReaderReadsTheFileAsItWasWhenOpenedUnlessCutShort) {
   testing::TempDir dir;
   const std::string path = dir.File("grow.pcap"), same = dir.File("same.pcap");
   std::vector<uint32_t> caplens;
-  for (uint32_t i = 0; i < 1000; ++i) caplens.push_back(60 + (i * 389) % 1400);  // ~700 KiB: 3 chunks
+  for (uint32_t i = 0; i < 1000; ++i)
+    caplens.push_back(60 + (i * 389) % 1400);  // ~700 KiB: 3 chunks
   WriteRecords(path, caplens);
   const Stream whole = ReadWithLibpcap(path);
   ASSERT_EQ(whole.records.size(), caplens.size());
@@ -217,7 +220,8 @@ TEST(PcapRecords, TheDirectReaderReadsTheFileAsItWasWhenOpenedUnlessCutShort) {
     auto r = PcapRecordReader::Open(path);
     ASSERT_TRUE(r.ok());
     ASSERT_TRUE((*r)->direct());
-    std::ofstream(path, std::ios::binary | std::ios::app).write("0123456789abcdef0123456789", 26);  // more bytes
+    std::ofstream(path, std::ios::binary | std::ios::app)
+        .write("0123456789abcdef0123456789", 26);  // more bytes
     std::vector<Rec> got;
     PcapRecord rec;
     PcapRecordReader::Result rc;
@@ -238,7 +242,7 @@ TEST(PcapRecords, TheDirectReaderReadsTheFileAsItWasWhenOpenedUnlessCutShort) {
   PcapRecord rec;
   std::vector<Rec> got;
   ASSERT_EQ((*r)->Next(rec), PcapRecordReader::Result::kRecord);  // the first chunk is in
-  got.push_back(RecOf(rec, 1000));  // written in microseconds
+  got.push_back(RecOf(rec, 1000));                                // written in microseconds
   fs::resize_file(path, cut_at);
   PcapRecordReader::Result rc;
   while ((rc = (*r)->Next(rec)) == PcapRecordReader::Result::kRecord) {
